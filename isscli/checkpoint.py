@@ -1,0 +1,156 @@
+"""Safetensors checkpoints with the architecture and provenance in the header.
+
+Following safetensors' own convention, everything that is not a tensor goes into the
+header's string-to-string ``__metadata__``: ``isscli.config`` holds the model config and
+``isscli.provenance`` how the file was made (parent's sha256, spec, λ, τ, tool version,
+command line), both as JSON. Files without that metadata (a plain ``state_dict`` written by
+another script) load just as well; commands that need a runnable model then ask for
+``--arch``/``--config``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from isscli import __version__
+from isscli.atomic import atomic_write, check_output_path
+from isscli.errors import CheckpointError
+
+CONFIG_KEY = "isscli.config"
+PROVENANCE_KEY = "isscli.provenance"
+
+
+@dataclass
+class Checkpoint:
+    """Tensors by name, plus the optional config and provenance from the header."""
+
+    tensors: dict[str, torch.Tensor]
+    config: dict[str, Any] | None = None
+    provenance: dict[str, Any] | None = None
+    path: Path | None = None
+    sha256: str | None = None
+    extra_metadata: dict[str, str] = field(default_factory=dict)
+
+    def num_parameters(self) -> int:
+        return sum(t.numel() for t in self.tensors.values())
+
+    def num_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _describe_unreadable(path: Path, error: Exception) -> CheckpointError:
+    with open(path, "rb") as stream:
+        head = stream.read(8)
+    if head.startswith(b"PK") or head.startswith(b"\x80"):
+        return CheckpointError(
+            f"{path} is a torch.save pickle, not a safetensors file",
+            f"convert it with `isscli import-pt {path} -o model.safetensors`",
+        )
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return CheckpointError(
+        f"{path} is not a readable safetensors file ({reason})",
+        "the file is corrupt or truncated: re-create or re-download it",
+    )
+
+
+def _parse_json_metadata(path: Path, metadata: dict[str, str], key: str) -> dict[str, Any] | None:
+    if key not in metadata:
+        return None
+    try:
+        value = json.loads(metadata[key])
+    except json.JSONDecodeError as error:
+        raise CheckpointError(
+            f"{path}: header entry {key!r} is not valid JSON ({error.msg})",
+            "re-create the checkpoint, or pass --config to supply the architecture",
+        ) from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: header entry {key!r} is not a JSON object", "re-create the checkpoint")
+    return value
+
+
+def load_checkpoint(path: Path | str) -> Checkpoint:
+    """Read a safetensors checkpoint; every failure becomes a one-line :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} not found", "check the path")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder", "give the path of a .safetensors file")
+    try:
+        tensors: dict[str, torch.Tensor] = {}
+        with safe_open(str(path), framework="pt") as reader:
+            metadata = dict(reader.metadata() or {})
+            for name in reader.keys():
+                tensors[name] = reader.get_tensor(name)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise _describe_unreadable(path, error) from None
+    if not tensors:
+        raise CheckpointError(f"checkpoint {path} holds no tensors", "check that it is a model checkpoint")
+    config = _parse_json_metadata(path, metadata, CONFIG_KEY)
+    provenance = _parse_json_metadata(path, metadata, PROVENANCE_KEY)
+    extra = {k: v for k, v in metadata.items() if k not in (CONFIG_KEY, PROVENANCE_KEY)}
+    return Checkpoint(tensors, config, provenance, path, file_sha256(path), extra)
+
+
+def command_line() -> str:
+    """The command that is running, for provenance records."""
+    program = Path(sys.argv[0]).name if sys.argv else "isscli"
+    if program in ("__main__.py", "-c", ""):
+        program = "isscli"
+    return shlex.join([program, *sys.argv[1:]])
+
+
+def make_provenance(action: str, parent: Checkpoint | None = None, **details: Any) -> dict[str, Any]:
+    """A provenance record: what made the file, from which parent, with which settings."""
+    record: dict[str, Any] = {
+        "tool": "isscli",
+        "version": __version__,
+        "action": action,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line(),
+    }
+    if parent is not None:
+        record["parent_sha256"] = parent.sha256
+        if parent.path is not None:
+            record["parent_path"] = str(parent.path)
+    record.update({key: value for key, value in details.items() if value is not None})
+    return record
+
+
+def save_checkpoint(
+    path: Path | str,
+    tensors: dict[str, torch.Tensor],
+    config: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
+    inputs: tuple[Path, ...] = (),
+    overwrite: bool = False,
+) -> Path:
+    """Write ``tensors`` atomically; ``inputs`` are never overwritten."""
+    path = Path(path)
+    check_output_path(path, inputs, overwrite)
+    metadata = {"format": "pt"}
+    if config is not None:
+        metadata[CONFIG_KEY] = json.dumps(config, sort_keys=True)
+    if provenance is not None:
+        metadata[PROVENANCE_KEY] = json.dumps(provenance, sort_keys=True)
+    contiguous = {name: tensor.detach().contiguous().cpu() for name, tensor in tensors.items()}
+    atomic_write(path, lambda temp: save_file(contiguous, str(temp), metadata=metadata))
+    return path

@@ -1,0 +1,116 @@
+"""``isscli groups``: derive, check and convert ISS group specs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from isscli.atomic import atomic_write_text, check_output_path
+from isscli.checkpoint import Checkpoint, load_checkpoint
+from isscli.cli.common import ForceOption, RenameFileOption, RenameOption, renames_from, resolve_spec
+from isscli.cli.output import JSON_HELP, console, emit, note, table
+from isscli.spec import GroupSpec, check_spec, load_spec
+from isscli.surgery import alive_components, removable_components
+
+
+class DefaultsToShow(TyperGroup):
+    """``isscli groups CKPT`` means ``isscli groups show CKPT``."""
+
+    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=DefaultsToShow,
+    no_args_is_help=True,
+    help="Show, check and convert ISS group specs. `isscli groups CKPT` derives the spec of a checkpoint.",
+)
+
+
+def spec_report(spec: GroupSpec, checkpoint: Checkpoint) -> dict[str, Any]:
+    shapes = {name: tuple(t.shape) for name, t in checkpoint.tensors.items()}
+    return {
+        "checkpoint": str(checkpoint.path),
+        "sha256": checkpoint.sha256,
+        "sets": [
+            {
+                "name": iss.name,
+                "components": iss.components,
+                "group_length": iss.group_length(shapes),
+                "multiplier": iss.multiplier,
+                "alive": int(alive_components(checkpoint.tensors, iss).sum()),
+                "removable": int(removable_components(checkpoint.tensors, iss).sum()),
+                "tensors": sorted({piece.tensor for piece in iss.slices}),
+                "receivers": [f"{piece.tensor}[dim {piece.dim}]" for piece in iss.receivers],
+            }
+            for iss in spec.sets
+        ],
+    }
+
+
+def render_spec(report: dict[str, Any], title: str) -> None:
+    rows = [
+        (s["name"], s["components"], s["group_length"], s["alive"], s["removable"], ", ".join(s["receivers"]))
+        for s in report["sets"]
+    ]
+    columns = ("set", "K", "group length", "nonzero", "removable", "receivers of h_k")
+    console.print(table(title, columns, rows))
+
+
+@app.command("show")
+def show(
+    checkpoint: Path = typer.Argument(..., help="A safetensors checkpoint."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the derived spec (native JSON) here."),
+    check: Optional[Path] = typer.Option(None, "--check", help="Validate this spec against the checkpoint instead of deriving one."),
+    rename: list[str] = RenameOption,
+    rename_file: Optional[Path] = RenameFileOption,
+    force: bool = ForceOption,
+    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+) -> None:
+    """Derive the ISS groups of CKPT (or check a spec with --check) and print one row per set."""
+    if output is not None:
+        check_output_path(output, [checkpoint], overwrite=force)
+    loaded = load_checkpoint(checkpoint)
+    spec = resolve_spec(loaded, check, rename, rename_file)
+    report = spec_report(spec, loaded)
+    title = f"ISS groups of {checkpoint}" + (f" (spec {check} is valid)" if check else "")
+    emit(report, json_path, lambda: render_spec(report, title))
+    if output is not None:
+        atomic_write_text(output, spec.dumps())
+        note(f"spec written to {output}")
+
+
+@app.command("check")
+def check_command(
+    spec: Path = typer.Argument(..., help="A group spec (native or authors' format)."),
+    checkpoint: Path = typer.Argument(..., help="The checkpoint it should fit."),
+    rename: list[str] = RenameOption,
+    rename_file: Optional[Path] = RenameFileOption,
+    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+) -> None:
+    """Validate SPEC against CHECKPOINT: names, ranges, overlaps (exit 2 on the first problem)."""
+    show(checkpoint, None, spec, rename, rename_file, False, json_path)
+
+
+@app.command("convert")
+def convert(
+    source: Path = typer.Argument(..., help="A spec in the authors' format (or a native one, to apply --rename)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the native spec."),
+    rename: list[str] = RenameOption,
+    rename_file: Optional[Path] = RenameFileOption,
+    checkpoint: Optional[Path] = typer.Option(None, "--check", help="Also validate the result against this checkpoint."),
+    force: bool = ForceOption,
+) -> None:
+    """Convert a spec (e.g. the authors' TensorFlow-era JSON) to the native format."""
+    check_output_path(output, [source], overwrite=force)
+    spec = load_spec(source, renames_from(rename, rename_file))
+    if checkpoint is not None:
+        check_spec(spec, load_checkpoint(checkpoint).tensors)
+    atomic_write_text(output, spec.dumps())
+    rows = [(iss.name, iss.components, iss.multiplier, len(iss.slices)) for iss in spec.sets]
+    console.print(table(f"{source} → {output}", ("set", "K", "λ multiplier", "slices"), rows))

@@ -1,0 +1,89 @@
+"""The ``isscli`` command: a thin Typer layer over the library.
+
+Errors in the user's input surface as one line on stderr and a nonzero exit code:
+2 for bad input, 1 when a check fails (e.g. a compaction that is not exact), 130 on Ctrl-C,
+70 for an internal error. ``--debug`` (or ``ISSCLI_DEBUG=1``) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from isscli import __version__
+from isscli.cli import compact, create, groups, prune
+from isscli.cli.output import err_console
+from isscli.errors import IsscliError
+
+app = typer.Typer(
+    name="isscli",
+    help="Learn Intrinsic Sparse Structures (ISS) in LSTM/GRU/RNN models, then make them smaller and faster.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    add_completion=False,
+)
+
+_debug = {"enabled": os.environ.get("ISSCLI_DEBUG") == "1"}
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"isscli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """isscli: groups → finetune → prune → compact → bench."""
+    if debug:
+        _debug["enabled"] = True
+
+
+app.add_typer(groups.app, name="groups")
+app.command("init")(create.init)
+app.command("import-pt")(create.import_pt)
+app.command("prune")(prune.prune)
+app.command("compact")(compact.compact)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Entry point: run the app and turn every failure into a one-line message and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    if "--debug" in args:
+        _debug["enabled"] = True
+    try:
+        code = app(args=args, prog_name="isscli", standalone_mode=False)
+    except typer.TyperException as error:  # usage errors: bad or missing options
+        context = getattr(error, "ctx", None)
+        where = context.command_path if context is not None else "isscli"
+        err_console.print(f"[bold red]error:[/] {error.format_message()} — see `{where} --help`", soft_wrap=True)
+        sys.exit(getattr(error, "exit_code", 2))
+    except typer.Abort:
+        err_console.print("interrupted: no output was written")
+        sys.exit(130)
+    except IsscliError as error:
+        if _debug["enabled"]:
+            raise
+        err_console.print(f"[bold red]error:[/] {error}", soft_wrap=True)
+        sys.exit(error.exit_code)
+    except Exception as error:  # noqa: BLE001 - the last line of defence
+        if _debug["enabled"]:
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/] {type(error).__name__}: {error} (rerun with --debug for the traceback)",
+            soft_wrap=True,
+        )
+        sys.exit(70)
+    if code == 130:
+        err_console.print("interrupted: no output was written")
+    if isinstance(code, int) and code != 0:
+        sys.exit(code)

@@ -1,0 +1,58 @@
+"""How commands talk to people and to CI: rich tables on stdout, messages on stderr, JSON reports."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from isscli.atomic import atomic_write_text
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+JSON_HELP = "Write the report as JSON to this file ('-' for stdout, which replaces the table)."
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    """A table with right-aligned numbers, the house style of every report."""
+    result = Table(title=title, title_justify="left")
+    for column in columns:
+        result.add_column(column)
+    for row in rows:
+        for index, value in enumerate(row):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                result.columns[index].justify = "right"
+        result.add_row(*[format_value(value) for value in row])
+    return result
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return escape(str(value))
+
+
+def emit(report: dict[str, Any], json_path: Path | None, render: Callable[[], None]) -> None:
+    """Show ``report`` to people (``render``) and/or write it as JSON for machines."""
+    if json_path is not None and str(json_path) == "-":
+        print(json.dumps(report, indent=2))
+        return
+    render()
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
+        err_console.print(f"report written to {json_path}")
+
+
+def note(message: str) -> None:
+    """A progress or result line for people, on stderr so stdout stays parseable."""
+    err_console.print(message)

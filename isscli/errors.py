@@ -1,0 +1,33 @@
+"""User-facing errors.
+
+Every problem caused by the user's input is raised as an :class:`IsscliError`: the CLI prints
+it as one line (``error: <what> — <fix>``) and exits nonzero, with no traceback.
+"""
+
+from __future__ import annotations
+
+
+class IsscliError(Exception):
+    """A problem with the user's input, with a hint on how to fix it."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} — {self.hint}" if self.hint else self.message
+
+
+class CheckpointError(IsscliError):
+    """A checkpoint is missing, unreadable or inconsistent."""
+
+
+class SpecError(IsscliError):
+    """A group spec is malformed or does not fit the checkpoint."""
+
+
+class OutputError(IsscliError):
+    """An output path cannot be written safely."""

@@ -1,0 +1,95 @@
+"""Model configs: the plain dicts from which every model family is built.
+
+A config is what goes into a checkpoint's header, so it stays a flat JSON object.
+``hidden_sizes`` lists, per layer, the size of each direction: ``[[1500], [1500]]`` for the
+paper's LM, ``[[64, 60], [50, 58]]`` for a compacted bidirectional classifier. Plain ints are
+accepted on input (``[1500, 1500]``) and widened to one direction per layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from isscli.errors import IsscliError
+from isscli.models.recurrent import GATES_PER_CELL
+
+FAMILIES = ("lm", "classifier")
+POOLINGS = ("max", "mean", "last")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of one model; see the module docstring for ``hidden_sizes``."""
+
+    family: str
+    vocab_size: int
+    embedding_size: int
+    hidden_sizes: list[list[int]]
+    cell: str = "lstm"
+    tie_weights: bool = False
+    dropout: float = 0.0
+    num_classes: int | None = None
+    pooling: str = "max"
+    init_range: float | None = None
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.hidden_sizes)
+
+    @property
+    def output_size(self) -> int:
+        return sum(self.hidden_sizes[-1])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ModelConfig:
+        """Validate a config dict; errors name the field and the accepted values."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise IsscliError(f"unknown config field(s) {', '.join(unknown)}", f"known fields: {', '.join(sorted(known))}")
+        missing = [name for name in ("family", "vocab_size", "embedding_size", "hidden_sizes") if name not in raw]
+        if missing:
+            raise IsscliError(f"config lacks {', '.join(missing)}", "add them to the config file")
+        values = dict(raw)
+        values["hidden_sizes"] = normalise_hidden_sizes(values["hidden_sizes"])
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if self.family not in FAMILIES:
+            raise IsscliError(f"unknown model family {self.family!r}", f"use one of {', '.join(FAMILIES)}")
+        if self.cell not in GATES_PER_CELL:
+            raise IsscliError(f"unknown cell {self.cell!r}", f"use one of {', '.join(GATES_PER_CELL)}")
+        if self.pooling not in POOLINGS:
+            raise IsscliError(f"unknown pooling {self.pooling!r}", f"use one of {', '.join(POOLINGS)}")
+        directions = {len(sizes) for sizes in self.hidden_sizes}
+        if directions - {1, 2} or len(directions) != 1:
+            raise IsscliError("every layer needs one size (unidirectional) or two (bidirectional)", "fix hidden_sizes")
+        if any(size < 1 for sizes in self.hidden_sizes for size in sizes):
+            raise IsscliError("hidden sizes must be positive", "fix hidden_sizes")
+        if self.family == "classifier" and not self.num_classes:
+            raise IsscliError("a classifier config needs num_classes", "add num_classes to the config")
+        if self.tie_weights and self.family == "lm" and self.embedding_size != self.output_size:
+            raise IsscliError(
+                f"tied weights need embedding_size ({self.embedding_size}) = last layer's output ({self.output_size})",
+                "set tie_weights to false or make the sizes equal",
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise IsscliError(f"dropout {self.dropout} is outside [0, 1)", "give a drop probability such as 0.5")
+
+
+def normalise_hidden_sizes(raw: Any) -> list[list[int]]:
+    if not isinstance(raw, list) or not raw:
+        raise IsscliError("hidden_sizes must be a non-empty list", "write e.g. [1500, 1500] or [[64, 60]]")
+    sizes = []
+    for entry in raw:
+        layer = [entry] if isinstance(entry, int) else entry
+        if not isinstance(layer, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in layer):
+            raise IsscliError(f"hidden_sizes entry {entry!r} is not a size or list of sizes", "write e.g. [1500, 1500]")
+        sizes.append(list(layer))
+    return sizes

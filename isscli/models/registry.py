@@ -1,0 +1,128 @@
+"""Build models from configs and checkpoints; turn models back into checkpoint tensors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from isscli.checkpoint import Checkpoint
+from isscli.errors import CheckpointError, IsscliError
+from isscli.models.classifier import SequenceClassifier
+from isscli.models.config import ModelConfig
+from isscli.models.language_model import LanguageModel
+from isscli.models.layout import RECURRENT_PARAMETER, Layout, find_layout
+
+MODEL_FAMILIES: dict[str, type[nn.Module]] = {"lm": LanguageModel, "classifier": SequenceClassifier}
+OUTPUT_LAYER = {"lm": "decoder", "classifier": "classifier"}
+
+
+def build_model(config: ModelConfig | dict[str, Any]) -> nn.Module:
+    """A freshly initialised model of the config's family."""
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
+    return MODEL_FAMILIES[config.family](config)
+
+
+def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state as checkpoint tensors; a tied decoder is stored once, as the embedding."""
+    state = model.state_dict()
+    config: ModelConfig | None = getattr(model, "config", None)
+    if config is not None and config.family == "lm" and config.tie_weights:
+        state.pop("decoder.weight", None)
+    return {name: tensor.detach().clone() for name, tensor in state.items()}
+
+
+def config_from_layout(layout: Layout, tensors: dict[str, torch.Tensor], arch: str | None = None) -> ModelConfig:
+    """Best guess at the config of a checkpoint that carries none."""
+    if layout.embedding is None or layout.output is None:
+        raise CheckpointError(
+            "the checkpoint has no config and its embedding or output layer cannot be found",
+            "pass --config FILE with the model's config",
+        )
+    vocab_size, embedding_size = tensors[layout.embedding].shape
+    outputs = tensors[layout.output].shape[0]
+    family = arch or ("lm" if outputs == vocab_size else "classifier")
+    return ModelConfig(
+        family=family,
+        cell=layout.cell,
+        vocab_size=int(vocab_size),
+        embedding_size=int(embedding_size),
+        hidden_sizes=layout.hidden_sizes,
+        tie_weights=layout.tied,
+        num_classes=int(outputs) if family == "classifier" else None,
+    )
+
+
+def canonical_tensors(tensors: dict[str, torch.Tensor], layout: Layout, family: str) -> dict[str, torch.Tensor]:
+    """Rename a plain checkpoint's tensors to this package's module names."""
+    renamed = {}
+    for name, tensor in tensors.items():
+        local = name[len(layout.rnn_prefix):]
+        if name.startswith(layout.rnn_prefix) and RECURRENT_PARAMETER.match(local):
+            renamed["rnn." + local] = tensor
+    if layout.embedding:
+        renamed["encoder.weight"] = tensors[layout.embedding]
+    head = OUTPUT_LAYER[family]
+    if layout.output and not layout.tied:
+        renamed[f"{head}.weight"] = tensors[layout.output]
+    if layout.output_bias:
+        renamed[f"{head}.bias"] = tensors[layout.output_bias]
+    return renamed
+
+
+def resolve_config(
+    checkpoint: Checkpoint, arch: str | None = None, overrides: dict[str, Any] | None = None
+) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """The checkpoint's config (header, else inferred, then ``overrides``) and its tensors renamed to match."""
+    tensors = checkpoint.tensors
+    if checkpoint.config is not None:
+        raw = dict(checkpoint.config)
+    else:
+        layout = find_layout(tensors)
+        raw = config_from_layout(layout, tensors, arch).to_dict()
+        tensors = canonical_tensors(tensors, layout, arch or raw["family"])
+    if arch is not None:
+        raw["family"] = arch
+    raw.update(overrides or {})
+    return ModelConfig.from_dict(raw), tensors
+
+
+def load_model(
+    checkpoint: Checkpoint, arch: str | None = None, overrides: dict[str, Any] | None = None
+) -> nn.Module:
+    """A runnable model with the checkpoint's weights, in eval mode."""
+    config, tensors = resolve_config(checkpoint, arch, overrides)
+    model = build_model(config)
+    expected = model.state_dict()
+    if config.family == "lm" and config.tie_weights:
+        expected.pop("decoder.weight", None)
+        tensors = {n: t for n, t in tensors.items() if n != "decoder.weight"}
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        detail = f"missing {', '.join(missing)}" if missing else f"unexpected {', '.join(unexpected)}"
+        raise CheckpointError(f"checkpoint does not match its config ({detail})", "pass the right --config or --arch")
+    for name, tensor in tensors.items():
+        if tensor.shape != expected[name].shape:
+            raise CheckpointError(
+                f"tensor {name} has shape {tuple(tensor.shape)} but the config needs {tuple(expected[name].shape)}",
+                "pass the right --config, or re-create the checkpoint",
+            )
+    model.load_state_dict(tensors, strict=False)
+    return model.eval()
+
+
+def config_after_surgery(config: dict[str, Any] | None, tensors: dict[str, torch.Tensor]) -> dict[str, Any] | None:
+    """Re-read the sizes that compaction changed (hidden sizes, tied embedding width)."""
+    if config is None:
+        return None
+    try:
+        layout = find_layout(tensors)
+    except IsscliError:
+        return config
+    updated = dict(config, hidden_sizes=layout.hidden_sizes)
+    if layout.embedding is not None:
+        updated["embedding_size"] = int(tensors[layout.embedding].shape[1])
+    return updated

@@ -1,0 +1,91 @@
+"""Read the group specs of the paper's authors (their TensorFlow code) as they are.
+
+Their file is ``{"comments": …, "groups": [[entry, …], …]}``, one inner list per ISS set,
+each entry ``{"var_name", "multi", "axis", "start", "end"}``. ``axis`` is the dimension the
+group vector runs *along*; component k is index ``start + k`` of the *other* dimension, so on
+a TensorFlow kernel ``[in + H, 4H]`` ``axis: 0`` takes column ``start + k`` and ``axis: 1``
+row ``start + k``. In the native format that is ``dim = 1 - axis``. Every entry of a set must
+span the same ``end - start``, which becomes the set's component count.
+
+Their files do not say which entries consume h_k, so every converted slice is a
+*receiver*: compaction then removes a component only when its whole group is zero, which
+is always exact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from isscli.errors import SpecError
+from isscli.spec.schema import GroupSpec, IssSet, TensorSlice
+
+ENTRY_FIELDS = ("var_name", "axis", "start", "end")
+
+
+def is_authors_format(raw: Any) -> bool:
+    return isinstance(raw, dict) and "groups" in raw and "format" not in raw
+
+
+def parse_renames(pairs: list[str]) -> dict[str, str]:
+    """``["OLD=NEW", …]`` → mapping; malformed pairs are errors."""
+    mapping = {}
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not sep or not old or not new:
+            raise SpecError(f"--rename {pair!r} is not OLD=NEW", "write e.g. --rename Model/RNN/kernel=rnn.kernel_l0")
+        mapping[old] = new
+    return mapping
+
+
+def load_rename_file(path: Path) -> dict[str, str]:
+    """A JSON object mapping the authors' variable names to checkpoint tensor names."""
+    from isscli.spec.schema import load_spec_data
+
+    raw = load_spec_data(path)
+    if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
+        raise SpecError(f"mapping file {path} is not a JSON object of name → name", 'write {"old/name": "new.name"}')
+    return raw
+
+
+def _tensor_name(var_name: str, renames: dict[str, str]) -> str:
+    if var_name in renames:
+        return renames[var_name]
+    stripped = var_name[:-2] if var_name.endswith(":0") else var_name
+    return renames.get(stripped, stripped)
+
+
+def parse_authors(raw: dict[str, Any], renames: dict[str, str] | None = None) -> GroupSpec:
+    """Convert the authors' structure to a :class:`GroupSpec`."""
+    renames = renames or {}
+    groups = raw.get("groups")
+    if not isinstance(groups, list) or not groups:
+        raise SpecError("authors' spec: 'groups' must be a non-empty list of sets", "check the file")
+    sets = []
+    for i, entries in enumerate(groups):
+        where = f"authors' spec groups[{i}]"
+        if not isinstance(entries, list) or not entries:
+            raise SpecError(f"{where} must be a non-empty list of entries", "check the file")
+        spans, multipliers, slices = set(), set(), []
+        for j, entry in enumerate(entries):
+            if not isinstance(entry, dict) or any(f not in entry for f in ENTRY_FIELDS):
+                raise SpecError(f"{where}[{j}] needs the fields {', '.join(ENTRY_FIELDS)}", "check the file")
+            axis, start, end = entry["axis"], entry["start"], entry["end"]
+            if axis not in (0, 1) or not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
+                raise SpecError(f"{where}[{j}]: axis must be 0 or 1 and start/end integers", "check the file")
+            if end <= start or start < 0:
+                raise SpecError(f"{where}[{j}]: end ({end}) must be greater than start ({start}) ≥ 0", "check the file")
+            spans.add(end - start)
+            multipliers.add(float(entry.get("multi", 1.0)))
+            slices.append(TensorSlice(tensor=_tensor_name(str(entry["var_name"]), renames), dim=1 - axis, offset=start))
+        if len(spans) > 1:
+            raise SpecError(
+                f"{where}: entries span unequal lengths {sorted(spans)} (end - start)",
+                "every entry of a set must cover the same number of components",
+            )
+        if len(multipliers) > 1:
+            raise SpecError(f"{where}: entries have different 'multi' values {sorted(multipliers)}",
+                            "give every entry of a set the same multi")
+        sets.append(IssSet(f"group{i}", spans.pop(), slices, multipliers.pop()))
+    comment = raw.get("comments", "")
+    return GroupSpec(sets, comment if isinstance(comment, str) else str(comment))
