@@ -59,7 +59,8 @@ def removable_components(tensors: dict[str, torch.Tensor], iss: IssSet) -> torch
     return _all_zero(tensors, iss, iss.receivers)
 
 
-def _zero_components(tensors: dict[str, torch.Tensor], iss: IssSet, mask: torch.Tensor) -> None:
+def zero_components(tensors: dict[str, torch.Tensor], iss: IssSet, mask: torch.Tensor) -> None:
+    """Zero, in place, the group vectors of the components where ``mask`` is true."""
     chosen = torch.nonzero(mask).flatten()
     if chosen.numel() == 0:
         return
@@ -117,7 +118,7 @@ def prune(
     before = [int(alive_components(tensors, iss).sum()) for iss in spec.sets]
     doomed = [group_norms(tensors, iss) <= threshold for iss in spec.sets]
     for iss, mask in zip(spec.sets, doomed):
-        _zero_components(result, iss, mask)
+        zero_components(result, iss, mask)
     if weight_threshold is not None:
         for name in names:
             result[name][result[name].abs() < weight_threshold] = 0

@@ -27,9 +27,6 @@ app = typer.Typer(
     add_completion=False,
 )
 
-_debug = {"enabled": os.environ.get("ISSCLI_DEBUG") == "1"}
-
-
 def _show_version(value: bool) -> None:
     if value:
         print(f"isscli {__version__}")
@@ -44,8 +41,7 @@ def root(
     ),
 ) -> None:
     """isscli: groups → finetune → prune → compact → bench."""
-    if debug:
-        _debug["enabled"] = True
+    # --debug is read by main() before parsing; it is declared here so that --help lists it.
 
 
 app.add_typer(groups.app, name="groups")
@@ -58,8 +54,7 @@ app.command("compact")(compact.compact)
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: run the app and turn every failure into a one-line message and an exit code."""
     args = sys.argv[1:] if argv is None else argv
-    if "--debug" in args:
-        _debug["enabled"] = True
+    debug = "--debug" in args or os.environ.get("ISSCLI_DEBUG") == "1"
     try:
         code = app(args=args, prog_name="isscli", standalone_mode=False)
     except typer.TyperException as error:  # usage errors: bad or missing options
@@ -71,12 +66,12 @@ def main(argv: Optional[list[str]] = None) -> None:
         err_console.print("interrupted: no output was written")
         sys.exit(130)
     except IsscliError as error:
-        if _debug["enabled"]:
+        if debug:
             raise
         err_console.print(f"[bold red]error:[/] {error}", soft_wrap=True)
         sys.exit(error.exit_code)
     except Exception as error:  # noqa: BLE001 - the last line of defence
-        if _debug["enabled"]:
+        if debug:
             raise
         err_console.print(
             f"[bold red]internal error:[/] {type(error).__name__}: {error} (rerun with --debug for the traceback)",

@@ -114,8 +114,18 @@ def find_layout(tensors: dict[str, torch.Tensor]) -> Layout:
         output, tied = embedding, True
     elif output is not None and embedding is not None and tensors[output].shape == tensors[embedding].shape:
         tied = bool(torch.equal(tensors[output], tensors[embedding]))
-    output_bias = None
-    if output is not None and output.endswith("weight"):
-        candidate = output[: -len("weight")] + "bias"
-        output_bias = candidate if candidate in tensors else None
-    return Layout(prefix, next(iter(gates_seen)), hidden_sizes, input_size, embedding, output, output_bias, tied)
+    return Layout(prefix, next(iter(gates_seen)), hidden_sizes, input_size, embedding, output,
+                  _output_bias(tensors, prefix, output, tied), tied)
+
+
+def _output_bias(tensors: dict[str, torch.Tensor], prefix: str, output: str | None, tied: bool) -> str | None:
+    """``decoder.bias`` beside ``decoder.weight``; for a tied model stored once, the vector of vocabulary size."""
+    if output is None:
+        return None
+    candidate = output[: -len("weight")] + "bias" if output.endswith("weight") else None
+    if candidate in tensors and not tied:
+        return candidate
+    rows = tensors[output].shape[0]
+    vectors = [n for n, t in tensors.items() if not n.startswith(prefix) and t.dim() == 1 and t.shape[0] == rows]
+    vectors = _pick(vectors, OUTPUT_HINTS)
+    return vectors[0] if len(vectors) == 1 else None

@@ -1,0 +1,70 @@
+"""Shared fixtures: tiny checkpoints and an in-process CLI runner."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from isscli.checkpoint import save_checkpoint
+from isscli.cli.main import main
+from isscli.models import build_model, model_tensors
+
+torch.set_num_threads(1)
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]):
+    """Run ``isscli ARGS`` in-process; return exit code and captured output."""
+
+    def run(*args: Any) -> CliResult:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def tiny_config(**changes: Any) -> dict[str, Any]:
+    config = {"family": "lm", "vocab_size": 50, "embedding_size": 8, "hidden_sizes": [[6], [5]], "cell": "lstm"}
+    config.update(changes)
+    return config
+
+
+def write_model(path: Path, config: dict[str, Any], seed: int = 0, with_config: bool = True) -> Path:
+    torch.manual_seed(seed)
+    model = build_model(config)
+    save_checkpoint(path, model_tensors(model), model.config.to_dict() if with_config else None)
+    return path
+
+
+@pytest.fixture
+def tiny_lm(tmp_path: Path) -> Path:
+    return write_model(tmp_path / "lm.safetensors", tiny_config())
+
+
+def file_state(folder: Path) -> dict[str, bytes]:
+    """Every file in a folder with its content, to prove that nothing changed or appeared."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
