@@ -46,7 +46,7 @@ def spec_report(spec: GroupSpec, checkpoint: Checkpoint) -> dict[str, Any]:
                 "alive": int(alive_components(checkpoint.tensors, iss).sum()),
                 "removable": int(removable_components(checkpoint.tensors, iss).sum()),
                 "tensors": sorted({piece.tensor for piece in iss.slices}),
-                "receivers": [f"{piece.tensor}[dim {piece.dim}]" for piece in iss.receivers],
+                "receivers": [{"tensor": p.tensor, "dim": p.dim, "offset": p.offset} for p in iss.receivers],
             }
             for iss in spec.sets
         ],
@@ -55,7 +55,7 @@ def spec_report(spec: GroupSpec, checkpoint: Checkpoint) -> dict[str, Any]:
 
 def render_spec(report: dict[str, Any], title: str) -> None:
     rows = [
-        (s["name"], s["components"], s["group_length"], s["alive"], s["removable"], ", ".join(s["receivers"]))
+        (s["name"], s["components"], s["group_length"], s["alive"], s["removable"], ", ".join(dict.fromkeys(r["tensor"] for r in s["receivers"])))
         for s in report["sets"]
     ]
     columns = ("set", "K", "group length", "nonzero", "removable", "receivers of h_k")
