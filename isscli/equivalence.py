@@ -21,7 +21,7 @@ def max_output_difference(
     generator = torch.Generator().manual_seed(seed)
     reference.eval()
     candidate.eval()
-    if config.family == "lm":
+    if config.family in ("lm", "rhn"):
         state_a = state_b = None
         worst = 0.0
         for _ in range(2):

@@ -17,7 +17,11 @@ CELLS = ["lstm", "gru", "rnn_tanh"]
 
 @st.composite
 def architectures(draw: st.DrawFn) -> dict:
-    family = draw(st.sampled_from(["lm", "classifier"]))
+    family = draw(st.sampled_from(["lm", "classifier", "rhn"]))
+    if family == "rhn":
+        width = draw(st.integers(1, 6))
+        return {"family": "rhn", "vocab_size": 17, "embedding_size": width, "hidden_sizes": [[width]],
+                "depth": draw(st.integers(1, 3))}
     bidirectional = family == "classifier" and draw(st.booleans())
     layers = draw(st.integers(1, 3))
     sizes = [[draw(st.integers(1, 6)) for _ in range(2 if bidirectional else 1)] for _ in range(layers)]
@@ -81,7 +85,7 @@ def test_compacted_outputs_equal_pruned_outputs(data: st.DataObject) -> None:
     new_config = config_after_surgery(model.config.to_dict(), result.tensors)
     compacted = build_model(new_config)
     state = dict(result.tensors)
-    if model.config.tie_weights:
+    if model.config.tie_weights or model.config.family == "rhn":
         state["decoder.weight"] = state["encoder.weight"]
     compacted.load_state_dict(state, strict=True)
 

@@ -12,7 +12,7 @@ from isscli.checkpoint import Checkpoint
 from isscli.errors import IsscliError
 from isscli.models.presets import PRESETS, preset_config
 from isscli.spec import GroupSpec, check_spec, derive_spec, load_spec
-from isscli.spec.authors import load_rename_file, parse_renames
+from isscli.spec.authors import attach_companion_biases, load_rename_file, parse_renames
 
 SpecOption = typer.Option(None, "--spec", "-s", help="Group spec (native or authors' JSON). Default: derived from the checkpoint.")
 RenameOption = typer.Option([], "--rename", help="Map a spec tensor name to a checkpoint name, OLD=NEW (repeatable).")
@@ -38,6 +38,8 @@ def resolve_spec(
         spec = derive_spec(checkpoint.tensors)
     else:
         spec = load_spec(spec_path, renames_from(pairs, rename_file))
+        if spec.origin == "authors":
+            attach_companion_biases(spec, checkpoint.tensors)
     check_spec(spec, checkpoint.tensors)
     return spec
 

@@ -17,11 +17,11 @@ from isscli.cli.common import (
 from isscli.cli.output import JSON_HELP, console, emit, note, table
 from isscli.equivalence import max_output_difference
 from isscli.errors import IsscliError
-from isscli.models.layout import find_layout
 from isscli.models.registry import config_after_surgery, load_model, resolve_config
 from isscli.surgery import compact as compact_tensors
 
 TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
+SIZE_FIELDS = ("hidden_sizes", "embedding_size")  # compaction changes them
 
 
 class CompactionMismatch(IsscliError):
@@ -34,11 +34,8 @@ def verify(
     """Largest output difference between the input model and the compacted tensors."""
     config, _ = resolve_config(before, arch, overrides)
     reference = load_model(before, arch, overrides)
-    layout = find_layout(after)
-    sizes: dict[str, Any] = {"hidden_sizes": layout.hidden_sizes}
-    if layout.embedding is not None:
-        sizes["embedding_size"] = int(after[layout.embedding].shape[1])
-    candidate = load_model(Checkpoint(after, before.config), arch, {**(overrides or {}), **sizes})
+    size_free = {key: value for key, value in (overrides or {}).items() if key not in SIZE_FIELDS}
+    candidate = load_model(Checkpoint(after, config_after_surgery(before.config, after)), arch, size_free)
     return max_output_difference(reference, candidate, config)
 
 

@@ -13,6 +13,7 @@ from isscli.checkpoint import Checkpoint, load_checkpoint
 from isscli.cli.common import ForceOption, RenameFileOption, RenameOption, renames_from, resolve_spec
 from isscli.cli.output import JSON_HELP, console, emit, note, table
 from isscli.spec import GroupSpec, check_spec, load_spec
+from isscli.spec.authors import attach_companion_biases
 from isscli.surgery import alive_components, removable_components
 
 
@@ -110,7 +111,10 @@ def convert(
     check_output_path(output, [source], overwrite=force)
     spec = load_spec(source, renames_from(rename, rename_file))
     if checkpoint is not None:
-        check_spec(spec, load_checkpoint(checkpoint).tensors)
+        tensors = load_checkpoint(checkpoint).tensors
+        if spec.origin == "authors":
+            attach_companion_biases(spec, tensors)
+        check_spec(spec, tensors)
     atomic_write_text(output, spec.dumps())
     rows = [(iss.name, iss.components, iss.multiplier, len(iss.slices)) for iss in spec.sets]
     console.print(table(f"{source} → {output}", ("set", "K", "λ multiplier", "slices"), rows))

@@ -14,7 +14,7 @@ from typing import Any
 from isscli.errors import IsscliError
 from isscli.models.recurrent import GATES_PER_CELL
 
-FAMILIES = ("lm", "classifier")
+FAMILIES = ("lm", "classifier", "rhn")
 POOLINGS = ("max", "mean", "last")
 
 
@@ -32,6 +32,7 @@ class ModelConfig:
     num_classes: int | None = None
     pooling: str = "max"
     init_range: float | None = None
+    depth: int | None = None  # RHN recurrence depth (micro-layers per step)
 
     @property
     def num_layers(self) -> int:
@@ -79,6 +80,11 @@ class ModelConfig:
                 f"tied weights need embedding_size ({self.embedding_size}) = last layer's output ({self.output_size})",
                 "set tie_weights to false or make the sizes equal",
             )
+        if self.family == "rhn":
+            if self.num_layers != 1 or len(self.hidden_sizes[0]) != 1 or not self.depth or self.depth < 1:
+                raise IsscliError("an RHN config needs one width (hidden_sizes [[W]]) and depth ≥ 1", "fix the config")
+            if self.embedding_size != self.hidden_sizes[0][0]:
+                raise IsscliError("an RHN's embedding size must equal its width", "set embedding_size = width")
         if not 0.0 <= self.dropout < 1.0:
             raise IsscliError(f"dropout {self.dropout} is outside [0, 1)", "give a drop probability such as 0.5")
 

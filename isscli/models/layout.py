@@ -18,6 +18,7 @@ import torch
 from isscli.errors import CheckpointError
 
 RECURRENT_NAME = re.compile(r"^(?P<prefix>.*)weight_hh_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
+HIGHWAY_NAME = re.compile(r"^(?P<prefix>.*)weight_hh_d(?P<layer>\d+)$")
 RECURRENT_PARAMETER = re.compile(r"^(weight|bias)_(ih|hh)_l\d+(_reverse)?$")
 EMBEDDING_HINTS = ("encoder", "embed", "emb")
 OUTPUT_HINTS = ("decoder", "classifier", "fc", "out", "linear", "proj", "softmax")
@@ -129,3 +130,12 @@ def _output_bias(tensors: dict[str, torch.Tensor], prefix: str, output: str | No
     vectors = [n for n, t in tensors.items() if not n.startswith(prefix) and t.dim() == 1 and t.shape[0] == rows]
     vectors = _pick(vectors, OUTPUT_HINTS)
     return vectors[0] if len(vectors) == 1 else None
+
+
+def find_rhn_width(tensors: dict[str, torch.Tensor]) -> int | None:
+    """The width of a Recurrent Highway Network (``…weight_hh_d0`` ``[2W, W]``), or None."""
+    for name, tensor in tensors.items():
+        match = HIGHWAY_NAME.match(name)
+        if match and match["layer"] == "0" and tensor.dim() == 2:
+            return int(tensor.shape[1])
+    return None

@@ -12,10 +12,15 @@ from isscli.errors import CheckpointError, IsscliError
 from isscli.models.classifier import SequenceClassifier
 from isscli.models.config import ModelConfig
 from isscli.models.language_model import LanguageModel
-from isscli.models.layout import RECURRENT_PARAMETER, Layout, find_layout
+from isscli.models.layout import RECURRENT_PARAMETER, Layout, find_layout, find_rhn_width
+from isscli.models.rhn import RecurrentHighwayLM
 
-MODEL_FAMILIES: dict[str, type[nn.Module]] = {"lm": LanguageModel, "classifier": SequenceClassifier}
-OUTPUT_LAYER = {"lm": "decoder", "classifier": "classifier"}
+MODEL_FAMILIES: dict[str, type[nn.Module]] = {
+    "lm": LanguageModel,
+    "classifier": SequenceClassifier,
+    "rhn": RecurrentHighwayLM,
+}
+OUTPUT_LAYER = {"lm": "decoder", "classifier": "classifier", "rhn": "decoder"}
 
 
 def build_model(config: ModelConfig | dict[str, Any]) -> nn.Module:
@@ -25,11 +30,16 @@ def build_model(config: ModelConfig | dict[str, Any]) -> nn.Module:
     return MODEL_FAMILIES[config.family](config)
 
 
+def is_tied(config: ModelConfig) -> bool:
+    """Whether the decoder shares the embedding's tensor (stored once, as ``encoder.weight``)."""
+    return config.family == "rhn" or (config.family == "lm" and config.tie_weights)
+
+
 def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's state as checkpoint tensors; a tied decoder is stored once, as the embedding."""
     state = model.state_dict()
     config: ModelConfig | None = getattr(model, "config", None)
-    if config is not None and config.family == "lm" and config.tie_weights:
+    if config is not None and is_tied(config):
         state.pop("decoder.weight", None)
     return {name: tensor.detach().clone() for name, tensor in state.items()}
 
@@ -96,7 +106,7 @@ def load_model(
     config, tensors = resolve_config(checkpoint, arch, overrides)
     model = build_model(config)
     expected = model.state_dict()
-    if config.family == "lm" and config.tie_weights:
+    if is_tied(config):
         expected.pop("decoder.weight", None)
         tensors = {n: t for n, t in tensors.items() if n != "decoder.weight"}
     missing = sorted(set(expected) - set(tensors))
@@ -118,6 +128,9 @@ def config_after_surgery(config: dict[str, Any] | None, tensors: dict[str, torch
     """Re-read the sizes that compaction changed (hidden sizes, tied embedding width)."""
     if config is None:
         return None
+    width = find_rhn_width(tensors)
+    if width is not None:
+        return dict(config, hidden_sizes=[[width]], embedding_size=width)
     try:
         layout = find_layout(tensors)
     except IsscliError:

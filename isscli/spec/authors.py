@@ -9,7 +9,9 @@ span the same ``end - start``, which becomes the set's component count.
 
 Their files do not say which entries consume h_k, so every converted slice is a
 *receiver*: compaction then removes a component only when its whole group is zero, which
-is always exact.
+is always exact. Nor do they list biases (not part of the group vector); given the
+checkpoint, :func:`attach_companion_biases` adds each kernel's bias so that compaction keeps
+the shapes consistent.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from isscli.errors import SpecError
 from isscli.spec.schema import GroupSpec, IssSet, TensorSlice
 
 ENTRY_FIELDS = ("var_name", "axis", "start", "end")
+KERNEL_TO_BIAS = {"kernel": "bias", "Matrix": "Bias", "weights": "biases", "W": "b"}
 
 
 def is_authors_format(raw: Any) -> bool:
@@ -88,4 +93,34 @@ def parse_authors(raw: dict[str, Any], renames: dict[str, str] | None = None) ->
                             "give every entry of a set the same multi")
         sets.append(IssSet(f"group{i}", spans.pop(), slices, multipliers.pop()))
     comment = raw.get("comments", "")
-    return GroupSpec(sets, comment if isinstance(comment, str) else str(comment))
+    return GroupSpec(sets, comment if isinstance(comment, str) else str(comment), origin="authors")
+
+
+def _bias_of(kernel: str) -> str | None:
+    head, sep, last = kernel.rpartition("/")
+    return f"{head}{sep}{KERNEL_TO_BIAS[last]}" if last in KERNEL_TO_BIAS else None
+
+
+def attach_companion_biases(spec: GroupSpec, tensors: dict[str, torch.Tensor]) -> GroupSpec:
+    """Add the bias of every TensorFlow kernel whose output columns a set owns.
+
+    A TF kernel ``…/kernel`` (``…/Linear/Matrix`` in older code) is ``[in, out]`` with its bias
+    ``…/bias`` (``…/Linear/Bias``) of length ``out``. When a slice takes output columns of the
+    kernel (its last dimension), the same entries of the bias belong to the component too:
+    as producers outside the group vector.
+    """
+    for iss in spec.sets:
+        present = {(p.tensor, p.offset) for p in iss.slices}
+        extra = []
+        for piece in iss.slices:
+            kernel = tensors.get(piece.tensor)
+            bias = _bias_of(piece.tensor)
+            if kernel is None or bias not in tensors or piece.dim != kernel.dim() - 1 or kernel.dim() < 2:
+                continue
+            if tensors[bias].dim() != 1 or tensors[bias].shape[0] != kernel.shape[-1] or (bias, piece.offset) in present:
+                continue
+            extra.append(TensorSlice(bias, dim=0, offset=piece.offset, blocks=piece.blocks,
+                                     block_stride=piece.block_stride, role="producer", penalize=False))
+            present.add((bias, piece.offset))
+        iss.slices = iss.slices + extra
+    return spec

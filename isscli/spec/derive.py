@@ -9,13 +9,19 @@ Component k of layer l, direction d owns (paper, Sec. 3.1, Fig. 3):
     first layer's input column k goes too.
 For the paper's LM (embedding 1500, 2×1500 LSTM, 10k words) this gives group vectors of 24000
 and 28000 weights.
+
+A Recurrent Highway Network has one set: component k spans row k of the H and T blocks of
+its input matrix and of every micro-layer's recurrent matrix (producers), and column k of
+every recurrent matrix, of the tied embedding/output matrix and of the input matrix
+(receivers). For width 830, depth 10 and 10k words that is the paper's 46520 weights.
 """
 
 from __future__ import annotations
 
 import torch
 
-from isscli.models.layout import Layout, find_layout
+from isscli.errors import CheckpointError
+from isscli.models.layout import HIGHWAY_NAME, Layout, find_layout
 from isscli.spec.schema import GroupSpec, IssSet, TensorSlice
 
 
@@ -26,6 +32,8 @@ def _set_name(layout: Layout, layer: int, direction: int) -> str:
 
 def derive_spec(tensors: dict[str, torch.Tensor], layout: Layout | None = None) -> GroupSpec:
     """One ISS set per layer-direction of the checkpoint's recurrent stack."""
+    if layout is None and any(HIGHWAY_NAME.match(name) for name in tensors):
+        return derive_highway_spec(tensors)
     layout = layout or find_layout(tensors)
     sets = []
     last = len(layout.hidden_sizes) - 1
@@ -58,3 +66,25 @@ def derive_spec(tensors: dict[str, torch.Tensor], layout: Layout | None = None) 
             sets.append(IssSet(_set_name(layout, layer, direction), hidden, slices))
     comment = "derived by isscli from the checkpoint's recurrent layers and their receivers"
     return GroupSpec(sets, comment)
+
+
+def derive_highway_spec(tensors: dict[str, torch.Tensor]) -> GroupSpec:
+    """The single ISS set of a Recurrent Highway Network (see the module docstring)."""
+    matches = [m for m in map(HIGHWAY_NAME.match, tensors) if m]
+    prefix = matches[0]["prefix"]
+    depth = 1 + max(int(m["layer"]) for m in matches)
+    width = int(tensors[f"{prefix}weight_hh_d0"].shape[1])
+    rows = {"dim": 0, "offset": 0, "blocks": 2, "block_stride": width, "role": "producer"}
+    slices = [TensorSlice(f"{prefix}weight_ih", **rows)]
+    for layer in range(depth):
+        slices.append(TensorSlice(f"{prefix}weight_hh_d{layer}", **rows))
+        if f"{prefix}bias_hh_d{layer}" in tensors:
+            slices.append(TensorSlice(f"{prefix}bias_hh_d{layer}", penalize=False, **rows))
+    slices += [TensorSlice(f"{prefix}weight_hh_d{layer}", dim=1) for layer in range(depth)]
+    outputs = [n for n, t in tensors.items() if not n.startswith(prefix) and t.dim() == 2 and t.shape[1] == width]
+    if not outputs:
+        raise CheckpointError("the RHN's embedding/output matrix was not found", "write a spec by hand and pass --spec")
+    slices += [TensorSlice(name, dim=1) for name in sorted(outputs)]
+    slices.append(TensorSlice(f"{prefix}weight_ih", dim=1))
+    name = prefix.rstrip(".") or "rhn"
+    return GroupSpec([IssSet(name, width, slices)], "derived by isscli: the width of a Recurrent Highway Network")

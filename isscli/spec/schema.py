@@ -102,6 +102,7 @@ class GroupSpec:
 
     sets: list[IssSet]
     comment: str = ""
+    origin: str = field(default="native", compare=False)  # "native" or "authors"
     source: str | None = field(default=None, compare=False)
 
     def tensor_names(self) -> list[str]:
