@@ -1,0 +1,51 @@
+"""``isscli show``: pictures and a text summary of a checkpoint's ISS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from isscli.checkpoint import load_checkpoint
+from isscli.cli.common import RenameFileOption, RenameOption, SpecOption, resolve_spec
+from isscli.cli.output import JSON_HELP, console, emit, note, table
+from isscli.errors import OutputError
+from isscli.pictures import group_norm_histogram, set_summary, units_chart, zero_pattern
+
+PICTURES = {"zero-pattern.png": zero_pattern, "group-norms.png": group_norm_histogram, "units.png": units_chart}
+
+
+def show(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint."),
+    spec: Optional[Path] = SpecOption,
+    rename: list[str] = RenameOption,
+    rename_file: Optional[Path] = RenameFileOption,
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="Folder for the PNGs (zero-pattern, group-norms, units). Default: text only."
+    ),
+    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+) -> None:
+    """Summarise the ISS of CKPT; with -o, draw its zero pattern, group-length histogram and units per layer."""
+    if output is not None and output.exists() and not output.is_dir():
+        raise OutputError(f"{output} is a file", "give a folder for the pictures with -o")
+    loaded = load_checkpoint(checkpoint)
+    group_spec = resolve_spec(loaded, spec, rename, rename_file)
+    summaries = [set_summary(loaded.tensors, iss) for iss in group_spec.sets]
+    written = []
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        for name, draw in PICTURES.items():
+            draw(loaded.tensors, group_spec, output / name)
+            written.append(str(output / name))
+    report = {"checkpoint": str(checkpoint), "sets": summaries, "pictures": written}
+
+    def render() -> None:
+        rows = [(s["name"], s["components"], s["nonzero"], s["removable"], s["norm_median"], s["norm_max"],
+                 f"{s['zero_weights']:.1%}", s["histogram"]) for s in summaries]
+        columns = ("set", "K", "nonzero", "removable", "median ‖w_k‖", "max ‖w_k‖", "zero weights", "group lengths")
+        console.print(table(f"ISS of {checkpoint}", columns, rows))
+
+    emit(report, json_path, render)
+    for path in written:
+        note(f"picture written to {path}")
