@@ -47,14 +47,18 @@ def atomic_write(output: Path, write: Callable[[Path], None]) -> None:
     try:
         handle, temp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent or ".")
     except OSError as error:
-        raise OutputError(f"cannot write to {output.parent}: {error.strerror}", "choose a writable folder with -o") from None
+        raise OutputError(
+            f"cannot write to {output.parent}: {error.strerror}", "choose a writable folder with -o"
+        ) from None
     os.close(handle)
     temp = Path(temp_name)
     try:
         try:
             write(temp)
         except OSError as error:
-            raise OutputError(f"writing {output} failed: {error.strerror or error}", "check free disk space and permissions") from None
+            raise OutputError(
+                f"writing {output} failed: {error.strerror or error}", "check free disk space and permissions"
+            ) from None
         with open(temp, "rb+") as stream:
             os.fsync(stream.fileno())
         os.chmod(temp, 0o644)

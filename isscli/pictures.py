@@ -40,8 +40,11 @@ def _pyplot():
 
 def layer_matrix(tensors: dict[str, torch.Tensor], iss: IssSet) -> torch.Tensor:
     """The set's producer matrices side by side, transposed to TF layout ``[inputs, gates·H]``."""
-    producers = [tensors[p.tensor] for p in iss.slices if p.role == "producer" and p.penalize and p.dim == 0
-                 and tensors[p.tensor].dim() == 2]
+    producers = [
+        tensors[p.tensor]
+        for p in iss.slices
+        if p.role == "producer" and p.penalize and p.dim == 0 and tensors[p.tensor].dim() == 2
+    ]
     if not producers:
         raise IsscliError(f"set {iss.name!r} has no producer matrix to draw", "use a spec with producer slices")
     rows = producers[0].shape[0]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import isscli.checkpoint
-from isscli.spec import derive_spec
 from isscli.checkpoint import load_checkpoint
+from isscli.spec import derive_spec
 from tests.conftest import file_state, is_root
 
 
@@ -80,10 +80,14 @@ def test_index_out_of_range(run_cli, tiny_lm: Path, tmp_path: Path) -> None:
 
 
 def test_sets_of_unequal_length(run_cli, tiny_lm: Path, tmp_path: Path) -> None:
-    authors = {"groups": [[
-        {"var_name": "rnn.weight_hh_l0", "multi": 1, "axis": 0, "start": 0, "end": 6},
-        {"var_name": "rnn.weight_ih_l1", "multi": 1, "axis": 0, "start": 0, "end": 5},
-    ]]}
+    authors = {
+        "groups": [
+            [
+                {"var_name": "rnn.weight_hh_l0", "multi": 1, "axis": 0, "start": 0, "end": 6},
+                {"var_name": "rnn.weight_ih_l1", "multi": 1, "axis": 0, "start": 0, "end": 5},
+            ]
+        ]
+    }
     path = write_spec(tmp_path / "authors.json", authors)
     assert_clean_failure(run_cli("groups", tiny_lm, "--check", path), "unequal lengths")
 

@@ -20,8 +20,13 @@ def architectures(draw: st.DrawFn) -> dict:
     family = draw(st.sampled_from(["lm", "classifier", "rhn"]))
     if family == "rhn":
         width = draw(st.integers(1, 6))
-        return {"family": "rhn", "vocab_size": 17, "embedding_size": width, "hidden_sizes": [[width]],
-                "depth": draw(st.integers(1, 3))}
+        return {
+            "family": "rhn",
+            "vocab_size": 17,
+            "embedding_size": width,
+            "hidden_sizes": [[width]],
+            "depth": draw(st.integers(1, 3)),
+        }
     bidirectional = family == "classifier" and draw(st.booleans())
     layers = draw(st.integers(1, 3))
     sizes = [[draw(st.integers(1, 6)) for _ in range(2 if bidirectional else 1)] for _ in range(layers)]
@@ -89,7 +94,9 @@ def test_compacted_outputs_equal_pruned_outputs(data: st.DataObject) -> None:
         state["decoder.weight"] = state["encoder.weight"]
     compacted.load_state_dict(state, strict=True)
 
-    expected_sizes = [size - len(units) for size, units in zip((s for layer in model.config.hidden_sizes for s in layer), removed)]
+    expected_sizes = [
+        size - len(units) for size, units in zip((s for layer in model.config.hidden_sizes for s in layer), removed)
+    ]
     assert [s for layer in new_config["hidden_sizes"] for s in layer] == expected_sizes
     assert [change.after for change in result.sets] == expected_sizes
     assert result.parameters_after <= result.parameters_before

@@ -38,8 +38,16 @@ def test_reverse_padded_keeps_padding_in_place() -> None:
 @pytest.mark.parametrize("pooling", ["max", "mean", "last"])
 def test_classifier_ignores_padding(pooling: str) -> None:
     torch.manual_seed(0)
-    model = build_model({"family": "classifier", "vocab_size": 30, "embedding_size": 6,
-                         "hidden_sizes": [[5, 4], [3, 6]], "num_classes": 3, "pooling": pooling}).eval()
+    model = build_model(
+        {
+            "family": "classifier",
+            "vocab_size": 30,
+            "embedding_size": 6,
+            "hidden_sizes": [[5, 4], [3, 6]],
+            "num_classes": 3,
+            "pooling": pooling,
+        }
+    ).eval()
     short = torch.tensor([[3], [7], [9]])
     padded = torch.tensor([[3, 1], [7, 2], [9, 3], [0, 4], [0, 5]])
     with torch.no_grad():
@@ -50,8 +58,9 @@ def test_classifier_ignores_padding(pooling: str) -> None:
 
 def test_language_model_carries_state() -> None:
     torch.manual_seed(0)
-    model = build_model({"family": "lm", "vocab_size": 20, "embedding_size": 4, "hidden_sizes": [3, 4],
-                         "tie_weights": True}).eval()
+    model = build_model(
+        {"family": "lm", "vocab_size": 20, "embedding_size": 4, "hidden_sizes": [3, 4], "tie_weights": True}
+    ).eval()
     tokens = torch.randint(0, 20, (10, 2))
     with torch.no_grad():
         whole, _ = model(tokens)

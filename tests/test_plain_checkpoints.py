@@ -73,8 +73,12 @@ def test_plain_state_dict_works_with_groups_prune_compact(run_cli, tmp_path: Pat
         hidden = torch.nn.functional.embedding(tokens, small.tensors["encoder.weight"])
         for layer, size in enumerate((5, 4)):
             lstm = nn.LSTM(hidden.shape[2], size, 1)
-            lstm.load_state_dict({f"{k}_l0": small.tensors[f"rnn.{k}_l{layer}"]
-                                  for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")})
+            lstm.load_state_dict(
+                {
+                    f"{k}_l0": small.tensors[f"rnn.{k}_l{layer}"]
+                    for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                }
+            )
             hidden, _ = lstm(hidden)
         actual = nn.functional.linear(hidden, small.tensors["decoder.weight"], small.tensors["decoder.bias"])
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)

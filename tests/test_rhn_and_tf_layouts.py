@@ -50,9 +50,13 @@ def load_spec_for(tensors: dict, tmp_path: Path):
 
 # --- A Recurrent Highway Network in the authors' TensorFlow layout --------------------------
 
+
 def tf_rhn_names(depth: int) -> list[tuple[str, str]]:
-    return [(f"Model/RHN/HighwayLayer{l}/{g}/Linear/Matrix", f"Model/RHN/HighwayLayer{l}/{g}/Linear/Bias")
-            for l in range(depth) for g in ("h", "t")]
+    return [
+        (f"Model/RHN/HighwayLayer{layer}/{g}/Linear/Matrix", f"Model/RHN/HighwayLayer{layer}/{g}/Linear/Bias")
+        for layer in range(depth)
+        for g in ("h", "t")
+    ]
 
 
 def tf_rhn_forward(tensors: dict, tokens: torch.Tensor, depth: int) -> torch.Tensor:
@@ -116,20 +120,29 @@ def test_authors_spec_prunes_and_compacts_a_tf_rhn_exactly(run_cli, tmp_path: Pa
     assert tuple(after["Model/RHN/HighwayLayer2/t/Linear/Matrix"].shape) == (3, 3)
     assert tuple(after["Model/RHN/HighwayLayer1/h/Linear/Bias"].shape) == (3,)
     tokens = torch.randint(0, vocab, (6, 2))
-    torch.testing.assert_close(tf_rhn_forward(after, tokens, depth), tf_rhn_forward(before, tokens, depth),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        tf_rhn_forward(after, tokens, depth), tf_rhn_forward(before, tokens, depth), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_tf_lstm_biases_follow_their_kernels(run_cli, tmp_path: Path) -> None:
     """TF LSTM cells: kernel [in + H, 4H] (gates i, j, f, o) and bias [4H]."""
     emb, hidden, vocab = 3, 4, 6
     torch.manual_seed(0)
-    tensors = {"cell0/kernel": torch.randn(emb + hidden, 4 * hidden), "cell0/bias": torch.randn(4 * hidden),
-               "softmax_w": torch.randn(hidden, vocab), "softmax_b": torch.randn(vocab)}
-    entries = [{"var_name": "cell0/kernel", "multi": 1, "axis": 0, "start": g * hidden, "end": (g + 1) * hidden}
-               for g in range(4)]
-    entries += [{"var_name": "cell0/kernel", "multi": 1, "axis": 1, "start": emb, "end": emb + hidden},
-                {"var_name": "softmax_w", "multi": 1, "axis": 1, "start": 0, "end": hidden}]
+    tensors = {
+        "cell0/kernel": torch.randn(emb + hidden, 4 * hidden),
+        "cell0/bias": torch.randn(4 * hidden),
+        "softmax_w": torch.randn(hidden, vocab),
+        "softmax_b": torch.randn(vocab),
+    }
+    entries = [
+        {"var_name": "cell0/kernel", "multi": 1, "axis": 0, "start": g * hidden, "end": (g + 1) * hidden}
+        for g in range(4)
+    ]
+    entries += [
+        {"var_name": "cell0/kernel", "multi": 1, "axis": 1, "start": emb, "end": emb + hidden},
+        {"var_name": "softmax_w", "multi": 1, "axis": 1, "start": 0, "end": hidden},
+    ]
     spec_path = tmp_path / "authors.json"
     spec_path.write_text(json.dumps({"groups": [entries]}))
     spec = attach_companion_biases(load_spec(spec_path), tensors)

@@ -52,7 +52,9 @@ def test_show_draws_removed_components_as_white(run_cli, tmp_path: Path) -> None
         assert pixels.shape[0] >= 300 and pixels.shape[1] >= 300
     assert image.imread(tmp_path / "sparse" / "zero-pattern.png").shape[1] == 840  # two panels, 4.2 in each
     assert blue_fraction(tmp_path / "dense" / "zero-pattern.png") > 0.35
-    assert blue_fraction(tmp_path / "sparse" / "zero-pattern.png") < 0.5 * blue_fraction(tmp_path / "dense" / "zero-pattern.png")
+    assert blue_fraction(tmp_path / "sparse" / "zero-pattern.png") < 0.5 * blue_fraction(
+        tmp_path / "dense" / "zero-pattern.png"
+    )
     assert blue_fraction(tmp_path / "sparse" / "units.png") < blue_fraction(tmp_path / "dense" / "units.png")
 
     report = json.loads((tmp_path / "sparse.json").read_text())

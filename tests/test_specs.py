@@ -38,8 +38,9 @@ def test_shipped_preset_specs_match_derivation_and_schema(preset: str) -> None:
     ],
 )
 def test_schema_and_parser_reject_the_same_bad_specs(mutation, message: str) -> None:
-    spec = derive_spec(model_tensors(build_model({"family": "lm", "vocab_size": 9, "embedding_size": 3,
-                                                  "hidden_sizes": [2]}))).to_json()
+    spec = derive_spec(
+        model_tensors(build_model({"family": "lm", "vocab_size": 9, "embedding_size": 3, "hidden_sizes": [2]}))
+    ).to_json()
     mutation(spec)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(spec, SCHEMA)
@@ -48,26 +49,42 @@ def test_schema_and_parser_reject_the_same_bad_specs(mutation, message: str) -> 
 
 
 def test_bidirectional_receivers_cover_both_successor_directions() -> None:
-    model = build_model({"family": "classifier", "vocab_size": 9, "embedding_size": 3,
-                         "hidden_sizes": [[4, 3], [2, 5]], "num_classes": 2})
+    model = build_model(
+        {
+            "family": "classifier",
+            "vocab_size": 9,
+            "embedding_size": 3,
+            "hidden_sizes": [[4, 3], [2, 5]],
+            "num_classes": 2,
+        }
+    )
     spec = derive_spec(model_tensors(model))
     by_name = {iss.name: iss for iss in spec.sets}
     assert list(by_name) == ["rnn.l0", "rnn.l0_reverse", "rnn.l1", "rnn.l1_reverse"]
     receivers = {(p.tensor, p.dim, p.offset) for p in by_name["rnn.l0_reverse"].receivers}
-    assert receivers == {("rnn.weight_hh_l0_reverse", 1, 0), ("rnn.weight_ih_l1", 1, 4),
-                         ("rnn.weight_ih_l1_reverse", 1, 4)}
+    assert receivers == {
+        ("rnn.weight_hh_l0_reverse", 1, 0),
+        ("rnn.weight_ih_l1", 1, 4),
+        ("rnn.weight_ih_l1_reverse", 1, 4),
+    }
     assert {(p.tensor, p.offset) for p in by_name["rnn.l1_reverse"].receivers} == {
-        ("rnn.weight_hh_l1_reverse", 0), ("classifier.weight", 2)}
+        ("rnn.weight_hh_l1_reverse", 0),
+        ("classifier.weight", 2),
+    }
 
 
 def test_tied_lm_groups_include_embedding_and_first_layer_inputs() -> None:
-    model = build_model({"family": "lm", "vocab_size": 9, "embedding_size": 4, "hidden_sizes": [3, 4],
-                         "tie_weights": True})
+    model = build_model(
+        {"family": "lm", "vocab_size": 9, "embedding_size": 4, "hidden_sizes": [3, 4], "tie_weights": True}
+    )
     tensors = model_tensors(model)
     assert "decoder.weight" not in tensors
     last = derive_spec(tensors).sets[-1]
     assert {(p.tensor, p.dim) for p in last.receivers} == {
-        ("rnn.weight_hh_l1", 1), ("encoder.weight", 1), ("rnn.weight_ih_l0", 1)}
+        ("rnn.weight_hh_l1", 1),
+        ("encoder.weight", 1),
+        ("rnn.weight_ih_l0", 1),
+    }
     shapes = {n: tuple(t.shape) for n, t in tensors.items()}
     assert last.group_length(shapes) == 4 * 3 + 4 * 4 + 4 * 4 + 9 + 4 * 3
 
@@ -76,8 +93,11 @@ def test_authors_example_converts_and_fits_a_tensorflow_layout(run_cli, tmp_path
     """The shipped authors'-format example on a TF-layout checkpoint of the paper's shapes."""
     example = ROOT / "group_specs" / "authors-example-ptb-large-tf.json"
     kernel = "Model/RNN/multi_rnn_cell/cell_{}/basic_lstm_cell/kernel"
-    tensors = {kernel.format(0): torch.zeros(3000, 6000), kernel.format(1): torch.zeros(3000, 6000),
-               "Model/softmax_w": torch.zeros(1500, 10000)}
+    tensors = {
+        kernel.format(0): torch.zeros(3000, 6000),
+        kernel.format(1): torch.zeros(3000, 6000),
+        "Model/softmax_w": torch.zeros(1500, 10000),
+    }
     spec = load_spec(example)
     check_spec(spec, tensors)
     shapes = {n: tuple(t.shape) for n, t in tensors.items()}
@@ -85,8 +105,17 @@ def test_authors_example_converts_and_fits_a_tensorflow_layout(run_cli, tmp_path
     assert spec.sets[0].slices[0].dim == 1 and spec.sets[0].slices[4].dim == 0  # axis 0 → column k
 
     native = tmp_path / "native.json"
-    result = run_cli("groups", "convert", example, "-o", native,
-                     "--rename", f"{kernel.format(0)}=tf.cell0", "--rename", f"{kernel.format(1)}=tf.cell1")
+    result = run_cli(
+        "groups",
+        "convert",
+        example,
+        "-o",
+        native,
+        "--rename",
+        f"{kernel.format(0)}=tf.cell0",
+        "--rename",
+        f"{kernel.format(1)}=tf.cell1",
+    )
     assert result.code == 0, result.stderr
     converted = json.loads(native.read_text())
     jsonschema.validate(converted, SCHEMA)
@@ -129,8 +158,14 @@ def test_authors_spec_compacts_a_tensorflow_checkpoint_consistently(run_cli, tmp
 
 
 def test_authors_sets_with_different_multipliers_are_refused() -> None:
-    raw = {"groups": [[{"var_name": "a", "multi": 1, "axis": 0, "start": 0, "end": 2},
-                       {"var_name": "b", "multi": 2, "axis": 0, "start": 0, "end": 2}]]}
+    raw = {
+        "groups": [
+            [
+                {"var_name": "a", "multi": 1, "axis": 0, "start": 0, "end": 2},
+                {"var_name": "b", "multi": 2, "axis": 0, "start": 0, "end": 2},
+            ]
+        ]
+    }
     with pytest.raises(SpecError, match="multi"):
         parse_spec(raw)
 

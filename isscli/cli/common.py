@@ -14,13 +14,19 @@ from isscli.models.presets import PRESETS, preset_config
 from isscli.spec import GroupSpec, check_spec, derive_spec, load_spec
 from isscli.spec.authors import attach_companion_biases, load_rename_file, parse_renames
 
-SpecOption = typer.Option(None, "--spec", "-s", help="Group spec (native or authors' JSON). Default: derived from the checkpoint.")
+SpecOption = typer.Option(
+    None, "--spec", "-s", help="Group spec (native or authors' JSON). Default: derived from the checkpoint."
+)
 RenameOption = typer.Option([], "--rename", help="Map a spec tensor name to a checkpoint name, OLD=NEW (repeatable).")
-RenameFileOption = typer.Option(None, "--rename-file", help="JSON object mapping spec tensor names to checkpoint names.")
+RenameFileOption = typer.Option(
+    None, "--rename-file", help="JSON object mapping spec tensor names to checkpoint names."
+)
 ForceOption = typer.Option(False, "--force", help="Replace the output file if it exists (never an input).")
 ArchOption = typer.Option(None, "--arch", help="Model family for checkpoints without config: lm or classifier.")
 ConfigOption = typer.Option(
-    None, "--config", help=f"Model config JSON file, or a preset name ({', '.join(PRESETS)}), for checkpoints without one."
+    None,
+    "--config",
+    help=f"Model config JSON file, or a preset name ({', '.join(PRESETS)}), for checkpoints without one.",
 )
 
 

@@ -11,8 +11,15 @@ import typer
 from isscli.atomic import check_output_path
 from isscli.checkpoint import Checkpoint, load_checkpoint, make_provenance, save_checkpoint
 from isscli.cli.common import (
-    ArchOption, ConfigOption, ForceOption, RenameFileOption, RenameOption, SpecOption,
-    config_overrides, default_output, resolve_spec,
+    ArchOption,
+    ConfigOption,
+    ForceOption,
+    RenameFileOption,
+    RenameOption,
+    SpecOption,
+    config_overrides,
+    default_output,
+    resolve_spec,
 )
 from isscli.cli.output import JSON_HELP, console, emit, note, table
 from isscli.equivalence import max_output_difference
@@ -44,7 +51,9 @@ def compact(
     spec: Optional[Path] = SpecOption,
     rename: list[str] = RenameOption,
     rename_file: Optional[Path] = RenameFileOption,
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output checkpoint. Default: CKPT.compact.safetensors."),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="Output checkpoint. Default: CKPT.compact.safetensors."
+    ),
     verify_outputs: bool = typer.Option(
         True, "--verify/--no-verify", help="Compare the outputs of both models on random inputs before writing."
     ),
@@ -74,8 +83,12 @@ def compact(
                 "the spec misses a receiver of some hidden unit: derive it with `isscli groups CKPT`",
             )
     provenance = make_provenance(
-        "compact", loaded, spec=group_spec.to_json(), parent_provenance=loaded.provenance,
-        kept_units={change.name: change.kept for change in result.sets}, max_output_difference=difference,
+        "compact",
+        loaded,
+        spec=group_spec.to_json(),
+        parent_provenance=loaded.provenance,
+        kept_units={change.name: change.kept for change in result.sets},
+        max_output_difference=difference,
     )
     save_checkpoint(output, result.tensors, new_config, provenance, inputs=(checkpoint,), overwrite=force)
 
@@ -92,9 +105,7 @@ def compact(
         rows = [(c.name, c.components, c.after, c.components - c.after) for c in result.sets]
         console.print(table(f"compact {checkpoint}", ("set", "units before", "units after", "removed"), rows))
         ratio = result.parameters_before / max(result.parameters_after, 1)
-        console.print(
-            f"parameters: {result.parameters_before:,} → {result.parameters_after:,} ({ratio:.2f}× smaller)"
-        )
+        console.print(f"parameters: {result.parameters_before:,} → {result.parameters_after:,} ({ratio:.2f}× smaller)")
         if difference is not None:
             console.print(f"verified: max |output difference| = {difference:.3g} on random inputs")
         elif verify_outputs:

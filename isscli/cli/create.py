@@ -18,9 +18,13 @@ from isscli.models import build_model, model_tensors
 
 
 def init(
-    config: str = typer.Option(..., "--config", "--preset", help="A preset name (tiny, small, medium, large, …) or a config JSON file."),
+    config: str = typer.Option(
+        ..., "--config", "--preset", help="A preset name (tiny, small, medium, large, …) or a config JSON file."
+    ),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the checkpoint."),
-    set_values: list[str] = typer.Option([], "--set", help="Override a config field, KEY=JSON (e.g. hidden_sizes=[[300],[200]])."),
+    set_values: list[str] = typer.Option(
+        [], "--set", help="Override a config field, KEY=JSON (e.g. hidden_sizes=[[300],[200]])."
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed of the initialisation."),
     force: bool = ForceOption,
 ) -> None:
@@ -38,7 +42,9 @@ def init(
     torch.manual_seed(seed)
     model = build_model(raw)
     tensors = model_tensors(model)
-    save_checkpoint(output, tensors, model.config.to_dict(), make_provenance("init", seed=seed, preset=config), overwrite=force)
+    save_checkpoint(
+        output, tensors, model.config.to_dict(), make_provenance("init", seed=seed, preset=config), overwrite=force
+    )
     parameters = sum(t.numel() for t in tensors.values())
     console.print(f"{model.config.family} {model.config.cell} {model.config.hidden_sizes}: {parameters:,} parameters")
     note(f"checkpoint written to {output}")
@@ -66,8 +72,10 @@ def import_pt(
     try:
         loaded = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many types for bad pickles
-        raise CheckpointError(f"{source} cannot be read by torch.load ({type(error).__name__})",
-                              "give a file written by torch.save(model.state_dict())") from None
+        raise CheckpointError(
+            f"{source} cannot be read by torch.load ({type(error).__name__})",
+            "give a file written by torch.save(model.state_dict())",
+        ) from None
     state = _state_dict_of(loaded)
     unique: dict[str, torch.Tensor] = {}
     seen: dict[tuple[int, int, tuple[int, ...]], str] = {}
@@ -77,5 +85,7 @@ def import_pt(
             continue
         seen[key] = name
         unique[name] = tensor
-    save_checkpoint(output, unique, None, make_provenance("import-pt", source=str(source)), inputs=(source,), overwrite=force)
+    save_checkpoint(
+        output, unique, None, make_provenance("import-pt", source=str(source)), inputs=(source,), overwrite=force
+    )
     note(f"{len(unique)} tensors written to {output}")

@@ -56,7 +56,14 @@ def spec_report(spec: GroupSpec, checkpoint: Checkpoint) -> dict[str, Any]:
 
 def render_spec(report: dict[str, Any], title: str) -> None:
     rows = [
-        (s["name"], s["components"], s["group_length"], s["alive"], s["removable"], ", ".join(dict.fromkeys(r["tensor"] for r in s["receivers"])))
+        (
+            s["name"],
+            s["components"],
+            s["group_length"],
+            s["alive"],
+            s["removable"],
+            ", ".join(dict.fromkeys(r["tensor"] for r in s["receivers"])),
+        )
         for s in report["sets"]
     ]
     columns = ("set", "K", "group length", "nonzero", "removable", "receivers of h_k")
@@ -67,7 +74,9 @@ def render_spec(report: dict[str, Any], title: str) -> None:
 def show(
     checkpoint: Path = typer.Argument(..., help="A safetensors checkpoint."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the derived spec (native JSON) here."),
-    check: Optional[Path] = typer.Option(None, "--check", help="Validate this spec against the checkpoint instead of deriving one."),
+    check: Optional[Path] = typer.Option(
+        None, "--check", help="Validate this spec against the checkpoint instead of deriving one."
+    ),
     rename: list[str] = RenameOption,
     rename_file: Optional[Path] = RenameFileOption,
     force: bool = ForceOption,
@@ -104,7 +113,9 @@ def convert(
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the native spec."),
     rename: list[str] = RenameOption,
     rename_file: Optional[Path] = RenameFileOption,
-    checkpoint: Optional[Path] = typer.Option(None, "--check", help="Also validate the result against this checkpoint."),
+    checkpoint: Optional[Path] = typer.Option(
+        None, "--check", help="Also validate the result against this checkpoint."
+    ),
     force: bool = ForceOption,
 ) -> None:
     """Convert a spec (e.g. the authors' TensorFlow-era JSON) to the native format."""

@@ -17,14 +17,18 @@ from isscli.surgery import prune as prune_tensors
 
 def prune(
     checkpoint: Path = typer.Argument(..., help="The checkpoint to prune (left untouched)."),
-    threshold: float = typer.Option(..., "--threshold", "-t", help="τ: zero every ISS component whose group norm is ≤ τ."),
+    threshold: float = typer.Option(
+        ..., "--threshold", "-t", help="τ: zero every ISS component whose group norm is ≤ τ."
+    ),
     weight_threshold: Optional[float] = typer.Option(
         None, "--weight-threshold", help="Also zero single weights with |w| < this (the paper uses τ = 1e-4)."
     ),
     spec: Optional[Path] = SpecOption,
     rename: list[str] = RenameOption,
     rename_file: Optional[Path] = RenameFileOption,
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output checkpoint. Default: CKPT.pruned.safetensors."),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="Output checkpoint. Default: CKPT.pruned.safetensors."
+    ),
     force: bool = ForceOption,
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
@@ -37,7 +41,11 @@ def prune(
     group_spec = resolve_spec(loaded, spec, rename, rename_file)
     result = prune_tensors(loaded.tensors, group_spec, threshold, weight_threshold)
     provenance = make_provenance(
-        "prune", loaded, spec=group_spec.to_json(), threshold=threshold, weight_threshold=weight_threshold,
+        "prune",
+        loaded,
+        spec=group_spec.to_json(),
+        threshold=threshold,
+        weight_threshold=weight_threshold,
         parent_provenance=loaded.provenance,
     )
     save_checkpoint(output, result.tensors, loaded.config, provenance, inputs=(checkpoint,), overwrite=force)
@@ -46,15 +54,23 @@ def prune(
         "output": str(output),
         "threshold": threshold,
         "weight_threshold": weight_threshold,
-        "sets": [{"name": c.name, "components": c.components, "alive_before": c.before, "alive_after": c.after}
-                 for c in result.sets],
+        "sets": [
+            {"name": c.name, "components": c.components, "alive_before": c.before, "alive_after": c.after}
+            for c in result.sets
+        ],
         "weight_sparsity_before": result.sparsity_before,
         "weight_sparsity_after": result.sparsity_after,
     }
 
     def render() -> None:
         rows = [(c.name, c.components, c.before, c.after, c.before - c.after) for c in result.sets]
-        console.print(table(f"prune {checkpoint} (τ = {threshold:g})", ("set", "K", "nonzero before", "nonzero after", "zeroed"), rows))
+        console.print(
+            table(
+                f"prune {checkpoint} (τ = {threshold:g})",
+                ("set", "K", "nonzero before", "nonzero after", "zeroed"),
+                rows,
+            )
+        )
         console.print(
             f"weight sparsity of the grouped tensors: {result.sparsity_before:.2%} → {result.sparsity_after:.2%}"
         )

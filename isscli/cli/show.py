@@ -41,8 +41,19 @@ def show(
     report = {"checkpoint": str(checkpoint), "sets": summaries, "pictures": written}
 
     def render() -> None:
-        rows = [(s["name"], s["components"], s["nonzero"], s["removable"], s["norm_median"], s["norm_max"],
-                 f"{s['zero_weights']:.1%}", s["histogram"]) for s in summaries]
+        rows = [
+            (
+                s["name"],
+                s["components"],
+                s["nonzero"],
+                s["removable"],
+                s["norm_median"],
+                s["norm_max"],
+                f"{s['zero_weights']:.1%}",
+                s["histogram"],
+            )
+            for s in summaries
+        ]
         columns = ("set", "K", "nonzero", "removable", "median ‖w_k‖", "max ‖w_k‖", "zero weights", "group lengths")
         console.print(table(f"ISS of {checkpoint}", columns, rows))
 

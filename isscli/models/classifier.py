@@ -48,4 +48,4 @@ class SequenceClassifier(nn.Module):
         sizes = self.config.hidden_sizes[-1]
         if len(sizes) == 1:
             return last
-        return torch.cat([last[:, : sizes[0]], output[0, :, sizes[0]:]], dim=1)
+        return torch.cat([last[:, : sizes[0]], output[0, :, sizes[0] :]], dim=1)

@@ -51,7 +51,9 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:
-            raise IsscliError(f"unknown config field(s) {', '.join(unknown)}", f"known fields: {', '.join(sorted(known))}")
+            raise IsscliError(
+                f"unknown config field(s) {', '.join(unknown)}", f"known fields: {', '.join(sorted(known))}"
+            )
         missing = [name for name in ("family", "vocab_size", "embedding_size", "hidden_sizes") if name not in raw]
         if missing:
             raise IsscliError(f"config lacks {', '.join(missing)}", "add them to the config file")

@@ -115,8 +115,16 @@ def find_layout(tensors: dict[str, torch.Tensor]) -> Layout:
         output, tied = embedding, True
     elif output is not None and embedding is not None and tensors[output].shape == tensors[embedding].shape:
         tied = bool(torch.equal(tensors[output], tensors[embedding]))
-    return Layout(prefix, next(iter(gates_seen)), hidden_sizes, input_size, embedding, output,
-                  _output_bias(tensors, prefix, output, tied), tied)
+    return Layout(
+        prefix,
+        next(iter(gates_seen)),
+        hidden_sizes,
+        input_size,
+        embedding,
+        output,
+        _output_bias(tensors, prefix, output, tied),
+        tied,
+    )
 
 
 def _output_bias(tensors: dict[str, torch.Tensor], prefix: str, output: str | None, tied: bool) -> str | None:

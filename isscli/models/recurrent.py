@@ -123,8 +123,15 @@ class RecurrentStack(nn.Module):
             for direction in range(len(sizes)):
                 sequence = reverse_padded(layer_input, lengths) if direction == 1 else layer_input
                 result = kernel(
-                    sequence, state[layer][direction], self.layer_weights(layer, direction),
-                    True, 1, 0.0, self.training, False, False,
+                    sequence,
+                    state[layer][direction],
+                    self.layer_weights(layer, direction),
+                    True,
+                    1,
+                    0.0,
+                    self.training,
+                    False,
+                    False,
                 )
                 output = reverse_padded(result[0], lengths) if direction == 1 else result[0]
                 outputs.append(output)

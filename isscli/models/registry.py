@@ -69,7 +69,7 @@ def canonical_tensors(tensors: dict[str, torch.Tensor], layout: Layout, family: 
     """Rename a plain checkpoint's tensors to this package's module names."""
     renamed = {}
     for name, tensor in tensors.items():
-        local = name[len(layout.rnn_prefix):]
+        local = name[len(layout.rnn_prefix) :]
         if name.startswith(layout.rnn_prefix) and RECURRENT_PARAMETER.match(local):
             renamed["rnn." + local] = tensor
     if layout.embedding:
@@ -99,9 +99,7 @@ def resolve_config(
     return ModelConfig.from_dict(raw), tensors
 
 
-def load_model(
-    checkpoint: Checkpoint, arch: str | None = None, overrides: dict[str, Any] | None = None
-) -> nn.Module:
+def load_model(checkpoint: Checkpoint, arch: str | None = None, overrides: dict[str, Any] | None = None) -> nn.Module:
     """A runnable model with the checkpoint's weights, in eval mode."""
     config, tensors = resolve_config(checkpoint, arch, overrides)
     model = build_model(config)

@@ -32,7 +32,7 @@ class HighwayStack(nn.Module):
         for layer in range(depth):
             self.register_parameter(f"weight_hh_d{layer}", nn.Parameter(torch.empty(2 * width, width)))
             self.register_parameter(f"bias_hh_d{layer}", nn.Parameter(torch.zeros(2 * width)))
-        bound = init_range if init_range is not None else width ** -0.5
+        bound = init_range if init_range is not None else width**-0.5
         with torch.no_grad():
             for name, parameter in self.named_parameters():
                 if name.startswith("weight"):
@@ -48,8 +48,9 @@ class HighwayStack(nn.Module):
         outputs = []
         for step in range(inputs.shape[0]):
             for layer in range(self.depth):
-                pre = torch.nn.functional.linear(state, getattr(self, f"weight_hh_d{layer}"),
-                                                 getattr(self, f"bias_hh_d{layer}"))
+                pre = torch.nn.functional.linear(
+                    state, getattr(self, f"weight_hh_d{layer}"), getattr(self, f"bias_hh_d{layer}")
+                )
                 if layer == 0:
                     pre = pre + projected[step]
                 transform, gate = pre.split(self.width, dim=1)

@@ -10,8 +10,14 @@ from isscli.spec.derive import derive_spec
 from isscli.spec.schema import SCHEMA_PATH, GroupSpec, IssSet, TensorSlice, check_spec, load_spec_data, parse_native
 
 __all__ = [
-    "SCHEMA_PATH", "GroupSpec", "IssSet", "TensorSlice",
-    "check_spec", "derive_spec", "load_spec", "parse_spec",
+    "SCHEMA_PATH",
+    "GroupSpec",
+    "IssSet",
+    "TensorSlice",
+    "check_spec",
+    "derive_spec",
+    "load_spec",
+    "parse_spec",
 ]
 
 
@@ -29,7 +35,7 @@ def parse_spec(raw: object, renames: dict[str, str] | None = None) -> GroupSpec:
                 ]
         return spec
     raise SpecError(
-        "the spec is neither an isscli spec (with \"format\": \"isscli.groups\") nor the authors' format (with \"groups\")",
+        'the spec is neither an isscli spec (with "format": "isscli.groups") nor the authors\' format (with "groups")',
         "see the README's section on group specs",
     )
 

@@ -89,8 +89,10 @@ def parse_authors(raw: dict[str, Any], renames: dict[str, str] | None = None) ->
                 "every entry of a set must cover the same number of components",
             )
         if len(multipliers) > 1:
-            raise SpecError(f"{where}: entries have different 'multi' values {sorted(multipliers)}",
-                            "give every entry of a set the same multi")
+            raise SpecError(
+                f"{where}: entries have different 'multi' values {sorted(multipliers)}",
+                "give every entry of a set the same multi",
+            )
         sets.append(IssSet(f"group{i}", spans.pop(), slices, multipliers.pop()))
     comment = raw.get("comments", "")
     return GroupSpec(sets, comment if isinstance(comment, str) else str(comment), origin="authors")
@@ -117,10 +119,23 @@ def attach_companion_biases(spec: GroupSpec, tensors: dict[str, torch.Tensor]) -
             bias = _bias_of(piece.tensor)
             if kernel is None or bias not in tensors or piece.dim != kernel.dim() - 1 or kernel.dim() < 2:
                 continue
-            if tensors[bias].dim() != 1 or tensors[bias].shape[0] != kernel.shape[-1] or (bias, piece.offset) in present:
+            if (
+                tensors[bias].dim() != 1
+                or tensors[bias].shape[0] != kernel.shape[-1]
+                or (bias, piece.offset) in present
+            ):
                 continue
-            extra.append(TensorSlice(bias, dim=0, offset=piece.offset, blocks=piece.blocks,
-                                     block_stride=piece.block_stride, role="producer", penalize=False))
+            extra.append(
+                TensorSlice(
+                    bias,
+                    dim=0,
+                    offset=piece.offset,
+                    blocks=piece.blocks,
+                    block_stride=piece.block_stride,
+                    role="producer",
+                    penalize=False,
+                )
+            )
             present.add((bias, piece.offset))
         iss.slices = iss.slices + extra
     return spec

@@ -150,8 +150,11 @@ def parse_native(raw: dict[str, Any]) -> GroupSpec:
         _require(isinstance(name, str) and name != "", f"{where}.name", "must be a non-empty string")
         components = _integer(entry.get("components"), f"{where}.components", 1)
         multiplier = entry.get("multiplier", 1.0)
-        _require(isinstance(multiplier, (int, float)) and not isinstance(multiplier, bool) and multiplier >= 0,
-                 f"{where}.multiplier", "must be a number ≥ 0")
+        _require(
+            isinstance(multiplier, (int, float)) and not isinstance(multiplier, bool) and multiplier >= 0,
+            f"{where}.multiplier",
+            "must be a number ≥ 0",
+        )
         slices_raw = entry.get("slices")
         _require(isinstance(slices_raw, list) and len(slices_raw) > 0, f"{where}.slices", "must be a non-empty list")
         slices = [_parse_slice(piece, f"{where}.slices[{j}]") for j, piece in enumerate(slices_raw)]
@@ -202,12 +205,15 @@ def check_spec(spec: GroupSpec, tensors: dict[str, torch.Tensor]) -> None:
                 )
             shape = tuple(tensors[piece.tensor].shape)
             if piece.dim >= len(shape):
-                raise SpecError(f"{where}: tensor {piece.tensor!r} has no dim {piece.dim} (shape {shape})",
-                                "use a dim the tensor has")
+                raise SpecError(
+                    f"{where}: tensor {piece.tensor!r} has no dim {piece.dim} (shape {shape})",
+                    "use a dim the tensor has",
+                )
             last = int(piece.indices(iss.components).max())
             if last >= shape[piece.dim]:
                 raise SpecError(
-                    f"{where}: index {last} is out of range for {piece.tensor!r} dim {piece.dim} (size {shape[piece.dim]})",
+                    f"{where}: index {last} is out of range for {piece.tensor!r} dim {piece.dim} "
+                    f"(size {shape[piece.dim]})",
                     "check components, offset and block_stride against the tensor's shape",
                 )
             key = (piece.tensor, piece.dim)
@@ -225,7 +231,9 @@ def load_spec_data(path: Path) -> Any:
     """Read a JSON file; errors say whether it is missing or not JSON."""
     path = Path(path)
     if not path.is_file():
-        raise SpecError(f"spec {path} not found", "check the path, or derive one with `isscli groups CKPT -o spec.json`")
+        raise SpecError(
+            f"spec {path} not found", "check the path, or derive one with `isscli groups CKPT -o spec.json`"
+        )
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:

@@ -1,0 +1,198 @@
+"""Benchmark models side by side: what is timed, on which inputs, and the report.
+
+Each model is timed on three workloads, the models interleaved within each:
+
+* ``full``: a whole ``steps``-step inference of a batch — embedding, recurrent layers and the
+  output layer (the paper's Table 1 setting is batch 10, 30 steps);
+* ``recurrent``: the recurrent layers alone on the same, pre-embedded batch;
+* ``latency``: the full inference of a single sequence (batch 1).
+
+The ``model`` is compared with the ``baseline`` (speed-up = baseline time / model time); an
+optional ``unstructured`` model is the baseline's shape with the model's nonzeros scattered at
+random and multiplied through CSR kernels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from isscli import unstructured
+from isscli.accounting import multiply_adds_per_step, parameter_bytes, parameter_count
+from isscli.checkpoint import load_checkpoint
+from isscli.equivalence import max_output_difference
+from isscli.errors import IsscliError
+from isscli.models import build_model, load_model, preset_config
+from isscli.timing import Timings, Workload, capture_cuda_graph, clock_for, machine, time_interleaved
+
+SCHEMA = "isscli.bench/1"
+SHAPES_PRESET = "large"
+#: workload name → (part of the model, batch size; ``None`` = the chosen batch)
+WORKLOADS: dict[str, tuple[str, int | None]] = {"full": ("full", None), "recurrent": ("recurrent", None),
+                                                 "latency": ("full", 1)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    batch: int = 10
+    steps: int = 30
+    repeats: int = 7
+    warmup: int = 2
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    cuda_graphs: bool = False
+    seed: int = 0
+
+
+@dataclass
+class Contender:
+    """One model in the race, with where it came from (for the report)."""
+
+    role: str
+    label: str
+    model: nn.Module
+    source: dict[str, Any]
+    csr: bool = False
+    details: dict[str, Any] = field(default_factory=dict)  # extra report fields, e.g. a check's result
+
+
+def parse_shapes(text: str, option: str = "--shapes") -> list[list[int]]:
+    """``"373,315"`` → ``[[373], [315]]``: one unidirectional layer per size."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or any(size < 1 for size in sizes):
+        raise IsscliError(f"{option} {text!r} is not a comma-separated list of positive hidden sizes",
+                          f"write e.g. {option} 1500,1500")
+    return [[size] for size in sizes]
+
+
+def from_shapes(role: str, sizes: list[list[int]], seed: int = 0) -> Contender:
+    """A freshly initialised model of the ``large`` preset (embedding 1500, vocabulary 10,000) with these layers."""
+    torch.manual_seed(seed)
+    model = build_model({**preset_config(SHAPES_PRESET), "hidden_sizes": sizes}).eval()
+    return Contender(role, f"{SHAPES_PRESET} preset", model, {"shapes": sizes, "preset": SHAPES_PRESET})
+
+
+def from_checkpoint(
+    role: str, path: Path, arch: str | None = None, overrides: dict[str, Any] | None = None
+) -> Contender:
+    checkpoint = load_checkpoint(path)
+    model = load_model(checkpoint, arch, overrides)
+    return Contender(role, path.name, model, {"checkpoint": str(path), "sha256": checkpoint.sha256})
+
+
+def unstructured_twin(baseline: Contender, structured: Contender, seed: int = 0) -> Contender:
+    """The baseline's shape with ``structured``'s nonzeros at random places, through CSR.
+
+    Its report carries the largest output difference between the CSR model and the dense
+    masked model it came from: a check that the sparse path computes the same function.
+    """
+    unstructured.check_csr_supported(baseline.model)
+    masked = unstructured.scatter_like(baseline.model, structured.model, seed)
+    twin = unstructured.csr_model(masked)
+    difference = max_output_difference(masked, twin, masked.config)
+    source = {"scattered_into": baseline.label, "nonzeros_of": structured.label, "seed": seed}
+    return Contender("unstructured", f"{baseline.label} as CSR", twin, source, csr=True,
+                     details={"max_output_difference": difference})
+
+
+def inference(model: nn.Module, part: str, batch: int, steps: int, device: torch.device, seed: int) -> Workload:
+    """A closure running one whole inference; its inputs are made once, here, so they are not timed."""
+    config = model.config
+    generator = torch.Generator().manual_seed(seed)
+    classifier = config.family == "classifier"
+    tokens = torch.randint(int(classifier), config.vocab_size, (steps, batch), generator=generator).to(device)
+    arguments = (torch.full((batch,), steps, dtype=torch.long, device=device),) if classifier else ()
+    if part == "full":
+        return lambda: model(tokens, *arguments)
+    recurrent, embedded = getattr(model, unstructured.recurrent_part_name(model)), model.encoder(tokens)
+    return lambda: recurrent(embedded, None, *arguments)
+
+
+def time_contenders(contenders: list[Contender], settings: Settings) -> dict[str, dict[str, Timings]]:
+    """Timings by role and workload; each workload times all models interleaved."""
+    clock = clock_for(settings.device)
+    results: dict[str, dict[str, Timings]] = {c.role: {} for c in contenders}
+    for workload, (part, batch) in WORKLOADS.items():
+        runs = {}
+        size = batch or settings.batch
+        for contender in contenders:
+            run = inference(contender.model, part, size, settings.steps, settings.device, settings.seed)
+            if settings.cuda_graphs:
+                run = capture_cuda_graph(run, settings.device, f"{contender.role} ({workload})")
+            runs[contender.role] = run
+        for role, timings in time_interleaved(runs, settings.repeats, settings.warmup, clock).items():
+            results[role][workload] = timings
+    return results
+
+
+def describe(contender: Contender) -> dict[str, Any]:
+    """Size and cost of a model: dense ones from their config, CSR ones from their nonzeros."""
+    model, config = contender.model, contender.model.config
+    nonzeros = sum(unstructured.nonzero_counts(model).values())
+    return {
+        "role": contender.role,
+        "label": contender.label,
+        "source": contender.source,
+        "format": "csr" if contender.csr else "dense",
+        "family": config.family,
+        "cell": config.cell,
+        "vocab_size": config.vocab_size,
+        "embedding_size": config.embedding_size,
+        "hidden_sizes": config.hidden_sizes,
+        "parameters": parameter_count(config),
+        "nonzero_weights": nonzeros,
+        "bytes": unstructured.stored_bytes(model) if contender.csr else parameter_bytes(config),
+        "multiply_adds_per_step": (
+            unstructured.nonzero_multiply_adds_per_step(model) if contender.csr else multiply_adds_per_step(config)
+        ),
+        **contender.details,
+    }
+
+
+def speedups(baseline: dict[str, Timings], other: dict[str, Timings]) -> dict[str, float]:
+    return {workload: baseline[workload].median_ms / other[workload].median_ms for workload in WORKLOADS}
+
+
+def comparison(entries: dict[str, dict[str, Any]], timings: dict[str, dict[str, Timings]]) -> dict[str, Any] | None:
+    """Ratios of the model (and the unstructured model) against the baseline."""
+    if "baseline" not in entries:
+        return None
+    model, baseline = entries["model"], entries["baseline"]
+    ratios = {role: speedups(timings["baseline"], timings[role]) for role in entries if role != "baseline"}
+    return {
+        "speedup": ratios["model"]["full"],
+        "speedups": ratios,
+        "multiply_add_reduction": baseline["multiply_adds_per_step"] / model["multiply_adds_per_step"],
+        "parameter_reduction": baseline["parameters"] / model["parameters"],
+        "structured_over_unstructured": (
+            speedups(timings["unstructured"], timings["model"])["full"] if "unstructured" in timings else None
+        ),
+    }
+
+
+def run(contenders: list[Contender], settings: Settings) -> dict[str, Any]:
+    """Move the models to the device, time them, and build the report (schema in docs/bench.md)."""
+    entries = {c.role: describe(c) for c in contenders}
+    for contender in contenders:
+        contender.model.to(settings.device)
+    with torch.inference_mode():
+        timings = time_contenders(contenders, settings)
+    for role, entry in entries.items():
+        entry["timings"] = {workload: timings[role][workload].to_json() for workload in WORKLOADS}
+    return {
+        "schema": SCHEMA,
+        "settings": {
+            "batch": settings.batch, "latency_batch": WORKLOADS["latency"][1], "steps": settings.steps,
+            "repeats": settings.repeats, "warmup": settings.warmup, "device": str(settings.device),
+            "cuda_graphs": settings.cuda_graphs, "seed": settings.seed,
+        },
+        "machine": machine(settings.device),
+        "models": list(entries.values()),
+        "comparison": comparison(entries, timings),
+    }

@@ -1,0 +1,159 @@
+"""``isscli bench``: time a model against a baseline and report the speed-up and what it costs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import typer
+
+from isscli.benchmark import Contender, Settings, from_checkpoint, from_shapes, parse_shapes, run, unstructured_twin
+from isscli.cli.common import ArchOption, ConfigOption, config_overrides
+from isscli.cli.output import JSON_HELP, console, emit, note, table
+from isscli.errors import IsscliError
+from isscli.timing import resolve_device
+
+RECOMMENDED_REPEATS = 5
+
+
+class SpeedupBelowGate(IsscliError):
+    """The measured speed-up misses ``--fail-below``: a failed check, not a bad input."""
+
+    exit_code = 1
+
+
+def contender(
+    role: str, checkpoint: Optional[Path], sizes: Optional[list[list[int]]],
+    arch: Optional[str], overrides: Optional[dict[str, Any]], seed: int,
+) -> Contender:
+    if checkpoint is not None:
+        return from_checkpoint(role, checkpoint, arch, overrides)
+    return from_shapes(role, sizes or [], seed)
+
+
+def check_sources(checkpoint: Optional[Path], shapes: Optional[str], against: Optional[Path],
+                  against_shapes: Optional[str]) -> None:
+    if (checkpoint is None) == (shapes is None):
+        raise IsscliError("give either a checkpoint or --shapes (not both, not neither)",
+                          "e.g. `isscli bench compact.safetensors --against dense.safetensors` or --shapes 373,315")
+    if against is not None and against_shapes is not None:
+        raise IsscliError("give either --against or --against-shapes, not both", "drop one of them")
+
+
+WORKLOAD_LABELS = {
+    "full": "full, batch {batch}", "recurrent": "recurrent only, batch {batch}", "latency": "full, batch 1",
+}
+
+
+def milliseconds(timing: dict[str, float]) -> str:
+    return f"{timing['median_ms']:.4g} ({timing['min_ms']:.3g}–{timing['max_ms']:.3g})"
+
+
+def render(report: dict[str, Any]) -> None:
+    settings, machine, models = report["settings"], report["machine"], report["models"]
+    rows = [
+        (m["role"], m["label"], " ".join("+".join(map(str, s)) for s in m["hidden_sizes"]), m["parameters"],
+         m["nonzero_weights"], round(m["bytes"] / 2**20, 1), m["multiply_adds_per_step"])
+        for m in models
+    ]
+    columns = ("role", "model", "hidden sizes", "parameters", "nonzero weights", "MiB", "mult-adds/step")
+    console.print(table("models", columns, rows))
+    compared = report["comparison"]
+    timing_rows = []
+    for workload, label in WORKLOAD_LABELS.items():
+        row = [label.format(batch=settings["batch"]), *(milliseconds(m["timings"][workload]) for m in models)]
+        if compared is not None:
+            row.append(f"{compared['speedups']['model'][workload]:.2f}×")
+        timing_rows.append(row)
+    columns = ("workload", *(m["role"] for m in models), *(("speed-up",) if compared else ()))
+    graphs = ", CUDA graphs" if settings["cuda_graphs"] else ""
+    title = (f"ms per {settings['steps']}-step inference, median (min–max) of {settings['repeats']} "
+             f"interleaved repeats on {settings['device']}{graphs}")
+    console.print(table(title, columns, timing_rows))
+    gpu = f", {machine['gpu']} (CUDA {machine['cuda']})" if machine["gpu"] else ""
+    console.print(f"machine: {machine['cpu']}, threads: {machine['threads']}, torch {machine['torch']}{gpu}")
+    if compared is None:
+        return
+    console.print(
+        f"speed-up [bold]{compared['speedup']:.2f}×[/] over the baseline; multiply-add reduction "
+        f"{compared['multiply_add_reduction']:.2f}×, {compared['parameter_reduction']:.2f}× fewer parameters"
+    )
+    if compared["structured_over_unstructured"] is not None:
+        sparse = compared["speedups"]["unstructured"]["full"]
+        console.print(
+            f"unstructured sparsity (CSR, same nonzeros): {sparse:.2f}× over the baseline; structured over "
+            f"unstructured: {compared['structured_over_unstructured']:.2f}×"
+        )
+    if report.get("gate"):
+        gate = report["gate"]
+        console.print(f"gate --fail-below {gate['fail_below']:g}: {'passed' if gate['passed'] else 'FAILED'}")
+
+
+def bench(
+    checkpoint: Optional[Path] = typer.Argument(
+        None, metavar="CKPT", help="The model to time (e.g. a compacted checkpoint)."
+    ),
+    against: Optional[Path] = typer.Option(None, "--against", help="The baseline checkpoint (e.g. the dense model)."),
+    shapes: Optional[str] = typer.Option(
+        None, "--shapes", help="Time a fresh model with these hidden sizes instead of CKPT, e.g. 373,315 "
+        "(other sizes from the 'large' preset: embedding 1500, vocabulary 10,000)."
+    ),
+    against_shapes: Optional[str] = typer.Option(
+        None, "--against-shapes", help="Baseline with these hidden sizes instead of --against, e.g. 1500,1500."
+    ),
+    batch: int = typer.Option(10, "--batch", min=1, help="Sequences per batch (the paper: 10)."),
+    steps: int = typer.Option(30, "--steps", min=1, help="Time steps per inference (the paper: 30)."),
+    repeats: int = typer.Option(7, "--repeats", min=1, help="Timed repeats per model; the median is reported."),
+    warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed runs per model first."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (torch.set_num_threads)."),
+    cuda_graphs: bool = typer.Option(
+        False, "--cuda-graphs", help="Capture each inference in a CUDA graph (with --device cuda)."
+    ),
+    unstructured: bool = typer.Option(
+        False, "--unstructured",
+        help="Also time the baseline's shape with the model's nonzeros scattered at random, via CSR.",
+    ),
+    fail_below: Optional[float] = typer.Option(
+        None, "--fail-below", help="Exit 1 if the full-inference speed-up over the baseline is below this."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of inputs, --shapes weights and the --unstructured scatter."),
+    arch: Optional[str] = ArchOption,
+    config: Optional[str] = ConfigOption,
+    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+) -> None:
+    """Time full inference, the recurrent layers alone and batch-1 latency of a model (and a baseline), interleaved."""
+    check_sources(checkpoint, shapes, against, against_shapes)
+    sizes = parse_shapes(shapes, "--shapes") if shapes is not None else None
+    against_sizes = parse_shapes(against_shapes, "--against-shapes") if against_shapes is not None else None
+    has_baseline = against is not None or against_shapes is not None
+    if not has_baseline and (fail_below is not None or unstructured):
+        flag = "--fail-below" if fail_below is not None else "--unstructured"
+        raise IsscliError(f"{flag} needs a baseline", "add --against DENSE.safetensors or --against-shapes 1500,1500")
+    if fail_below is not None and fail_below <= 0:
+        raise IsscliError(f"--fail-below {fail_below:g} is not a positive speed-up", "give e.g. --fail-below 7.48")
+    torch_device = resolve_device(device)
+    if cuda_graphs and torch_device.type != "cuda":
+        raise IsscliError("--cuda-graphs needs --device cuda", "add --device cuda or drop --cuda-graphs")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if repeats < RECOMMENDED_REPEATS:
+        note(f"only {repeats} repeats: medians of fewer than {RECOMMENDED_REPEATS} are rough")
+
+    overrides = config_overrides(config)
+    contenders = [contender("model", checkpoint, sizes, arch, overrides, seed)]
+    if has_baseline:
+        contenders.append(contender("baseline", against, against_sizes, arch, overrides, seed))
+    if unstructured:
+        contenders.append(unstructured_twin(contenders[1], contenders[0], seed))
+    settings = Settings(batch, steps, repeats, warmup, torch_device, cuda_graphs, seed)
+    report = run(contenders, settings)
+    speedup = report["comparison"]["speedup"] if has_baseline else None
+    report["gate"] = None if fail_below is None else {
+        "fail_below": fail_below, "speedup": speedup, "passed": speedup >= fail_below,
+    }
+    emit(report, json_path, lambda: render(report))
+    if fail_below is not None and speedup < fail_below:
+        raise SpeedupBelowGate(f"speed-up {speedup:.2f}× is below --fail-below {fail_below:g}",
+                               "the model is not fast enough on this machine; see the report for the timings")

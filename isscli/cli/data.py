@@ -1,0 +1,27 @@
+"""``isscli data``: fetch the corpora that training and evaluation read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from isscli.cli.common import ForceOption
+from isscli.cli.output import console, note, table
+from isscli.data.download import PTB_SHA256, PTB_URL, download_ptb
+
+app = typer.Typer(no_args_is_help=True, help="Download corpora (PTB) for train/finetune/eval.")
+
+
+@app.command("ptb")
+def ptb(
+    dest: Path = typer.Argument(..., help="Folder to write ptb.{train,valid,test}.txt into (created if needed)."),
+    url: str = typer.Option(PTB_URL, "--url", help="Where simple-examples.tgz is (http(s):// or file://)."),
+    force: bool = ForceOption,
+) -> None:
+    """Download Mikolov's simple-examples.tgz, verify the PTB files' sha256 sums, write them to DEST."""
+    note(f"downloading {url} …")
+    written = download_ptb(dest, url, overwrite=force)
+    rows = [(path.name, path.stat().st_size, PTB_SHA256[split][:16] + "…") for split, path in written.items()]
+    console.print(table(f"PTB in {dest} (checksums verified)", ("file", "bytes", "sha256"), rows))
+    note(f"use it with --data {dest}")

@@ -1,0 +1,83 @@
+"""A live view of training: a progress bar per epoch on stderr, one result line per epoch on stdout."""
+
+from __future__ import annotations
+
+import math
+from types import TracebackType
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from isscli.cli.output import console, err_console
+from isscli.training import EpochReport
+
+
+def format_alive(alive: dict[str, int], components: dict[str, int]) -> str:
+    return " ".join(f"{name} {alive[name]}/{components[name]}" for name in alive)
+
+
+def epoch_line(report: EpochReport, epochs: int) -> str:
+    """``epoch 3/13  lr 1  train ppl 150.2  valid ppl 140.1  ISS rnn.l0 180/200 …  sparsity 12.3%  32 s``."""
+    valid = report.valid
+    score = (f"valid acc {valid.accuracy:.2%} (loss {valid.loss:.3f})" if valid.accuracy is not None
+             else f"valid ppl {valid.perplexity:.2f}")
+    train = (f"train loss {report.train_loss:.3f}" if valid.accuracy is not None
+             else f"train ppl {report.train_perplexity:.2f}")
+    return (
+        f"epoch {report.epoch:>{len(str(epochs))}}/{epochs}  lr {report.lr:.4g}  {train}  {score}  "
+        f"ISS {format_alive(report.alive, report.components)}  sparsity {report.sparsity:.1%}  "
+        f"{report.seconds:.0f} s" + ("  [green]best[/]" if report.best else "")
+    )
+
+
+class ProgressDisplay:
+    """The CLI's :class:`isscli.training.Observer`; use it as a context manager."""
+
+    def __init__(self, components: dict[str, int], classifier: bool) -> None:
+        self.components = components
+        self.classifier = classifier
+        self.epochs = 0
+        self.alive = ""
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=err_console, transient=True, redirect_stdout=False, redirect_stderr=False,
+        )
+        self.task: TaskID | None = None
+
+    def __enter__(self) -> ProgressDisplay:
+        self.progress.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.progress.stop()
+
+    def epoch_started(self, epoch: int, epochs: int, batches: int, lr: float) -> None:
+        self.epochs = epochs
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(f"epoch {epoch}/{epochs} (lr {lr:.3g})", total=batches, stats="")
+
+    def batch_done(self, loss: float, alive: dict[str, int] | None) -> None:
+        if alive is not None:
+            self.alive = "  ISS " + format_alive(alive, self.components)
+        if self.classifier:
+            stats = f"loss {loss:.3f}"
+        else:
+            stats = f"loss {loss:.3f} ppl {math.exp(min(loss, 700)):.1f}"
+        if self.task is not None:
+            self.progress.update(self.task, advance=1, stats=stats + self.alive)
+
+    def epoch_done(self, report: EpochReport) -> None:
+        """On one terminal the line goes above the bar; otherwise to stdout, for logs and pipes."""
+        shared_screen = console.is_terminal and err_console.is_terminal
+        (self.progress.console if shared_screen else console).print(epoch_line(report, self.epochs), soft_wrap=True)

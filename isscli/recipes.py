@@ -1,0 +1,125 @@
+"""Training settings and the published recipes they start from.
+
+The LM recipes are Zaremba et al. (2014)'s, as in the TensorFlow PTB example the ISS authors
+built on: plain SGD from lr 1, the lr multiplied by ``lr_decay`` every epoch after
+``decay_after``, gradients clipped to a global norm of ``max_grad_norm``. Model-side knobs
+(sizes, dropout, init range) live in :mod:`isscli.models.presets`; this module holds the rest.
+
+Loss convention (see docs/training.md): the data loss is the cross-entropy summed over the
+``bptt`` unrolled steps and averaged over the batch, so λ, the lr and the clipping norm mean
+what they mean in the paper and the authors' code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from isscli.errors import IsscliError
+
+OPTIMIZERS = ("sgd", "adam")
+#: τ used when a regularizer is on and no --threshold is given (paper Sec. 4, PTB LSTMs).
+PAPER_THRESHOLD = 1e-4
+#: Settings-file keys that read better than the field names.
+ALIASES = {"lambda": "group_lasso", "tau": "threshold"}
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Every knob of a training run; all can be set by flag or in a ``--settings`` JSON file."""
+
+    epochs: int
+    batch_size: int
+    bptt: int
+    lr: float
+    lr_decay: float
+    decay_after: int
+    max_grad_norm: float
+    optimizer: str = "sgd"
+    group_lasso: float = 0.0
+    threshold: float | None = None
+    l1: float = 0.0
+    epsilon: float = 1e-8
+    eval_batch_size: int = 10
+    divergence_factor: float = 4.0
+    max_batches: int | None = None
+    seed: int = 0
+
+    def validate(self) -> TrainSettings:
+        positive = ("epochs", "batch_size", "bptt", "lr", "max_grad_norm", "eval_batch_size")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise IsscliError(f"{name.replace('_', '-')} must be > 0 (got {getattr(self, name)})",
+                                  "fix the setting")
+        for name in ("group_lasso", "l1", "epsilon", "decay_after"):
+            if getattr(self, name) < 0:
+                raise IsscliError(f"{name.replace('_', '-')} must be ≥ 0", "fix the setting")
+        if self.threshold is not None and self.threshold < 0:
+            raise IsscliError("threshold must be ≥ 0", "give e.g. --threshold 1e-4, or 0 to turn it off")
+        if not 0 < self.lr_decay <= 1:
+            raise IsscliError(f"lr-decay {self.lr_decay} is outside (0, 1]", "give e.g. 0.5")
+        if self.divergence_factor <= 1:
+            raise IsscliError("divergence-factor must be > 1", "give e.g. 4")
+        if self.optimizer not in OPTIMIZERS:
+            raise IsscliError(f"unknown optimizer {self.optimizer!r}", f"use one of {', '.join(OPTIMIZERS)}")
+        if self.max_batches is not None and self.max_batches < 1:
+            raise IsscliError("max-batches must be ≥ 1", "fix the setting")
+        return self
+
+    @property
+    def tau(self) -> float:
+        """τ in force: the given threshold, else the paper's 1e-4 when a regularizer is on, else 0."""
+        if self.threshold is not None:
+            return self.threshold
+        return PAPER_THRESHOLD if self.group_lasso > 0 or self.l1 > 0 else 0.0
+
+    def lr_at(self, epoch: int) -> float:
+        """The lr of 1-based ``epoch``: ``lr · lr_decay^max(epoch − decay_after, 0)``."""
+        return self.lr * self.lr_decay ** max(epoch - self.decay_after, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def updated(self, changes: dict[str, Any]) -> TrainSettings:
+        """These settings with ``changes`` applied; unknown names are an error."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise IsscliError(f"unknown setting(s) {', '.join(unknown)}", f"known settings: {', '.join(sorted(known))}")
+        return replace(self, **changes).validate()
+
+
+RECIPES: dict[str, TrainSettings] = {
+    # Zaremba et al. (2014), Table 1 and the TensorFlow PTB example.
+    "small": TrainSettings(epochs=13, batch_size=20, bptt=20, lr=1.0, lr_decay=0.5, decay_after=4, max_grad_norm=5),
+    "medium": TrainSettings(epochs=39, batch_size=20, bptt=35, lr=1.0, lr_decay=0.8, decay_after=6, max_grad_norm=5),
+    "large": TrainSettings(epochs=55, batch_size=20, bptt=35, lr=1.0, lr_decay=1 / 1.15, decay_after=14,
+                           max_grad_norm=10),
+    # For demos and tests on two CPU cores: the small recipe, shortened.
+    "tiny": TrainSettings(epochs=4, batch_size=20, bptt=20, lr=1.0, lr_decay=0.5, decay_after=2, max_grad_norm=5),
+    "bilstm-classifier": TrainSettings(epochs=10, batch_size=50, bptt=1, lr=1e-3, lr_decay=1.0, decay_after=0,
+                                       max_grad_norm=5, optimizer="adam"),
+}
+#: The published test perplexities of Zaremba et al. (2014), for comparison in reports.
+PUBLISHED_TEST_PERPLEXITY = {"small": 114.5, "medium": 82.7, "large": 78.4}
+
+
+def recipe(name: str) -> TrainSettings:
+    if name not in RECIPES:
+        raise IsscliError(f"no training recipe {name!r}", f"choose one of {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """A JSON object of settings (``{"epochs": 20, "lr_decay": 0.9}``)."""
+    if not path.is_file():
+        raise IsscliError(f"settings file {path} not found", "check the path")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise IsscliError(f"settings file {path} is not valid JSON ({error})", "fix the file") from None
+    if not isinstance(raw, dict):
+        raise IsscliError(f"settings file {path} is not a JSON object", 'write e.g. {"epochs": 20}')
+    return {ALIASES.get(key, key): value for key, value in raw.items()}

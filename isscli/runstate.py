@@ -1,0 +1,104 @@
+"""The resumable state of a training run: ``OUT.resume.safetensors`` beside the output.
+
+Written atomically at the end of every epoch, it holds what continuing needs: the model's
+weights at that point (not the best ones, which are in OUT), the optimizer's state, the RNG
+states (dropout), and as JSON metadata the epoch, the best validation score so far, the
+settings and what identifies the run (data, parent checkpoint). Continuing from it gives the
+same weights, bit for bit on CPU, as a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from isscli.atomic import atomic_write
+from isscli.errors import IsscliError
+
+METADATA_KEY = "isscli.resume"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class RunState:
+    """Everything but the data and the model's structure."""
+
+    epoch: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    rng: dict[str, torch.Tensor]
+    info: dict[str, Any]
+
+
+def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimizer ``state_dict`` as flat tensors plus the JSON-able rest."""
+    tensors, plain = {}, {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value
+            else:
+                plain[f"{index}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "values": plain}
+
+
+def _join_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, tensor in tensors.items():
+        _, index, key = name.split(".", 2)
+        state.setdefault(int(index), {})[key] = tensor
+    for name, value in meta["values"].items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_run_state(path: Path, state: RunState) -> None:
+    optimizer_tensors, optimizer_meta = _split_optimizer(state.optimizer)
+    tensors = {f"model.{name}": t for name, t in state.model.items()}
+    tensors.update(optimizer_tensors)
+    tensors.update({f"rng.{name}": t for name, t in state.rng.items()})
+    info = {"format": "isscli.resume", "version": FORMAT_VERSION, "epoch": state.epoch,
+            "optimizer": optimizer_meta, **state.info}
+    contiguous = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
+    atomic_write(path, lambda temp: save_file(contiguous, str(temp), metadata={METADATA_KEY: json.dumps(info)}))
+
+
+def load_run_state(path: Path) -> RunState:
+    if not path.is_file():
+        raise IsscliError(f"no resumable run at {path}", "start the run without --resume")
+    try:
+        with safe_open(str(path), framework="pt") as reader:
+            info = json.loads((reader.metadata() or {})[METADATA_KEY])
+            tensors = {name: reader.get_tensor(name) for name in reader.keys()}
+    except (SafetensorError, OSError, KeyError, ValueError) as error:
+        raise IsscliError(f"{path} is not a readable resume file ({error})", "start afresh with --force") from None
+    if info.get("version") != FORMAT_VERSION:
+        raise IsscliError(f"{path} has resume format {info.get('version')!r}", "start afresh with --force")
+    groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "optimizer": {}, "rng": {}}
+    for name, tensor in tensors.items():
+        kind, _, rest = name.partition(".")
+        groups[kind][rest if kind != "optimizer" else name] = tensor
+    optimizer = _join_optimizer(groups["optimizer"], info.pop("optimizer"))
+    return RunState(info.pop("epoch"), groups["model"], optimizer, groups["rng"], info)
+
+
+def capture_rng() -> dict[str, torch.Tensor]:
+    """CPU and CUDA generator states (dropout draws from them)."""
+    states = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    return states
+
+
+def restore_rng(states: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(states["cpu"])
+    cuda = [states[f"cuda{i}"] for i in range(len(states) - 1)]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)

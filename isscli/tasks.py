@@ -1,0 +1,169 @@
+"""What a model learns from: batches, the data loss and the evaluation of each model family.
+
+Language models read Zaremba-style streams with the hidden state carried across chunks;
+their data loss is the cross-entropy **summed over the unrolled steps and averaged over the
+batch** (the paper's and the authors' convention, so the paper's λ applies unchanged).
+Classifiers read padded sentence batches; their data loss is the mean cross-entropy per
+sentence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from itertools import islice
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from isscli.data.corpus import Corpus, batchify, bptt_chunks, count_chunks
+from isscli.data.sentences import EncodedSplit, SentenceCorpus, count_batches, sentence_batches
+from isscli.models.recurrent import detach_state
+
+
+@dataclass
+class StepLoss:
+    """One batch: the loss to back-propagate, and the summed cross-entropy over ``count`` items."""
+
+    objective: torch.Tensor
+    total: float
+    count: int
+
+
+@dataclass
+class Evaluation:
+    """A model's score on one split; perplexity is exp(mean cross-entropy) for both families."""
+
+    split: str
+    loss: float
+    count: int
+    accuracy: float | None = None
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.loss) if self.loss < 700 else math.inf
+
+    def rank(self) -> tuple[float, ...]:
+        """Smaller is better: perplexity for LMs; accuracy, then loss, for classifiers."""
+        return (self.perplexity,) if self.accuracy is None else (-self.accuracy, self.loss)
+
+    def to_dict(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"split": self.split, "loss": self.loss, "perplexity": self.perplexity,
+                                  "count": self.count}
+        if self.accuracy is not None:
+            record["accuracy"] = self.accuracy
+        return record
+
+
+class Task(Protocol):
+    """The family-specific half of training and evaluation."""
+
+    def batches(self, epoch: int, limit: int | None) -> Iterator[Any]: ...
+    def num_batches(self, limit: int | None) -> int: ...
+    def step(self, model: nn.Module, batch: Any) -> StepLoss: ...
+    def evaluate(self, model: nn.Module, split: str) -> Evaluation: ...
+
+
+class LanguageModelTask:
+    """Truncated BPTT over ``batch_size`` contiguous streams; state carried, detached per chunk."""
+
+    def __init__(self, corpus: Corpus, batch_size: int, bptt: int, eval_batch_size: int, device: torch.device) -> None:
+        self.corpus = corpus
+        self.batch_size = batch_size
+        self.bptt = bptt
+        self.eval_batch_size = eval_batch_size
+        self.device = device
+        self.state: Any = None
+
+    @cached_property
+    def train_stream(self) -> torch.Tensor:
+        """Built on first use: evaluating needs no training batches."""
+        return batchify(self.corpus.splits["train"], self.batch_size).to(self.device)
+
+    def num_batches(self, limit: int | None) -> int:
+        total = count_chunks(self.train_stream, self.bptt)
+        return min(total, limit) if limit else total
+
+    def batches(self, epoch: int, limit: int | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Each epoch starts from a zero state (Zaremba et al.)."""
+        self.state = None
+        return islice(bptt_chunks(self.train_stream, self.bptt), limit)
+
+    def step(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> StepLoss:
+        inputs, targets = batch
+        if self.state is not None:
+            self.state = detach_state(self.state)
+        logits, self.state = model(inputs, self.state)
+        summed = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
+        return StepLoss(summed / inputs.shape[1], float(summed.detach()), targets.numel())
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str) -> Evaluation:
+        return evaluate_stream(model, self.corpus.splits[split], split, self.eval_batch_size, self.bptt, self.device)
+
+
+@torch.no_grad()
+def evaluate_stream(
+    model: nn.Module, ids: torch.Tensor, split: str, batch_size: int, bptt: int, device: torch.device
+) -> Evaluation:
+    """Perplexity of an LM over a whole split, state carried across chunks."""
+    was_training = model.training
+    model.eval()
+    stream = batchify(ids, batch_size).to(device)
+    state, total, count = None, 0.0, 0
+    for inputs, targets in bptt_chunks(stream, bptt):
+        logits, state = model(inputs, state)
+        total += float(F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum"))
+        count += targets.numel()
+    model.train(was_training)
+    return Evaluation(split, total / count, count)
+
+
+class ClassifierTask:
+    """Shuffled padded batches; the shuffle depends on (seed, epoch) only, so resuming is exact."""
+
+    def __init__(self, corpus: SentenceCorpus, batch_size: int, eval_batch_size: int, seed: int,
+                 device: torch.device) -> None:
+        self.corpus = corpus
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.seed = seed
+        self.device = device
+
+    def num_batches(self, limit: int | None) -> int:
+        total = count_batches(self.corpus.splits["train"], self.batch_size)
+        return min(total, limit) if limit else total
+
+    def batches(self, epoch: int, limit: int | None) -> Iterator[tuple[torch.Tensor, ...]]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return islice(sentence_batches(self.corpus.splits["train"], self.batch_size, generator), limit)
+
+    def step(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> StepLoss:
+        tokens, lengths, labels = (t.to(self.device) for t in batch)
+        summed = F.cross_entropy(model(tokens, lengths), labels, reduction="sum")
+        return StepLoss(summed / labels.numel(), float(summed.detach()), labels.numel())
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str) -> Evaluation:
+        return evaluate_sentences(model, self.corpus.splits[split], split, self.eval_batch_size, self.device)
+
+
+@torch.no_grad()
+def evaluate_sentences(
+    model: nn.Module, data: EncodedSplit, split: str, batch_size: int, device: torch.device
+) -> Evaluation:
+    """Mean cross-entropy and accuracy of a classifier over a split."""
+    was_training = model.training
+    model.eval()
+    total, correct = 0.0, 0
+    for tokens, lengths, labels in sentence_batches(data, batch_size):
+        labels = labels.to(device)
+        logits = model(tokens.to(device), lengths.to(device))
+        total += float(F.cross_entropy(logits, labels, reduction="sum"))
+        correct += int((logits.argmax(dim=1) == labels).sum())
+    model.train(was_training)
+    return Evaluation(split, total / len(data), len(data), correct / len(data))

@@ -1,0 +1,378 @@
+"""The training loop: SGD with the lr schedule, group Lasso / L1, thresholding, the divergence
+guard, best-valid checkpoints, resumable state and a JSON-lines log.
+
+One mini-batch (paper Eq. 3, authors' code):
+
+    objective = data loss + λ·R(w) + D·Σ|w|        (data loss: see isscli.tasks)
+    clip the gradient of the whole objective to a global norm of max_grad_norm
+    w ← w − lr·grad
+    zero every regularized weight with |w| < τ
+
+Each epoch ends with a validation pass. The best one (lowest perplexity, or highest accuracy
+for classifiers) is written to OUT; the resumable state goes to ``OUT.resume.safetensors``
+and a record to ``OUT.log.jsonl``. A NaN/inf loss, a validation perplexity above
+``divergence_factor`` × the best, or a set with no component left stops the run: OUT keeps
+the last good model and :class:`TrainingDiverged` says what to change.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from isscli.atomic import check_output_path
+from isscli.checkpoint import Checkpoint, load_checkpoint, make_provenance, save_checkpoint
+from isscli.errors import IsscliError, OutputError
+from isscli.models import load_model, model_tensors
+from isscli.recipes import TrainSettings
+from isscli.regularizer import GroupLasso
+from isscli.runstate import RunState, capture_rng, load_run_state, restore_rng, save_run_state
+from isscli.spec import GroupSpec
+from isscli.surgery import weight_sparsity
+from isscli.tasks import Evaluation, StepLoss, Task
+
+#: Settings that may change when a run is resumed: a longer schedule is a continuation.
+RESUMABLE_CHANGES = ("epochs",)
+
+
+class TrainingDiverged(IsscliError):
+    """The run stopped on a NaN loss, a validation blow-up or a dead ISS set."""
+
+    exit_code = 1
+
+
+@dataclass
+class RunPaths:
+    """The output checkpoint and the two files beside it."""
+
+    output: Path
+
+    @property
+    def log(self) -> Path:
+        return self.output.with_suffix(".log.jsonl")
+
+    @property
+    def resume(self) -> Path:
+        return self.output.with_suffix(".resume.safetensors")
+
+
+def prepare_outputs(paths: RunPaths, inputs: tuple[Path, ...], force: bool, resume: bool) -> None:
+    """Refuse, before any training, outputs that would clobber an input or an unfinished run."""
+    for path in (paths.output, paths.log, paths.resume):
+        check_output_path(path, inputs, overwrite=True)
+    if resume:
+        if not paths.resume.is_file():
+            raise IsscliError(f"no resumable run at {paths.resume}", "start the run without --resume")
+        return
+    if not force:
+        if paths.resume.exists():
+            raise OutputError(
+                f"an interrupted run left {paths.resume}",
+                "continue it with --resume, or pass --force to start afresh",
+            )
+        if paths.output.exists():
+            raise OutputError(f"output {paths.output} already exists",
+                              "pass --force to replace it, or choose another -o")
+    paths.resume.unlink(missing_ok=True)
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    lr: float
+    train_loss: float
+    valid: Evaluation
+    penalty: float
+    alive: dict[str, int]
+    components: dict[str, int]
+    sparsity: float
+    seconds: float
+    best: bool = False
+
+    @property
+    def train_perplexity(self) -> float:
+        return math.exp(self.train_loss) if self.train_loss < 700 else math.inf
+
+    def to_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"event": "epoch"}
+        record.update((key, value) for key, value in asdict(self).items() if key != "valid")
+        record["train_perplexity"] = self.train_perplexity
+        record.update((f"valid_{key}", value) for key, value in self.valid.to_dict().items() if key != "split")
+        return record
+
+
+@dataclass
+class TrainingResult:
+    """How the run ended; ``test`` is the best checkpoint's score on the test split."""
+
+    epochs: list[EpochReport]
+    best_epoch: int | None
+    best: Evaluation | None
+    test: Evaluation | None = None
+    stopped_early: bool = False
+    resumed_from: int = 0
+
+
+class Observer(Protocol):
+    """What a display needs to follow the run (the CLI's progress bar)."""
+
+    def epoch_started(self, epoch: int, epochs: int, batches: int, lr: float) -> None: ...
+    def batch_done(self, loss: float, alive: dict[str, int] | None) -> None: ...
+    def epoch_done(self, report: EpochReport) -> None: ...
+
+
+class SilentObserver:
+    def epoch_started(self, epoch: int, epochs: int, batches: int, lr: float) -> None:
+        pass
+
+    def batch_done(self, loss: float, alive: dict[str, int] | None) -> None:
+        pass
+
+    def epoch_done(self, report: EpochReport) -> None:
+        pass
+
+
+@dataclass
+class TrainingRun:
+    """A run's inputs. ``details`` go into every checkpoint's provenance and the log's start record."""
+
+    action: str
+    model: nn.Module
+    task: Task
+    settings: TrainSettings
+    spec: GroupSpec
+    paths: RunPaths
+    device: torch.device
+    parent: Checkpoint | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def identity(self) -> dict[str, Any]:
+        """What must not change between an interrupted run and its continuation."""
+        return {
+            "action": self.action,
+            "parent_sha256": self.parent.sha256 if self.parent else None,
+            "config": self.model.config.to_dict(),
+            "data": self.details.get("data", {}).get("vocabulary_sha256"),
+            "spec": self.spec.to_json(),
+        }
+
+
+class JsonLog:
+    """Append-only JSON lines; a fresh run truncates the file, a resumed one appends."""
+
+    def __init__(self, path: Path, append: bool) -> None:
+        self.path = path
+        if not append:
+            path.write_text("", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        stamped = {"time": round(time.time(), 3), **record}
+        with open(self.path, "a", encoding="utf-8") as stream:
+            stream.write(json.dumps(stamped, allow_nan=True) + "\n")
+
+
+def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    parameters = list(model.parameters())
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=settings.lr)
+    return torch.optim.SGD(parameters, lr=settings.lr)
+
+
+def alive_every(batches: int) -> int:
+    """How often the progress bar recounts components (it costs a pass over the weights)."""
+    return max(1, batches // 20)
+
+
+class Trainer:
+    """Runs the epochs of one :class:`TrainingRun`."""
+
+    def __init__(self, run: TrainingRun, observer: Observer | None = None) -> None:
+        self.run = run
+        self.settings = run.settings
+        self.observer = observer or SilentObserver()
+        self.model = run.model
+        self.parameters = dict(self.model.named_parameters())
+        self.regularizer = GroupLasso(run.spec, self.parameters, self.settings.epsilon)
+        self.optimizer = make_optimizer(self.model, self.settings)
+        self.best_rank: list[float] | None = None
+        self.best_epoch: int | None = None
+        self.best: Evaluation | None = None
+        self.start_epoch = 0
+
+    # -- resuming ---------------------------------------------------------------------------
+
+    def resume(self) -> None:
+        """Continue from ``OUT.resume.safetensors``: weights, optimizer, RNG, best so far."""
+        state = load_run_state(self.run.paths.resume)
+        if state.info.get("identity") != json.loads(json.dumps(self.run.identity())):
+            raise IsscliError(
+                f"{self.run.paths.resume} belongs to another run (different model, data, spec or parent)",
+                "rerun the original command with --resume, or start afresh with --force",
+            )
+        saved = state.info["settings"]
+        current = self.settings.to_dict()
+        changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
+        if changed:
+            raise IsscliError(
+                f"--resume needs the settings the run started with; changed: {', '.join(changed)}",
+                "repeat the original flags (only --epochs may change), or start afresh with --force",
+            )
+        self.model.load_state_dict(state.model, strict=False)
+        self.optimizer.load_state_dict(state.optimizer)
+        restore_rng(state.rng)
+        self.start_epoch = state.epoch
+        best = state.info.get("best")
+        if best is not None:
+            self.best_rank, self.best_epoch = best["rank"], best["epoch"]
+            self.best = Evaluation(**best["valid"])
+
+    def save_state(self, epoch: int) -> None:
+        best = None
+        if self.best is not None:
+            best = {"rank": self.best_rank, "epoch": self.best_epoch,
+                    "valid": {k: v for k, v in asdict(self.best).items()}}
+        info = {"identity": self.run.identity(), "settings": self.settings.to_dict(), "best": best}
+        save_run_state(self.run.paths.resume, RunState(
+            epoch, model_tensors(self.model), self.optimizer.state_dict(), capture_rng(), info,
+        ))
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def train(self, resume: bool = False, stop_after: int | None = None) -> TrainingResult:
+        if resume:
+            self.resume()
+        log = JsonLog(self.run.paths.log, append=resume)
+        log.write({"event": "resume" if resume else "start", "action": self.run.action,
+                   "from_epoch": self.start_epoch, "settings": self.settings.to_dict(),
+                   "tau": self.settings.tau, "model": self.model.config.to_dict(),
+                   **{k: v for k, v in self.run.details.items() if k != "spec"}})
+        reports: list[EpochReport] = []
+        for epoch in range(self.start_epoch + 1, self.settings.epochs + 1):
+            try:
+                report = self.run_epoch(epoch)
+            except TrainingDiverged as error:
+                log.write({"event": "diverged", "epoch": epoch, "reason": error.message})
+                raise
+            reports.append(report)
+            log.write(report.to_record())
+            self.observer.epoch_done(report)
+            self.save_state(epoch)
+            if stop_after is not None and epoch >= stop_after and epoch < self.settings.epochs:
+                log.write({"event": "stopped", "epoch": epoch, "resume": str(self.run.paths.resume)})
+                return TrainingResult(reports, self.best_epoch, self.best, None, True, self.start_epoch)
+        test = self.evaluate_best("test")
+        log.write({"event": "end", "best_epoch": self.best_epoch,
+                   "best_valid": self.best.to_dict() if self.best else None,
+                   "test": test.to_dict() if test else None})
+        self.run.paths.resume.unlink(missing_ok=True)
+        return TrainingResult(reports, self.best_epoch, self.best, test, False, self.start_epoch)
+
+    def run_epoch(self, epoch: int) -> EpochReport:
+        settings, task = self.settings, self.run.task
+        lr = settings.lr_at(epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batches = task.num_batches(settings.max_batches)
+        self.observer.epoch_started(epoch, settings.epochs, batches, lr)
+        recount = alive_every(batches)
+        self.model.train()
+        started, total, count = time.perf_counter(), 0.0, 0
+        for index, batch in enumerate(task.batches(epoch, settings.max_batches), start=1):
+            step = self.train_step(batch, epoch, index)
+            total, count = total + step.total, count + step.count
+            show_alive = settings.tau > 0 and (index % recount == 0 or index == batches)
+            self.observer.batch_done(total / count, self.regularizer.alive() if show_alive else None)
+        valid = task.evaluate(self.model, "valid")
+        report = self.epoch_report(epoch, lr, total / max(count, 1), valid, time.perf_counter() - started)
+        self.check(report)
+        if self.best_rank is None or list(valid.rank()) < self.best_rank:
+            report.best = True
+            self.best_rank, self.best_epoch, self.best = list(valid.rank()), epoch, valid
+            self.save_best(epoch, valid)
+        return report
+
+    def train_step(self, batch: Any, epoch: int, index: int) -> StepLoss:
+        """One mini-batch: objective, backward, clip, SGD step, thresholding (module docstring)."""
+        settings = self.settings
+        step = self.run.task.step(self.model, batch)
+        objective = step.objective
+        if settings.group_lasso > 0:
+            objective = objective + settings.group_lasso * self.regularizer.penalty()
+        if settings.l1 > 0:
+            objective = objective + settings.l1 * self.regularizer.l1()
+        if not torch.isfinite(objective.detach()):
+            self.diverged(epoch, f"the loss became {float(objective.detach())} at batch {index}")
+        self.optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), settings.max_grad_norm)
+        self.optimizer.step()
+        if settings.tau > 0:
+            self.regularizer.threshold_(settings.tau)
+        return step
+
+    @torch.no_grad()
+    def epoch_report(self, epoch: int, lr: float, train_loss: float, valid: Evaluation, seconds: float) -> EpochReport:
+        names = self.regularizer.tensor_names
+        weights = {name: self.parameters[name].detach() for name in names}
+        return EpochReport(
+            epoch=epoch, lr=lr, train_loss=train_loss, valid=valid,
+            penalty=float(self.regularizer.penalty()),
+            alive=self.regularizer.alive(),
+            components={iss.name: iss.components for iss in self.run.spec.sets},
+            sparsity=weight_sparsity(weights, names), seconds=seconds,
+        )
+
+    # -- the guard ------------------------------------------------------------------------
+
+    def check(self, report: EpochReport) -> None:
+        """Stop on a non-finite or exploding validation loss, or a set with no unit left."""
+        dead = [name for name, alive in report.alive.items() if alive == 0]
+        if dead:
+            self.diverged(report.epoch, f"set {dead[0]} has no ISS component left (a dead model)")
+        ppl = report.valid.perplexity
+        if not math.isfinite(ppl):
+            self.diverged(report.epoch, f"validation perplexity is {ppl}")
+        if self.best is not None and ppl > self.settings.divergence_factor * self.best.perplexity:
+            self.diverged(report.epoch, f"validation perplexity {ppl:.1f} is over "
+                                        f"{self.settings.divergence_factor:g}× the best ({self.best.perplexity:.1f})")
+
+    def diverged(self, epoch: int, reason: str) -> None:
+        settings = self.settings
+        if settings.group_lasso > 0:
+            advice = f"lower λ (e.g. --lambda {settings.group_lasso / 2:g})"
+        elif settings.l1 > 0:
+            advice = f"lower the L1 strength (e.g. --l1 {settings.l1 / 2:g})"
+        else:
+            advice = f"lower the learning rate (e.g. --lr {settings.lr / 2:g}) or --max-grad-norm"
+        if self.best_epoch is None:
+            kept = "nothing was written"
+        else:
+            kept = f"{self.run.paths.output} keeps the best model (epoch {self.best_epoch})"
+        raise TrainingDiverged(f"training diverged in epoch {epoch}: {reason}; {kept}", advice)
+
+    # -- outputs --------------------------------------------------------------------------
+
+    def save_best(self, epoch: int, valid: Evaluation) -> None:
+        provenance = make_provenance(
+            self.run.action, self.run.parent,
+            **self.run.details, settings=self.settings.to_dict(), tau=self.settings.tau,
+            best_epoch=epoch, valid=valid.to_dict(),
+            parent_provenance=self.run.parent.provenance if self.run.parent else None,
+        )
+        inputs = (self.run.parent.path,) if self.run.parent and self.run.parent.path else ()
+        save_checkpoint(self.run.paths.output, model_tensors(self.model), self.model.config.to_dict(),
+                        provenance, inputs=inputs, overwrite=True)
+
+    def evaluate_best(self, split: str) -> Evaluation | None:
+        """The written checkpoint's score: reloading it also proves the file is sound."""
+        if self.best_epoch is None:
+            return None
+        best = load_model(load_checkpoint(self.run.paths.output)).to(self.run.device)
+        return self.run.task.evaluate(best, split)

@@ -1,0 +1,140 @@
+"""The group-Lasso regularizer against a hand computation of paper Eq. 2–4, L1 and thresholding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from isscli.errors import SpecError
+from isscli.models import build_model, model_tensors
+from isscli.regularizer import EPSILON, GroupLasso
+from isscli.spec import derive_spec
+from isscli.spec.schema import GroupSpec, IssSet, TensorSlice
+from isscli.surgery import alive_components, group_norms
+
+GATES = 4
+
+
+def small_lm(seed: int = 0, **changes: object) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    config = {"family": "lm", "vocab_size": 7, "embedding_size": 3, "hidden_sizes": [[2], [3]], "cell": "lstm"}
+    config.update(changes)
+    return build_model(config)
+
+
+def hand_groups(sizes: tuple[int, int]) -> list[list[list[tuple[str, object]]]]:
+    """Per set, per component: the (tensor, index) pieces of its group vector, written out by hand.
+
+    Layer l's component k owns row g·H+k of each gate block g of weight_ih_l and weight_hh_l,
+    column k of weight_hh_l (which crosses those rows: 4 weights in two pieces) and column k of
+    whatever receives h_k next (weight_ih_l1 for layer 0, the decoder for layer 1).
+    """
+    sets = []
+    for layer, hidden in enumerate(sizes):
+        receiver = "rnn.weight_ih_l1" if layer == 0 else "decoder.weight"
+        components = []
+        for k in range(hidden):
+            rows = [gate * hidden + k for gate in range(GATES)]
+            components.append([
+                (f"rnn.weight_ih_l{layer}", (rows, slice(None))),
+                (f"rnn.weight_hh_l{layer}", (rows, slice(None))),
+                (f"rnn.weight_hh_l{layer}", (slice(None), k)),
+                (receiver, (slice(None), k)),
+            ])
+        sets.append(components)
+    return sets
+
+
+def test_penalty_and_gradient_equal_a_hand_computation() -> None:
+    model = small_lm()
+    parameters = dict(model.named_parameters())
+    spec = derive_spec(model_tensors(model))
+    spec.sets[1].multiplier = 2.5
+    regularizer = GroupLasso(spec, parameters)
+    penalty = regularizer.penalty()
+    penalty.backward()
+
+    weights = {name: p.detach() for name, p in parameters.items()}
+    expected_penalty = 0.0
+    expected_grad = {name: torch.zeros_like(w) for name, w in weights.items()}
+    for multiplier, components in zip((1.0, 2.5), hand_groups((2, 3)), strict=True):
+        for pieces in components:
+            squares = sum(float(weights[name][index].pow(2).sum()) for name, index in pieces)
+            norm = (EPSILON + squares) ** 0.5
+            expected_penalty += multiplier * norm
+            for name, index in pieces:  # d/dw sqrt(ε + Σw²) = w/‖w‖, once per piece that holds w
+                expected_grad[name][index] += multiplier * weights[name][index] / norm
+
+    assert float(penalty.detach()) == pytest.approx(expected_penalty, rel=1e-6)
+    for name, parameter in parameters.items():
+        grad = parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
+        assert torch.allclose(grad, expected_grad[name], atol=1e-6), name
+    # the overlap: weight_hh_l0[row g·2+k, column k] sits in two pieces of component k
+    overlap = expected_grad["rnn.weight_hh_l0"][0, 0]
+    norm0 = float(torch.sqrt(EPSILON + regularizer.squared_norms()[0].detach()))
+    assert float(overlap) == pytest.approx(2 * float(weights["rnn.weight_hh_l0"][0, 0]) / norm0, rel=1e-5)
+    assert parameters["rnn.bias_ih_l0"].grad is None and parameters["encoder.weight"].grad is None
+
+
+@pytest.mark.parametrize("config", [
+    {"tie_weights": True, "embedding_size": 3, "hidden_sizes": [[2], [3]]},
+    {"family": "classifier", "cell": "gru", "num_classes": 3, "hidden_sizes": [[4, 2], [3, 5]], "vocab_size": 9},
+])
+def test_group_norms_match_the_surgery_module(config: dict[str, object]) -> None:
+    model = small_lm(1, **config)
+    tensors = model_tensors(model)
+    spec = derive_spec(tensors)
+    regularizer = GroupLasso(spec, dict(model.named_parameters()))
+    expected = torch.cat([group_norms(tensors, iss, EPSILON) for iss in spec.sets])
+    assert torch.allclose(torch.sqrt(regularizer.squared_norms() + EPSILON), expected, rtol=1e-5)
+    assert regularizer.alive() == {iss.name: int(alive_components(tensors, iss).sum()) for iss in spec.sets}
+
+
+def test_l1_sums_absolute_values_of_the_regularized_tensors_only() -> None:
+    model = small_lm()
+    parameters = dict(model.named_parameters())
+    regularizer = GroupLasso(derive_spec(model_tensors(model)), parameters)
+    names = ["decoder.weight", "rnn.weight_hh_l0", "rnn.weight_hh_l1", "rnn.weight_ih_l0", "rnn.weight_ih_l1"]
+    assert regularizer.tensor_names == names
+    with torch.no_grad():
+        expected = sum(float(parameters[name].abs().sum()) for name in names)
+        assert float(regularizer.l1()) == pytest.approx(expected, rel=1e-6)
+
+
+def test_thresholding_makes_whole_groups_exactly_zero() -> None:
+    model = small_lm()
+    parameters = dict(model.named_parameters())
+    spec = derive_spec(model_tensors(model))
+    with torch.no_grad():
+        for parameter in parameters.values():
+            parameter.copy_(torch.where(torch.rand_like(parameter) < 0.5, 0.5, -0.5))
+        for name, index in hand_groups((2, 3))[0][1]:  # every weight of layer 0's component 1 is tiny
+            parameters[name][index] = 3e-5
+        parameters["rnn.bias_ih_l0"].fill_(3e-5)  # not regularized, so never thresholded
+    regularizer = GroupLasso(spec, parameters)
+    assert regularizer.alive() == {"rnn.l0": 2, "rnn.l1": 3}
+
+    regularizer.threshold_(1e-4)
+
+    tensors = model_tensors(model)
+    assert alive_components(tensors, spec.sets[0]).tolist() == [True, False]
+    assert float(group_norms(tensors, spec.sets[0])[1]) == 0.0
+    assert regularizer.alive() == {"rnn.l0": 1, "rnn.l1": 3}
+    assert torch.all(parameters["rnn.bias_ih_l0"] == 3e-5)
+    assert int((tensors["decoder.weight"] == 0).sum()) == 0  # large weights are left alone
+
+
+def test_a_spec_naming_a_missing_tensor_is_refused() -> None:
+    model = small_lm()
+    spec = GroupSpec([IssSet("x", 2, [TensorSlice("nowhere.weight", dim=0)])])
+    with pytest.raises(SpecError, match="nowhere.weight"):
+        GroupLasso(spec, dict(model.named_parameters()))
+
+
+def test_penalty_cost_does_not_grow_with_python_loops_over_components() -> None:
+    """One index tensor per (tensor, dim), built once: the per-batch work is a few tensor calls."""
+    model = small_lm(hidden_sizes=[[40], [30]], embedding_size=5)
+    regularizer = GroupLasso(derive_spec(model_tensors(model)), dict(model.named_parameters()))
+    # rows of ih_l0, hh_l0, ih_l1, hh_l1; columns of hh_l0, ih_l1, hh_l1, decoder: 70 components, 8 groups
+    assert len(regularizer.groups) == 8
+    assert regularizer.owners.numel() == sum(g.lines.numel() for g in regularizer.groups)
