@@ -37,6 +37,7 @@ class TrainSettings:
     lr_decay: float
     decay_after: int
     max_grad_norm: float
+    decay_every: int = 1
     optimizer: str = "sgd"
     group_lasso: float = 0.0
     threshold: float | None = None
@@ -48,7 +49,7 @@ class TrainSettings:
     seed: int = 0
 
     def validate(self) -> TrainSettings:
-        positive = ("epochs", "batch_size", "bptt", "lr", "max_grad_norm", "eval_batch_size")
+        positive = ("epochs", "batch_size", "bptt", "lr", "max_grad_norm", "eval_batch_size", "decay_every")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise IsscliError(f"{name.replace('_', '-')} must be > 0 (got {getattr(self, name)})",
@@ -76,8 +77,12 @@ class TrainSettings:
         return PAPER_THRESHOLD if self.group_lasso > 0 or self.l1 > 0 else 0.0
 
     def lr_at(self, epoch: int) -> float:
-        """The lr of 1-based ``epoch``: ``lr · lr_decay^max(epoch − decay_after, 0)``."""
-        return self.lr * self.lr_decay ** max(epoch - self.decay_after, 0)
+        """The lr of 1-based ``epoch``: ``lr · lr_decay^⌊max(epoch − decay_after, 0) / decay_every⌋``.
+
+        ``decay_every = 1`` is Zaremba's schedule; the authors' ISS run of the large LM
+        ("sparselarge") is ``lr_decay 0.1, decay_after 1, decay_every 18``.
+        """
+        return self.lr * self.lr_decay ** (max(epoch - self.decay_after, 0) // self.decay_every)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

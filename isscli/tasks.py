@@ -22,7 +22,6 @@ from torch import nn
 
 from isscli.data.corpus import Corpus, batchify, bptt_chunks, count_chunks
 from isscli.data.sentences import EncodedSplit, SentenceCorpus, count_batches, sentence_batches
-from isscli.models.recurrent import detach_state
 
 
 @dataclass
@@ -68,6 +67,13 @@ class Task(Protocol):
     def evaluate(self, model: nn.Module, split: str) -> Evaluation: ...
 
 
+def detached(state: Any) -> Any:
+    """Cut the graph between chunks (truncated BPTT), whatever the family's state is made of."""
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    return type(state)(detached(part) for part in state)
+
+
 class LanguageModelTask:
     """Truncated BPTT over ``batch_size`` contiguous streams; state carried, detached per chunk."""
 
@@ -96,7 +102,7 @@ class LanguageModelTask:
     def step(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> StepLoss:
         inputs, targets = batch
         if self.state is not None:
-            self.state = detach_state(self.state)
+            self.state = detached(self.state)
         logits, self.state = model(inputs, self.state)
         summed = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
         return StepLoss(summed / inputs.shape[1], float(summed.detach()), targets.numel())

@@ -3,8 +3,9 @@ guard, best-valid checkpoints, resumable state and a JSON-lines log.
 
 One mini-batch (paper Eq. 3, authors' code):
 
-    objective = data loss + λ·R(w) + D·Σ|w|        (data loss: see isscli.tasks)
-    clip the gradient of the whole objective to a global norm of max_grad_norm
+    gradient of  data loss + λ·R(w) + D·Σ|w|        (data loss: see isscli.tasks; the
+                                                     regularizers' gradients are added in place)
+    clip that whole gradient to a global norm of max_grad_norm
     w ← w − lr·grad
     zero every regularized weight with |w| < τ
 
@@ -236,8 +237,7 @@ class Trainer:
     def save_state(self, epoch: int) -> None:
         best = None
         if self.best is not None:
-            best = {"rank": self.best_rank, "epoch": self.best_epoch,
-                    "valid": {k: v for k, v in asdict(self.best).items()}}
+            best = {"rank": self.best_rank, "epoch": self.best_epoch, "valid": asdict(self.best)}
         info = {"identity": self.run.identity(), "settings": self.settings.to_dict(), "best": best}
         save_run_state(self.run.paths.resume, RunState(
             epoch, model_tensors(self.model), self.optimizer.state_dict(), capture_rng(), info,
@@ -246,6 +246,8 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------
 
     def train(self, resume: bool = False, stop_after: int | None = None) -> TrainingResult:
+        if stop_after is not None and stop_after < 1:
+            raise IsscliError(f"--stop-after {stop_after} is not an epoch", "give an epoch number ≥ 1")
         if resume:
             self.resume()
         log = JsonLog(self.run.paths.log, append=resume)
@@ -259,6 +261,9 @@ class Trainer:
                 report = self.run_epoch(epoch)
             except TrainingDiverged as error:
                 log.write({"event": "diverged", "epoch": epoch, "reason": error.message})
+                raise
+            except KeyboardInterrupt:
+                log.write({"event": "interrupted", "epoch": epoch, "resume_from_epoch": epoch - 1})
                 raise
             reports.append(report)
             log.write(report.to_record())
@@ -302,15 +307,14 @@ class Trainer:
         """One mini-batch: objective, backward, clip, SGD step, thresholding (module docstring)."""
         settings = self.settings
         step = self.run.task.step(self.model, batch)
-        objective = step.objective
-        if settings.group_lasso > 0:
-            objective = objective + settings.group_lasso * self.regularizer.penalty()
-        if settings.l1 > 0:
-            objective = objective + settings.l1 * self.regularizer.l1()
-        if not torch.isfinite(objective.detach()):
-            self.diverged(epoch, f"the loss became {float(objective.detach())} at batch {index}")
+        if not math.isfinite(step.total):
+            self.diverged(epoch, f"the loss became {step.total} at batch {index}")
         self.optimizer.zero_grad(set_to_none=True)
-        objective.backward()
+        step.objective.backward()
+        if settings.group_lasso > 0:
+            self.regularizer.add_gradient_(settings.group_lasso)
+        if settings.l1 > 0:
+            self.regularizer.add_l1_gradient_(settings.l1)
         nn.utils.clip_grad_norm_(self.model.parameters(), settings.max_grad_norm)
         self.optimizer.step()
         if settings.tau > 0:
@@ -323,7 +327,7 @@ class Trainer:
         weights = {name: self.parameters[name].detach() for name in names}
         return EpochReport(
             epoch=epoch, lr=lr, train_loss=train_loss, valid=valid,
-            penalty=float(self.regularizer.penalty()),
+            penalty=self.regularizer.penalty(),
             alive=self.regularizer.alive(),
             components={iss.name: iss.components for iss in self.run.spec.sets},
             sparsity=weight_sparsity(weights, names), seconds=seconds,

@@ -18,6 +18,7 @@ from isscli.data.sentences import PAD, load_sentences, parse_examples, sentence_
 from isscli.errors import IsscliError
 from isscli.models import build_model
 from isscli.tasks import LanguageModelTask, evaluate_stream
+from tests.conftest import SHARED_DATA
 
 
 def write_corpus(folder: Path, train: str, valid: str, test: str, prefix: str = "ptb.") -> Path:
@@ -218,6 +219,16 @@ def test_tampered_archive_fails_in_one_line_and_leaves_no_file(tmp_path: Path, r
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "cli").exists()
     assert not list(tmp_path.glob("**/*.tmp"))
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "ptb").is_dir(), reason="../shared/data/ptb is absent")
+def test_cli_accepts_an_archive_of_the_real_ptb_files(tmp_path: Path, run_cli) -> None:  # noqa: ANN001
+    real = {split: (SHARED_DATA / "ptb" / f"ptb.{split}.txt").read_bytes() for split in SPLIT_TEXT}
+    archive = make_archive(tmp_path / "simple-examples.tgz", real)
+    result = run_cli("data", "ptb", tmp_path / "ptb", "--url", archive.as_uri())  # the published sums
+    assert result.code == 0, result.stderr
+    assert (tmp_path / "ptb" / "ptb.train.txt").read_bytes() == real["train"]
+    assert "checksums verified" in result.stdout
 
 
 def test_download_refuses_to_overwrite_and_reports_bad_archives(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from isscli.models import build_model, model_tensors
 from isscli.regularizer import EPSILON, GroupLasso
 from isscli.spec import derive_spec
 from isscli.spec.schema import GroupSpec, IssSet, TensorSlice
-from isscli.surgery import alive_components, group_norms
+from isscli.surgery import alive_components, group_norms, group_sum_of_squares
 
 GATES = 4
 
@@ -52,7 +52,7 @@ def test_penalty_and_gradient_equal_a_hand_computation() -> None:
     spec.sets[1].multiplier = 2.5
     regularizer = GroupLasso(spec, parameters)
     penalty = regularizer.penalty()
-    penalty.backward()
+    regularizer.add_gradient_(1.0)
 
     weights = {name: p.detach() for name, p in parameters.items()}
     expected_penalty = 0.0
@@ -65,7 +65,7 @@ def test_penalty_and_gradient_equal_a_hand_computation() -> None:
             for name, index in pieces:  # d/dw sqrt(ε + Σw²) = w/‖w‖, once per piece that holds w
                 expected_grad[name][index] += multiplier * weights[name][index] / norm
 
-    assert float(penalty.detach()) == pytest.approx(expected_penalty, rel=1e-6)
+    assert penalty == pytest.approx(expected_penalty, rel=1e-6)
     for name, parameter in parameters.items():
         grad = parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
         assert torch.allclose(grad, expected_grad[name], atol=1e-6), name
@@ -74,6 +74,9 @@ def test_penalty_and_gradient_equal_a_hand_computation() -> None:
     norm0 = float(torch.sqrt(EPSILON + regularizer.squared_norms()[0].detach()))
     assert float(overlap) == pytest.approx(2 * float(weights["rnn.weight_hh_l0"][0, 0]) / norm0, rel=1e-5)
     assert parameters["rnn.bias_ih_l0"].grad is None and parameters["encoder.weight"].grad is None
+    before = parameters["decoder.weight"].grad.clone()
+    regularizer.add_gradient_(0.5)  # gradients accumulate, scaled by λ
+    assert torch.allclose(parameters["decoder.weight"].grad, 1.5 * before, atol=1e-7)
 
 
 @pytest.mark.parametrize("config", [
@@ -86,7 +89,17 @@ def test_group_norms_match_the_surgery_module(config: dict[str, object]) -> None
     spec = derive_spec(tensors)
     regularizer = GroupLasso(spec, dict(model.named_parameters()))
     expected = torch.cat([group_norms(tensors, iss, EPSILON) for iss in spec.sets])
-    assert torch.allclose(torch.sqrt(regularizer.squared_norms() + EPSILON), expected, rtol=1e-5)
+    assert torch.allclose(regularizer.norms(), expected, rtol=1e-5)
+    # the in-place gradient equals autograd through surgery's gather-based group sums
+    parameters = dict(model.named_parameters())
+    reference = sum(torch.sqrt(group_sum_of_squares(parameters, iss) + EPSILON).sum() for iss in spec.sets)
+    reference.backward()
+    autograd = {name: p.grad.clone() for name, p in parameters.items() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    regularizer.add_gradient_(1.0)
+    assert autograd.keys() == {name for name, p in parameters.items() if p.grad is not None}
+    for name, grad in autograd.items():
+        assert torch.allclose(parameters[name].grad, grad, atol=1e-6), name
     assert regularizer.alive() == {iss.name: int(alive_components(tensors, iss).sum()) for iss in spec.sets}
 
 
@@ -98,7 +111,11 @@ def test_l1_sums_absolute_values_of_the_regularized_tensors_only() -> None:
     assert regularizer.tensor_names == names
     with torch.no_grad():
         expected = sum(float(parameters[name].abs().sum()) for name in names)
-        assert float(regularizer.l1()) == pytest.approx(expected, rel=1e-6)
+    assert regularizer.l1() == pytest.approx(expected, rel=1e-6)
+    regularizer.add_l1_gradient_(0.25)
+    for name in names:
+        assert torch.equal(parameters[name].grad, 0.25 * torch.sign(parameters[name].detach()))
+    assert parameters["encoder.weight"].grad is None
 
 
 def test_thresholding_makes_whole_groups_exactly_zero() -> None:
@@ -122,6 +139,21 @@ def test_thresholding_makes_whole_groups_exactly_zero() -> None:
     assert regularizer.alive() == {"rnn.l0": 1, "rnn.l1": 3}
     assert torch.all(parameters["rnn.bias_ih_l0"] == 3e-5)
     assert int((tensors["decoder.weight"] == 0).sum()) == 0  # large weights are left alone
+
+
+def test_thresholding_zeroes_exactly_the_weights_below_tau() -> None:
+    model = small_lm()
+    parameters = dict(model.named_parameters())
+    regularizer = GroupLasso(derive_spec(model_tensors(model)), parameters)
+    tau = 1e-4
+    at = torch.tensor(tau, dtype=torch.float32)
+    just_below = float(torch.nextafter(at, torch.tensor(0.0)))
+    values = torch.tensor([tau, -tau, just_below, -just_below, 0.0, 2e-4, -3e-5])
+    with torch.no_grad():
+        parameters["decoder.weight"].view(-1)[: len(values)] = values
+    regularizer.threshold_(tau)
+    kept = parameters["decoder.weight"].detach().view(-1)[: len(values)]
+    assert kept.tolist() == pytest.approx([float(at), -float(at), 0.0, 0.0, 0.0, 2e-4, 0.0])
 
 
 def test_a_spec_naming_a_missing_tensor_is_refused() -> None:

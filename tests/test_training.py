@@ -15,6 +15,7 @@ from isscli.data.corpus import load_corpus
 from isscli.errors import IsscliError
 from isscli.models import build_model, model_tensors
 from isscli.recipes import RECIPES, TrainSettings, recipe
+from isscli.runstate import RunState, capture_rng, load_run_state, save_run_state
 from isscli.spec import derive_spec
 from isscli.surgery import group_norms
 from isscli.tasks import Evaluation, LanguageModelTask
@@ -111,6 +112,10 @@ def test_finetune_with_lambda_zeroes_whole_groups_and_logs_every_epoch(
     assert best["alive"] == {s.name: s.components - d for s, d in zip(spec.sets, dead, strict=True)}
     report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
     assert report["best_epoch"] == best["epoch"] and report["test"]["perplexity"] > 1
+    again = run_cli("finetune", base, "--lambda", "0.05", "--data", corpus_dir, "-o", iss, "--force", *QUICK,
+                    "--json", "-")
+    assert json.loads(again.stdout)["best_epoch"] >= 1  # stdout holds the JSON alone; epoch lines went to stderr
+    assert "epoch 1/2" in again.stderr
 
 
 def test_resume_continues_to_the_same_weights(run_cli, corpus_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
@@ -202,6 +207,25 @@ def test_a_nan_loss_stops_at_once(corpus_dir: Path, tmp_path: Path) -> None:
     assert not run.paths.output.exists()
 
 
+def test_run_state_round_trips_an_adam_optimizer(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model({"family": "classifier", "vocab_size": 9, "embedding_size": 3, "hidden_sizes": [[2, 2]],
+                         "num_classes": 2})
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    model(torch.randint(1, 9, (4, 3))).sum().backward()
+    optimizer.step()
+    save_run_state(tmp_path / "r.safetensors", RunState(3, model_tensors(model), optimizer.state_dict(),
+                                                           capture_rng(), {"note": "x"}))
+    state = load_run_state(tmp_path / "r.safetensors")
+    assert state.epoch == 3 and state.info["note"] == "x" and torch.equal(state.rng["cpu"], torch.get_rng_state())
+    restored = torch.optim.Adam(model.parameters(), lr=0.5)
+    restored.load_state_dict(state.optimizer)
+    assert restored.param_groups[0]["lr"] == 0.01
+    for index, values in optimizer.state_dict()["state"].items():
+        for key, value in values.items():
+            assert torch.equal(restored.state_dict()["state"][index][key], value)
+
+
 def test_recipes_follow_zaremba_and_the_schedule_decays_after_max_epoch() -> None:
     small, medium, large = RECIPES["small"], RECIPES["medium"], RECIPES["large"]
     assert (small.epochs, small.bptt, small.lr_decay, small.decay_after, small.max_grad_norm) == (13, 20, 0.5, 4, 5)
@@ -209,6 +233,8 @@ def test_recipes_follow_zaremba_and_the_schedule_decays_after_max_epoch() -> Non
     assert (large.epochs, large.max_grad_norm, large.decay_after) == (55, 10, 14)
     assert large.lr_decay == pytest.approx(1 / 1.15)
     assert [small.lr_at(e) for e in (1, 4, 5, 6)] == [1.0, 1.0, 0.5, 0.25]
+    stepped = large.updated({"lr_decay": 0.1, "decay_after": 1, "decay_every": 18})  # the authors' "sparselarge"
+    assert [stepped.lr_at(e) for e in (1, 18, 19, 36, 37)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
     assert small.tau == 0 and small.updated({"group_lasso": 0.001}).tau == 1e-4
     assert small.updated({"group_lasso": 0.001, "threshold": 0.0}).tau == 0
 

@@ -40,9 +40,10 @@ def epoch_line(report: EpochReport, epochs: int) -> str:
 class ProgressDisplay:
     """The CLI's :class:`isscli.training.Observer`; use it as a context manager."""
 
-    def __init__(self, components: dict[str, int], classifier: bool) -> None:
+    def __init__(self, components: dict[str, int], classifier: bool, stdout_is_json: bool = False) -> None:
         self.components = components
         self.classifier = classifier
+        self.stdout_is_json = stdout_is_json
         self.epochs = 0
         self.alive = ""
         self.progress = Progress(
@@ -78,6 +79,7 @@ class ProgressDisplay:
             self.progress.update(self.task, advance=1, stats=stats + self.alive)
 
     def epoch_done(self, report: EpochReport) -> None:
-        """On one terminal the line goes above the bar; otherwise to stdout, for logs and pipes."""
-        shared_screen = console.is_terminal and err_console.is_terminal
-        (self.progress.console if shared_screen else console).print(epoch_line(report, self.epochs), soft_wrap=True)
+        """To stdout for logs and pipes, unless stdout carries JSON or shares the bar's terminal
+        (then above the bar, on stderr)."""
+        to_stderr = self.stdout_is_json or (console.is_terminal and err_console.is_terminal)
+        (self.progress.console if to_stderr else console).print(epoch_line(report, self.epochs), soft_wrap=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -45,6 +46,7 @@ BpttOption = typer.Option(None, "--bptt", help="Unrolled steps per batch (recipe
 LrOption = typer.Option(None, "--lr", help="Learning rate (recipe: 1.0, plain SGD).")
 DecayOption = typer.Option(None, "--lr-decay", help="lr multiplier per epoch after --decay-after.")
 DecayAfterOption = typer.Option(None, "--decay-after", help="Epochs at the full lr before the decay starts.")
+DecayEveryOption = typer.Option(None, "--decay-every", help="Apply --lr-decay once every this many epochs (default 1).")
 ClipOption = typer.Option(None, "--max-grad-norm", help="Clip the gradient of the whole objective to this global norm.")
 OptimizerOption = typer.Option(None, "--optimizer", help="sgd (the paper's) or adam.")
 LambdaOption = typer.Option(
@@ -85,6 +87,11 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise IsscliError("--device cuda, but no CUDA device is available", "use --device cpu")
     return torch.device(name)
+
+
+def setting_flags(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The training settings among a command's arguments (each flag is named after its setting)."""
+    return {f.name: arguments[f.name] for f in fields(TrainSettings) if f.name in arguments}
 
 
 def build_settings(base: TrainSettings, settings_file: Optional[Path], flags: dict[str, Any]) -> TrainSettings:
@@ -135,7 +142,8 @@ def run_training(run: TrainingRun, resume: bool, stop_after: Optional[int], json
     components = {iss.name: iss.components for iss in run.spec.sets}
     trainer = Trainer(run)
     try:
-        with ProgressDisplay(components, run.model.config.family == "classifier") as display:
+        classifier, stdout_is_json = run.model.config.family == "classifier", str(json_path) == "-"
+        with ProgressDisplay(components, classifier, stdout_is_json) as display:
             trainer.observer = display
             result = trainer.train(resume=resume, stop_after=stop_after)
     except KeyboardInterrupt:
@@ -164,8 +172,10 @@ def report_result(run: TrainingRun, result: TrainingResult, json_path: Optional[
         if result.best is not None:
             console.print(f"best epoch {result.best_epoch}: valid {describe(result.best)}")
         if result.test is not None:
-            published = PUBLISHED_TEST_PERPLEXITY.get(str(run.details.get("preset")))
-            reference = f" (Zaremba et al.: {published})" if published and run.action == "train" else ""
+            reference = ""
+            preset = str(run.details.get("preset"))
+            if run.action == "train" and preset in PUBLISHED_TEST_PERPLEXITY and run.settings == RECIPES[preset]:
+                reference = f" (Zaremba et al.: {PUBLISHED_TEST_PERPLEXITY[preset]})"
             console.print(f"test {describe(result.test)}{reference}")
 
     emit(report, json_path, render)
@@ -198,6 +208,7 @@ def train(
     lr: Optional[float] = LrOption,
     lr_decay: Optional[float] = DecayOption,
     decay_after: Optional[int] = DecayAfterOption,
+    decay_every: Optional[int] = DecayEveryOption,
     max_grad_norm: Optional[float] = ClipOption,
     optimizer: Optional[str] = OptimizerOption,
     group_lasso: Optional[float] = LambdaOption,
@@ -218,12 +229,7 @@ def train(
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
     """Train a model from scratch with a published recipe; --lambda learns ISS at the same time (paper Table 1)."""
-    settings = build_settings(recipe(preset), settings_file, {
-        "epochs": epochs, "batch_size": batch_size, "bptt": bptt, "lr": lr, "lr_decay": lr_decay,
-        "decay_after": decay_after, "max_grad_norm": max_grad_norm, "optimizer": optimizer,
-        "group_lasso": group_lasso, "threshold": threshold, "l1": l1, "seed": seed, "max_batches": max_batches,
-        "eval_batch_size": eval_batch_size, "divergence_factor": divergence_factor,
-    })
+    settings = build_settings(recipe(preset), settings_file, setting_flags(locals()))
     paths = RunPaths(output)
     prepare_outputs(paths, (), force, resume)
     target = resolve_device(device)
@@ -251,7 +257,7 @@ def recipe_for(config: ModelConfig, name: Optional[str]) -> tuple[str, TrainSett
     for preset, raw in PRESETS.items():
         if preset in RECIPES and raw["family"] == config.family and raw["hidden_sizes"] == config.hidden_sizes:
             return preset, RECIPES[preset]
-    fallback = "small" if config.family == "lm" else "bilstm-classifier"
+    fallback = "bilstm-classifier" if config.family == "classifier" else "small"
     note(f"no recipe matches hidden sizes {config.hidden_sizes}: using the {fallback!r} one (choose with --preset)")
     return fallback, RECIPES[fallback]
 
@@ -276,6 +282,7 @@ def finetune(
     lr: Optional[float] = LrOption,
     lr_decay: Optional[float] = DecayOption,
     decay_after: Optional[int] = DecayAfterOption,
+    decay_every: Optional[int] = DecayEveryOption,
     max_grad_norm: Optional[float] = ClipOption,
     optimizer: Optional[str] = OptimizerOption,
     settings_file: Optional[Path] = SettingsOption,
@@ -301,12 +308,7 @@ def finetune(
         overrides["dropout"] = dropout
     model_config, _ = resolve_config(loaded, arch, overrides)
     recipe_name, base = recipe_for(model_config, preset)
-    settings = build_settings(base, settings_file, {
-        "epochs": epochs, "batch_size": batch_size, "bptt": bptt, "lr": lr, "lr_decay": lr_decay,
-        "decay_after": decay_after, "max_grad_norm": max_grad_norm, "optimizer": optimizer,
-        "group_lasso": group_lasso, "threshold": threshold, "l1": l1, "seed": seed, "max_batches": max_batches,
-        "eval_batch_size": eval_batch_size, "divergence_factor": divergence_factor,
-    })
+    settings = build_settings(base, settings_file, setting_flags(locals()))
     if settings.group_lasso == 0 and settings.l1 == 0:
         note("[yellow]no --lambda or --l1: this fine-tunes without learning ISS[/]")
     target = resolve_device(device)
@@ -356,11 +358,12 @@ def evaluate(
               "parameters": loaded.num_parameters()}
 
     def render() -> None:
-        rows = [(split, result.count, result.loss, result.perplexity)]
-        columns = ["split", "tokens" if result.accuracy is None else "sentences", "loss", "perplexity"]
-        if result.accuracy is not None:
-            rows = [(*rows[0], f"{result.accuracy:.2%}")]
-            columns.append("accuracy")
-        console.print(table(f"eval {checkpoint} on {data_info['path']}", columns, rows))
+        if result.accuracy is None:
+            columns = ("data", "split", "tokens", "loss", "perplexity")
+            row = (data_info["path"], split, result.count, result.loss, result.perplexity)
+        else:
+            columns = ("data", "split", "sentences", "loss", "accuracy")
+            row = (data_info["path"], split, result.count, result.loss, f"{result.accuracy:.2%}")
+        console.print(table(f"eval {checkpoint}", columns, [row]))
 
     emit(report, json_path, render)
