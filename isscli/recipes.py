@@ -20,6 +20,7 @@ from typing import Any
 from isscli.errors import IsscliError
 
 OPTIMIZERS = ("sgd", "adam")
+KEEP = ("best", "last")
 #: τ used when a regularizer is on and no --threshold is given (paper Sec. 4, PTB LSTMs).
 PAPER_THRESHOLD = 1e-4
 #: Settings-file keys that read better than the field names.
@@ -47,6 +48,7 @@ class TrainSettings:
     divergence_factor: float = 4.0
     max_batches: int | None = None
     seed: int = 0
+    keep: str = "best"  # which epoch OUT holds: the best-valid one, or the last (ISS fine-tuning)
 
     def validate(self) -> TrainSettings:
         positive = ("epochs", "batch_size", "bptt", "lr", "max_grad_norm", "eval_batch_size", "decay_every")
@@ -65,6 +67,8 @@ class TrainSettings:
             raise IsscliError("divergence-factor must be > 1", "give e.g. 4")
         if self.optimizer not in OPTIMIZERS:
             raise IsscliError(f"unknown optimizer {self.optimizer!r}", f"use one of {', '.join(OPTIMIZERS)}")
+        if self.keep not in KEEP:
+            raise IsscliError(f"unknown --keep {self.keep!r}", f"use one of {', '.join(KEEP)}")
         if self.max_batches is not None and self.max_batches < 1:
             raise IsscliError("max-batches must be ≥ 1", "fix the setting")
         return self

@@ -205,6 +205,7 @@ class Trainer:
         self.best_rank: list[float] | None = None
         self.best_epoch: int | None = None
         self.best: Evaluation | None = None
+        self.lowest_perplexity: float | None = None  # the guard's reference, whatever --keep says
         self.start_epoch = 0
 
     # -- resuming ---------------------------------------------------------------------------
@@ -233,12 +234,14 @@ class Trainer:
         if best is not None:
             self.best_rank, self.best_epoch = best["rank"], best["epoch"]
             self.best = Evaluation(**best["valid"])
+        self.lowest_perplexity = state.info.get("lowest_perplexity")
 
     def save_state(self, epoch: int) -> None:
         best = None
         if self.best is not None:
             best = {"rank": self.best_rank, "epoch": self.best_epoch, "valid": asdict(self.best)}
-        info = {"identity": self.run.identity(), "settings": self.settings.to_dict(), "best": best}
+        info = {"identity": self.run.identity(), "settings": self.settings.to_dict(), "best": best,
+                "lowest_perplexity": self.lowest_perplexity}
         save_run_state(self.run.paths.resume, RunState(
             epoch, model_tensors(self.model), self.optimizer.state_dict(), capture_rng(), info,
         ))
@@ -297,8 +300,9 @@ class Trainer:
         valid = task.evaluate(self.model, "valid")
         report = self.epoch_report(epoch, lr, total / max(count, 1), valid, time.perf_counter() - started)
         self.check(report)
-        if self.best_rank is None or list(valid.rank()) < self.best_rank:
-            report.best = True
+        self.lowest_perplexity = min(self.lowest_perplexity or math.inf, valid.perplexity)
+        report.best = self.best_rank is None or list(valid.rank()) < self.best_rank
+        if report.best or settings.keep == "last":
             self.best_rank, self.best_epoch, self.best = list(valid.rank()), epoch, valid
             self.save_best(epoch, valid)
         return report
@@ -343,9 +347,10 @@ class Trainer:
         ppl = report.valid.perplexity
         if not math.isfinite(ppl):
             self.diverged(report.epoch, f"validation perplexity is {ppl}")
-        if self.best is not None and ppl > self.settings.divergence_factor * self.best.perplexity:
+        lowest = self.lowest_perplexity
+        if lowest is not None and ppl > self.settings.divergence_factor * lowest:
             self.diverged(report.epoch, f"validation perplexity {ppl:.1f} is over "
-                                        f"{self.settings.divergence_factor:g}× the best ({self.best.perplexity:.1f})")
+                                        f"{self.settings.divergence_factor:g}× the best ({lowest:.1f})")
 
     def diverged(self, epoch: int, reason: str) -> None:
         settings = self.settings
@@ -358,7 +363,7 @@ class Trainer:
         if self.best_epoch is None:
             kept = "nothing was written"
         else:
-            kept = f"{self.run.paths.output} keeps the best model (epoch {self.best_epoch})"
+            kept = f"{self.run.paths.output} keeps the model of epoch {self.best_epoch}"
         raise TrainingDiverged(f"training diverged in epoch {epoch}: {reason}; {kept}", advice)
 
     # -- outputs --------------------------------------------------------------------------

@@ -189,10 +189,22 @@ def test_a_validation_blow_up_keeps_the_last_good_checkpoint(corpus_dir: Path, t
     prepare_outputs(run.paths, (), force=False, resume=False)
     with pytest.raises(TrainingDiverged, match=r"epoch 3: validation perplexity .* over 4× the best") as caught:
         Trainer(run).train()
-    assert "keeps the best model (epoch 2)" in caught.value.message
+    assert "keeps the model of epoch 2" in caught.value.message
     provenance = load_checkpoint(run.paths.output).provenance or {}
     assert provenance["best_epoch"] == 2
     assert run.paths.resume.is_file()  # the last good epoch stays resumable
+
+
+@pytest.mark.parametrize("keep, kept_epoch", [("best", 2), ("last", 3)])
+def test_keep_chooses_the_best_or_the_last_epoch(corpus_dir: Path, tmp_path: Path, keep: str, kept_epoch: int) -> None:
+    settings = recipe("tiny").updated({"epochs": 3, "batch_size": 4, "bptt": 8, "max_batches": 5, "keep": keep})
+    run = lm_run(corpus_dir, tmp_path / "out.safetensors", settings)
+    scores = iter([2.0, 1.5, 1.8])  # epoch 2 is the best; epoch 3 is worse but no blow-up
+    run.task.evaluate = lambda model, split: Evaluation(split, next(scores, 1.8), 100)  # type: ignore[method-assign]
+    prepare_outputs(run.paths, (), force=False, resume=False)
+    result = Trainer(run).train()
+    assert result.best_epoch == kept_epoch
+    assert (load_checkpoint(run.paths.output).provenance or {})["best_epoch"] == kept_epoch
 
 
 def test_a_nan_loss_stops_at_once(corpus_dir: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 
 from isscli import __version__
-from isscli.cli import bench, compact, create, data, groups, prune, show, train
+from isscli.cli import bench, compact, create, data, demo, groups, prune, show, train
 from isscli.cli.output import err_console
 from isscli.errors import IsscliError
 
@@ -50,6 +50,7 @@ app.command("import-pt")(create.import_pt)
 app.command("prune")(prune.prune)
 app.command("compact")(compact.compact)
 app.command("show")(show.show)
+app.command("demo")(demo.demo)
 app.command("train")(train.train)
 app.command("finetune")(train.finetune)
 app.command("eval")(train.evaluate)

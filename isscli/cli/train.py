@@ -72,6 +72,9 @@ DivergenceOption = typer.Option(
     None, "--divergence-factor", help="Stop when valid perplexity exceeds this × its best (default 4)."
 )
 StopAfterOption = typer.Option(None, "--stop-after", help="Stop after this epoch, leaving the run resumable.")
+KeepOption = typer.Option(
+    None, "--keep", help="Which epoch OUT holds: best (lowest valid perplexity, default) or last (ISS fine-tuning)."
+)
 ResumeOption = typer.Option(False, "--resume", help="Continue an interrupted run from OUT.resume.safetensors.")
 
 
@@ -149,7 +152,7 @@ def run_training(run: TrainingRun, resume: bool, stop_after: Optional[int], json
     except KeyboardInterrupt:
         kept = "no model was written"
         if trainer.best_epoch is not None:
-            kept = f"{run.paths.output} keeps the best model (epoch {trainer.best_epoch})"
+            kept = f"{run.paths.output} keeps the model of epoch {trainer.best_epoch}"
         raise Interrupted(f"interrupted; {kept}", "rerun the same command with --resume to continue") from None
     report_result(run, result, json_path)
 
@@ -170,7 +173,8 @@ def report_result(run: TrainingRun, result: TrainingResult, json_path: Optional[
         if result.stopped_early:
             console.print(f"stopped after epoch {result.epochs[-1].epoch}: continue with --resume")
         if result.best is not None:
-            console.print(f"best epoch {result.best_epoch}: valid {describe(result.best)}")
+            which = "last" if run.settings.keep == "last" else "best"
+            console.print(f"{which} epoch {result.best_epoch}: valid {describe(result.best)}")
         if result.test is not None:
             reference = ""
             preset = str(run.details.get("preset"))
@@ -180,7 +184,7 @@ def report_result(run: TrainingRun, result: TrainingResult, json_path: Optional[
 
     emit(report, json_path, render)
     if result.best_epoch is not None:
-        note(f"best checkpoint written to {run.paths.output}; log in {run.paths.log}")
+        note(f"checkpoint of epoch {result.best_epoch} written to {run.paths.output}; log in {run.paths.log}")
 
 
 def describe(evaluation: Evaluation) -> str:
@@ -223,6 +227,7 @@ def train(
     max_batches: Optional[int] = MaxBatchesOption,
     eval_batch_size: Optional[int] = EvalBatchOption,
     divergence_factor: Optional[float] = DivergenceOption,
+    keep: Optional[str] = KeepOption,
     stop_after: Optional[int] = StopAfterOption,
     resume: bool = ResumeOption,
     force: bool = ForceOption,
@@ -291,6 +296,7 @@ def finetune(
     max_batches: Optional[int] = MaxBatchesOption,
     eval_batch_size: Optional[int] = EvalBatchOption,
     divergence_factor: Optional[float] = DivergenceOption,
+    keep: Optional[str] = KeepOption,
     stop_after: Optional[int] = StopAfterOption,
     resume: bool = ResumeOption,
     arch: Optional[str] = ArchOption,
