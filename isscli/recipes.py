@@ -12,12 +12,12 @@ what they mean in the paper and the authors' code.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from isscli.errors import IsscliError
+from isscli.jsonfile import read_json_object
 
 OPTIMIZERS = ("sgd", "adam")
 KEEP = ("best", "last")
@@ -123,12 +123,5 @@ def recipe(name: str) -> TrainSettings:
 
 def read_settings_file(path: Path) -> dict[str, Any]:
     """A JSON object of settings (``{"epochs": 20, "lr_decay": 0.9}``)."""
-    if not path.is_file():
-        raise IsscliError(f"settings file {path} not found", "check the path")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise IsscliError(f"settings file {path} is not valid JSON ({error})", "fix the file") from None
-    if not isinstance(raw, dict):
-        raise IsscliError(f"settings file {path} is not a JSON object", 'write e.g. {"epochs": 20}')
+    raw = read_json_object(path, "settings file", '{"epochs": 20}')
     return {ALIASES.get(key, key): value for key, value in raw.items()}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -10,6 +9,7 @@ import typer
 
 from isscli.checkpoint import Checkpoint
 from isscli.errors import IsscliError
+from isscli.jsonfile import read_json_object
 from isscli.models.presets import PRESETS, preset_config
 from isscli.spec import GroupSpec, check_spec, derive_spec, load_spec
 from isscli.spec.authors import attach_companion_biases, load_rename_file, parse_renames
@@ -64,10 +64,4 @@ def config_overrides(value: Optional[str]) -> Optional[dict[str, Any]]:
     path = Path(value)
     if not path.is_file():
         raise IsscliError(f"config {value} is neither a preset nor a file", f"presets: {', '.join(PRESETS)}")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise IsscliError(f"config {path} is not valid JSON ({error})", "fix the file") from None
-    if not isinstance(raw, dict):
-        raise IsscliError(f"config {path} is not a JSON object", 'write e.g. {"family": "lm", "dropout": 0.5}')
-    return raw
+    return read_json_object(path, "config", '{"family": "lm", "dropout": 0.5}')

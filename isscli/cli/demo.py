@@ -43,7 +43,7 @@ def _json(path: Path) -> dict[str, Any]:
 
 def demo(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Corpus folder (PTB format). Default: searched."),
-    output: Path = typer.Option(Path("demo-out"), "-o", "--output", help="Folder for the demo's checkpoints and reports."),
+    output: Path = typer.Option(Path("demo-out"), "-o", "--output", help="Folder for the demo outputs."),
     batches: int = typer.Option(BATCHES, "--batches", help="Training batches per epoch (fewer: faster, worse)."),
     group_lasso: float = typer.Option(LAMBDA, "--lambda", help="Group-Lasso strength of the fine-tuning step."),
 ) -> None:

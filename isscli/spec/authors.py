@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from isscli.errors import SpecError
+from isscli.jsonfile import read_json_object
 from isscli.spec.schema import GroupSpec, IssSet, TensorSlice
 
 ENTRY_FIELDS = ("var_name", "axis", "start", "end")
@@ -45,11 +46,9 @@ def parse_renames(pairs: list[str]) -> dict[str, str]:
 
 def load_rename_file(path: Path) -> dict[str, str]:
     """A JSON object mapping the authors' variable names to checkpoint tensor names."""
-    from isscli.spec.schema import load_spec_data
-
-    raw = load_spec_data(path)
-    if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
-        raise SpecError(f"mapping file {path} is not a JSON object of name → name", 'write {"old/name": "new.name"}')
+    raw = read_json_object(path, "mapping file", '{"old/name": "new.name"}', SpecError)
+    if not all(isinstance(value, str) for value in raw.values()):
+        raise SpecError(f"mapping file {path} maps a name to a non-string", 'write {"old/name": "new.name"}')
     return raw
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from isscli.errors import SpecError
+from isscli.jsonfile import read_json
 
 FORMAT_NAME = "isscli.groups"
 FORMAT_VERSION = 1
@@ -228,18 +229,6 @@ def check_spec(spec: GroupSpec, tensors: dict[str, torch.Tensor]) -> None:
 
 
 def load_spec_data(path: Path) -> Any:
-    """Read a JSON file; errors say whether it is missing or not JSON."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError(
-            f"spec {path} not found", "check the path, or derive one with `isscli groups CKPT -o spec.json`"
-        )
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise SpecError(f"spec {path} is not a text file", "give a JSON group spec") from None
-    except json.JSONDecodeError as error:
-        raise SpecError(
-            f"spec {path} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})",
-            "fix the JSON syntax",
-        ) from None
+    """Read a spec file; errors say whether it is missing or not JSON."""
+    hint = "check the path, or derive one with `isscli groups CKPT -o spec.json`"
+    return read_json(path, "spec", SpecError, missing_hint=hint)
