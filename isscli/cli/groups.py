@@ -47,26 +47,33 @@ def spec_report(spec: GroupSpec, checkpoint: Checkpoint) -> dict[str, Any]:
                 "alive": int(alive_components(checkpoint.tensors, iss).sum()),
                 "removable": int(removable_components(checkpoint.tensors, iss).sum()),
                 "tensors": sorted({piece.tensor for piece in iss.slices}),
-                "receivers": [{"tensor": p.tensor, "dim": p.dim, "offset": p.offset} for p in iss.receivers],
+                "slices": [piece.to_json() for piece in iss.slices],
             }
             for iss in spec.sets
         ],
     }
 
 
+DIM_NAMES = {0: "rows", 1: "cols"}
+
+
+def tensor_lines(iss: dict[str, Any]) -> str:
+    """One line per tensor with the dimensions the set takes from it: ``rnn.weight_hh_l0 rows+cols``."""
+    dims: dict[str, list[str]] = {}
+    for piece in iss["slices"]:
+        label = DIM_NAMES.get(piece["dim"], f"dim {piece['dim']}")
+        dims.setdefault(piece["tensor"], [])
+        if label not in dims[piece["tensor"]]:
+            dims[piece["tensor"]].append(label)
+    return "\n".join(f"{name} {'+'.join(labels)}" for name, labels in dims.items())
+
+
 def render_spec(report: dict[str, Any], title: str) -> None:
     rows = [
-        (
-            s["name"],
-            s["components"],
-            s["group_length"],
-            s["alive"],
-            s["removable"],
-            ", ".join(dict.fromkeys(r["tensor"] for r in s["receivers"])),
-        )
+        (s["name"], s["components"], s["group_length"], s["alive"], s["removable"], tensor_lines(s))
         for s in report["sets"]
     ]
-    columns = ("set", "K", "group length", "nonzero", "removable", "receivers of h_k")
+    columns = ("set", "K", "group length", "nonzero", "removable", "tensors (dims taken)")
     console.print(table(title, columns, rows))
 
 
