@@ -22,9 +22,10 @@ from isscli.data.resolve import resolve_data
 PRESET = "tiny"
 #: Batches per epoch: enough to learn something, few enough for a demo.
 BATCHES = 400
-#: λ and τ that remove about half of the tiny model's units in two short epochs.
-LAMBDA = 0.01
-GROUP_THRESHOLD = 1e-3
+#: λ, and τ for single weights and for whole groups, that remove many of the tiny model's units
+#: in two short epochs (τ must exceed the ±lr·λ/sqrt(group length) jitter of plain SGD).
+LAMBDA = 0.05
+THRESHOLD = 1e-3
 
 
 def _run(step: int, total: int, title: str, args: list[Any]) -> None:
@@ -61,10 +62,10 @@ def demo(
         ("train a dense 2×64 LSTM language model",
          ["train", "--preset", PRESET, "-o", files["dense"], "--epochs", 2, *quick, "--json", reports["train"]]),
         ("learn ISS: fine-tune with group Lasso (paper Eq. 2–4)",
-         ["finetune", files["dense"], "--lambda", group_lasso, "-o", files["iss"], "--epochs", 2, "--keep", "last",
-          "--lr", 0.5, *quick, "--json", reports["finetune"]]),
+         ["finetune", files["dense"], "--lambda", group_lasso, "--threshold", THRESHOLD, "-o", files["iss"],
+          "--epochs", 2, "--keep", "last", *quick, "--json", reports["finetune"]]),
         ("prune: zero the groups whose norm is ≤ τ",
-         ["prune", files["iss"], "--threshold", GROUP_THRESHOLD, "-o", files["pruned"], "--force"]),
+         ["prune", files["iss"], "--threshold", THRESHOLD, "-o", files["pruned"], "--force"]),
         ("compact: remove the zero groups (verified to give the same outputs)",
          ["compact", files["pruned"], "-o", files["compact"], "--force", "--json", reports["compact"]]),
     ]
