@@ -89,7 +89,7 @@ def summarize(files: dict[str, Path], reports: dict[str, Path], origin: str) -> 
     timings = {m["role"]: m["timings"]["full"]["median_ms"] for m in bench_report["models"]}
     shapes = {
         "dense": " × ".join(map(str, sizes_before)),
-        "pruned": " × ".join(map(str, sizes_before)) + f" ({' × '.join(map(str, sizes_after))} nonzero)",
+        "pruned": " × ".join(map(str, sizes_before)) + f" ({' × '.join(map(str, sizes_after))} kept)",
         "compact": " × ".join(map(str, sizes_after)),
     }
     rows = []
