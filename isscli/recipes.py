@@ -58,7 +58,8 @@ class TrainSettings:
                                   "fix the setting")
         for name in ("group_lasso", "l1", "epsilon", "decay_after"):
             if getattr(self, name) < 0:
-                raise IsscliError(f"{name.replace('_', '-')} must be ≥ 0", "fix the setting")
+                flag = "lambda" if name == "group_lasso" else name.replace("_", "-")
+                raise IsscliError(f"--{flag} must be ≥ 0 (got {getattr(self, name)})", "fix the setting")
         if self.threshold is not None and self.threshold < 0:
             raise IsscliError("threshold must be ≥ 0", "give e.g. --threshold 1e-4, or 0 to turn it off")
         if not 0 < self.lr_decay <= 1:
