@@ -176,3 +176,36 @@ def test_debug_shows_the_traceback(tiny_lm: Path, tmp_path: Path) -> None:
 
     with pytest.raises(CheckpointError):
         main(["--debug", "groups", str(tmp_path / "absent.safetensors")])
+
+
+@pytest.mark.parametrize(
+    "flaw, needle",
+    [("forgotten", "do not form a consistent model"), ("mislabelled", "outputs differ")],
+)
+def test_compaction_that_would_change_outputs_is_refused(
+    run_cli, tiny_lm: Path, tmp_path: Path, flaw: str, needle: str
+) -> None:
+    """A spec that forgets a receiver, or calls one a producer, would make compaction inexact."""
+    import torch
+
+    from isscli.checkpoint import save_checkpoint
+    from isscli.spec import parse_spec
+    from isscli.surgery import zero_components
+
+    loaded = load_checkpoint(tiny_lm)
+    raw = native_spec(tiny_lm)
+    first = raw["sets"][0]
+    receiver = next(s for s in first["slices"] if s["tensor"] == "rnn.weight_ih_l1")
+    zero_components(loaded.tensors, parse_spec(raw).sets[0], torch.tensor([True, False, False, False, False, False]))
+    if flaw == "forgotten":
+        first["slices"].remove(receiver)
+    else:
+        receiver.update(role="producer", penalize=False)
+        loaded.tensors["rnn.weight_ih_l1"][:, 0] = 0.5  # unit 0 still feeds layer 2
+    spec_path = write_spec(tmp_path / "flawed.json", raw)
+    pruned = save_checkpoint(tmp_path / "pruned.safetensors", loaded.tensors, loaded.config)
+    before = file_state(tmp_path)
+    result = run_cli("compact", pruned, "--spec", spec_path, "-o", tmp_path / "small.safetensors")
+    assert_clean_failure(result, needle, code=1)
+    assert "receiver" in result.stderr
+    assert file_state(tmp_path) == before

@@ -22,13 +22,17 @@ from isscli.cli.common import (
     resolve_spec,
 )
 from isscli.cli.output import JSON_HELP, console, emit, note, table
-from isscli.equivalence import max_output_difference
+from isscli.equivalence import output_difference
 from isscli.errors import IsscliError
 from isscli.models.registry import config_after_surgery, load_model, resolve_config
 from isscli.surgery import compact as compact_tensors
 
+#: Allowed output difference per unit of the largest |output| (rounding of sums in another order).
 TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
 SIZE_FIELDS = ("hidden_sizes", "embedding_size")  # compaction changes them
+MISSING_RECEIVER_HINT = (
+    "the spec misses (or mislabels) a receiver of some hidden unit: derive it with `isscli groups CKPT`"
+)
 
 
 class CompactionMismatch(IsscliError):
@@ -37,13 +41,19 @@ class CompactionMismatch(IsscliError):
 
 def verify(
     before: Checkpoint, after: dict[str, torch.Tensor], arch: Optional[str], overrides: Optional[dict[str, Any]]
-) -> float:
-    """Largest output difference between the input model and the compacted tensors."""
+) -> tuple[float, float]:
+    """Largest output difference between the input model and the compacted tensors, and the outputs' scale."""
     config, _ = resolve_config(before, arch, overrides)
     reference = load_model(before, arch, overrides)
     size_free = {key: value for key, value in (overrides or {}).items() if key not in SIZE_FIELDS}
-    candidate = load_model(Checkpoint(after, config_after_surgery(before.config, after)), arch, size_free)
-    return max_output_difference(reference, candidate, config)
+    try:
+        candidate = load_model(Checkpoint(after, config_after_surgery(before.config, after)), arch, size_free)
+    except IsscliError as error:
+        raise CompactionMismatch(
+            f"the compacted tensors do not form a consistent model ({error.message}); nothing was written",
+            MISSING_RECEIVER_HINT,
+        ) from None
+    return output_difference(reference, candidate, config)
 
 
 def compact(
@@ -74,13 +84,13 @@ def compact(
     runnable = loaded.config is not None or arch is not None or config is not None or _inferable(loaded)
     if verify_outputs and runnable:
         overrides = config_overrides(config)
-        difference = verify(loaded, result.tensors, arch, overrides)
+        difference, scale = verify(loaded, result.tensors, arch, overrides)
         dtype = str(next(iter(loaded.tensors.values())).dtype).removeprefix("torch.")
-        tolerance = TOLERANCE.get(dtype, 1e-2)
+        tolerance = TOLERANCE.get(dtype, 1e-2) * max(1.0, scale)  # relative to the logits' size
         if difference > tolerance:
             raise CompactionMismatch(
                 f"the compacted model's outputs differ by {difference:.3g} (> {tolerance:g}); nothing was written",
-                "the spec misses a receiver of some hidden unit: derive it with `isscli groups CKPT`",
+                MISSING_RECEIVER_HINT,
             )
     provenance = make_provenance(
         "compact",
