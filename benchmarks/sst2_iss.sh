@@ -17,9 +17,4 @@ mkdir -p "$OUT"
     -o "$OUT/dense.safetensors" --json "$OUT/train.json"
 [ -f "$OUT/iss.safetensors" ] || $ISSCLI finetune "$OUT/dense.safetensors" --lambda "$LAMBDA" --threshold "$TAU" \
     --keep last --epochs "$FT_EPOCHS" --data "$DATA" -o "$OUT/iss.safetensors" --json "$OUT/finetune.json"
-$ISSCLI prune "$OUT/iss.safetensors" --threshold "$TAU" -o "$OUT/pruned.safetensors" --force
-$ISSCLI compact "$OUT/pruned.safetensors" -o "$OUT/compact.safetensors" --force --json "$OUT/compact.json"
-for model in dense pruned compact; do
-    $ISSCLI eval "$OUT/$model.safetensors" --data "$DATA" --split test --json "$OUT/eval-$model.json"
-done
-$ISSCLI bench "$OUT/compact.safetensors" --against "$OUT/dense.safetensors" --repeats 9 --json "$OUT/bench.json"
+source "$(dirname "$0")/iss_tail.sh"
