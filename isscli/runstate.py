@@ -10,7 +10,7 @@ same weights, bit for bit on CPU, as a run that was never interrupted.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ class RunState:
     optimizer: dict[str, Any]
     rng: dict[str, torch.Tensor]
     info: dict[str, Any]
+    hooks: dict[str, torch.Tensor] = field(default_factory=dict)  # training hooks' tensors (e.g. masks)
 
 
 def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -64,6 +65,7 @@ def save_run_state(path: Path, state: RunState) -> None:
     tensors = {f"model.{name}": t for name, t in state.model.items()}
     tensors.update(optimizer_tensors)
     tensors.update({f"rng.{name}": t for name, t in state.rng.items()})
+    tensors.update({f"hook.{name}": t for name, t in state.hooks.items()})
     info = {"format": "isscli.resume", "version": FORMAT_VERSION, "epoch": state.epoch,
             "optimizer": optimizer_meta, **state.info}
     contiguous = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
@@ -81,12 +83,12 @@ def load_run_state(path: Path) -> RunState:
         raise IsscliError(f"{path} is not a readable resume file ({error})", "start afresh with --force") from None
     if info.get("version") != FORMAT_VERSION:
         raise IsscliError(f"{path} has resume format {info.get('version')!r}", "start afresh with --force")
-    groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "optimizer": {}, "rng": {}}
+    groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "optimizer": {}, "rng": {}, "hook": {}}
     for name, tensor in tensors.items():
         kind, _, rest = name.partition(".")
         groups[kind][rest if kind != "optimizer" else name] = tensor
     optimizer = _join_optimizer(groups["optimizer"], info.pop("optimizer"))
-    return RunState(info.pop("epoch"), groups["model"], optimizer, groups["rng"], info)
+    return RunState(info.pop("epoch"), groups["model"], optimizer, groups["rng"], info, groups["hook"])
 
 
 def capture_rng() -> dict[str, torch.Tensor]:

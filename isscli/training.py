@@ -129,6 +129,32 @@ class Observer(Protocol):
     def epoch_done(self, report: EpochReport) -> None: ...
 
 
+class TrainingHook:
+    """Acts on the model beside SGD: weight masks (SET, magnitude pruning) or a λ controller.
+
+    The trainer calls every hook at fixed points of each batch and epoch; the defaults do
+    nothing. ``state``/``load_state`` carry what ``--resume`` needs (tensors, and a JSON-able
+    dict), so a resumed run continues exactly as an uninterrupted one.
+    """
+
+    name = "hook"
+
+    def after_backward(self, trainer: Trainer) -> None:
+        """The gradient (data loss and regularizers) is complete; it is clipped next."""
+
+    def after_step(self, trainer: Trainer, epoch: int, index: int) -> None:
+        """The SGD step and the thresholding of batch ``index`` are done."""
+
+    def after_epoch(self, trainer: Trainer, report: EpochReport) -> None:
+        """Validation is done and OUT written (when this epoch is kept); the resume state is saved next."""
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return {}, {}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+        """Restore what :meth:`state` returned."""
+
+
 class SilentObserver:
     def epoch_started(self, epoch: int, epochs: int, batches: int, lr: float) -> None:
         pass
@@ -153,6 +179,7 @@ class TrainingRun:
     device: torch.device
     parent: Checkpoint | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    hooks: list[TrainingHook] = field(default_factory=list)
 
     def identity(self) -> dict[str, Any]:
         """What must not change between an interrupted run and its continuation."""
@@ -235,15 +262,24 @@ class Trainer:
             self.best_rank, self.best_epoch = best["rank"], best["epoch"]
             self.best = Evaluation(**best["valid"])
         self.lowest_perplexity = state.info.get("lowest_perplexity")
+        hook_info = state.info.get("hooks", {})
+        for hook in self.run.hooks:
+            prefix = f"{hook.name}."
+            tensors = {key.removeprefix(prefix): t for key, t in state.hooks.items() if key.startswith(prefix)}
+            hook.load_state(tensors, hook_info.get(hook.name, {}))
 
     def save_state(self, epoch: int) -> None:
         best = None
         if self.best is not None:
             best = {"rank": self.best_rank, "epoch": self.best_epoch, "valid": asdict(self.best)}
+        hook_tensors, hook_info = {}, {}
+        for hook in self.run.hooks:
+            tensors, hook_info[hook.name] = hook.state()
+            hook_tensors.update({f"{hook.name}.{key}": t for key, t in tensors.items()})
         info = {"identity": self.run.identity(), "settings": self.settings.to_dict(), "best": best,
-                "lowest_perplexity": self.lowest_perplexity}
+                "lowest_perplexity": self.lowest_perplexity, "hooks": hook_info}
         save_run_state(self.run.paths.resume, RunState(
-            epoch, model_tensors(self.model), self.optimizer.state_dict(), capture_rng(), info,
+            epoch, model_tensors(self.model), self.optimizer.state_dict(), capture_rng(), info, hook_tensors,
         ))
 
     # -- the loop -------------------------------------------------------------------------
@@ -271,6 +307,8 @@ class Trainer:
             reports.append(report)
             log.write(report.to_record())
             self.observer.epoch_done(report)
+            for hook in self.run.hooks:
+                hook.after_epoch(self, report)
             self.save_state(epoch)
             if stop_after is not None and epoch >= stop_after and epoch < self.settings.epochs:
                 log.write({"event": "stopped", "epoch": epoch, "resume": str(self.run.paths.resume)})
@@ -319,10 +357,14 @@ class Trainer:
             self.regularizer.add_gradient_(settings.group_lasso)
         if settings.l1 > 0:
             self.regularizer.add_l1_gradient_(settings.l1)
+        for hook in self.run.hooks:
+            hook.after_backward(self)
         nn.utils.clip_grad_norm_(self.model.parameters(), settings.max_grad_norm)
         self.optimizer.step()
         if settings.tau > 0:
             self.regularizer.threshold_(settings.tau)
+        for hook in self.run.hooks:
+            hook.after_step(self, epoch, index)
         return step
 
     @torch.no_grad()
