@@ -9,7 +9,9 @@ Each model is timed on three workloads, the models interleaved within each:
 
 The ``model`` is compared with the ``baseline`` (speed-up = baseline time / model time); an
 optional ``unstructured`` model is the baseline's shape with the model's nonzeros scattered at
-random and multiplied through CSR kernels.
+random and multiplied through CSR kernels. An unstructured-sparse checkpoint (masked, or of the
+baseline's shape) is instead timed itself through CSR, against the baseline or its dense self
+(:func:`unstructured_contenders`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Contender:
     source: dict[str, Any]
     csr: bool = False
     details: dict[str, Any] = field(default_factory=dict)  # extra report fields, e.g. a check's result
+    masked: bool = False  # a checkpoint with weight masks (SET, magnitude pruning): unstructured sparsity
 
 
 def parse_shapes(text: str, option: str = "--shapes") -> list[list[int]]:
@@ -83,7 +86,8 @@ def from_checkpoint(
 ) -> Contender:
     checkpoint = load_checkpoint(path)
     model = load_model(checkpoint, arch, overrides)
-    return Contender(role, path.name, model, {"checkpoint": str(path), "sha256": checkpoint.sha256})
+    return Contender(role, path.name, model, {"checkpoint": str(path), "sha256": checkpoint.sha256},
+                     masked=bool(checkpoint.masks))
 
 
 def unstructured_twin(baseline: Contender, structured: Contender, seed: int = 0) -> Contender:
@@ -99,6 +103,34 @@ def unstructured_twin(baseline: Contender, structured: Contender, seed: int = 0)
     source = {"scattered_into": baseline.label, "nonzeros_of": structured.label, "seed": seed}
     return Contender("unstructured", f"{baseline.label} as CSR", twin, source, csr=True,
                      details={"max_output_difference": difference})
+
+
+def as_csr(contender: Contender) -> Contender:
+    """The model itself through CSR kernels, its zeros where they are, checked against its dense self."""
+    unstructured.check_csr_supported(contender.model)
+    sparse = unstructured.csr_model(contender.model)
+    difference = max_output_difference(contender.model, sparse, contender.model.config)
+    return Contender(contender.role, f"{contender.label} as CSR", sparse, contender.source, csr=True,
+                     details={"max_output_difference": difference}, masked=contender.masked)
+
+
+def weight_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(matrix.shape) for name, matrix in unstructured.weight_matrices(model).items()}
+
+
+def unstructured_contenders(model: Contender, baseline: Contender | None, seed: int = 0) -> list[Contender]:
+    """``--unstructured``: what to time, model first.
+
+    * an unstructured model (masked, or with the baseline's weight shapes, or with no baseline):
+      the model itself as CSR, against the baseline or, without one, against its dense self;
+    * a structured (compacted) model: the model, the baseline, and the baseline's shape with the
+      model's nonzeros scattered at random, as CSR (:func:`unstructured_twin`).
+    """
+    if baseline is None:
+        return [as_csr(model), Contender("baseline", f"{model.label} (dense)", model.model, model.source)]
+    if model.masked or weight_shapes(model.model) == weight_shapes(baseline.model):
+        return [as_csr(model), baseline]
+    return [model, baseline, unstructured_twin(baseline, model, seed)]
 
 
 def inference(model: nn.Module, part: str, batch: int, steps: int, device: torch.device, seed: int) -> Workload:
@@ -145,7 +177,7 @@ def describe(contender: Contender) -> dict[str, Any]:
         "vocab_size": config.vocab_size,
         "embedding_size": config.embedding_size,
         "hidden_sizes": config.hidden_sizes,
-        "parameters": parameter_count(config),
+        "parameters": unstructured.nonzero_parameters(model) if contender.csr else parameter_count(config),
         "nonzero_weights": nonzeros,
         "bytes": unstructured.stored_bytes(model) if contender.csr else parameter_bytes(config),
         "multiply_adds_per_step": (

@@ -3,9 +3,12 @@
 Following safetensors' own convention, everything that is not a tensor goes into the
 header's string-to-string ``__metadata__``: ``isscli.config`` holds the model config and
 ``isscli.provenance`` how the file was made (parent's sha256, spec, λ, τ, tool version,
-command line), both as JSON. Files without that metadata (a plain ``state_dict`` written by
-another script) load just as well; commands that need a runnable model then ask for
-``--arch``/``--config``.
+command line), both as JSON. Unstructured-sparse checkpoints (SET, magnitude pruning) also
+hold one boolean mask per masked weight matrix, as the tensor ``mask.<tensor name>``, with
+``isscli.masks`` in the header saying how they were made; :func:`load_checkpoint` keeps them
+apart from the model's tensors (:attr:`Checkpoint.masks`), so every command sees the model
+alone. Files without that metadata (a plain ``state_dict`` written by another script) load
+just as well; commands that need a runnable model then ask for ``--arch``/``--config``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from isscli.errors import CheckpointError
 
 CONFIG_KEY = "isscli.config"
 PROVENANCE_KEY = "isscli.provenance"
+MASKS_KEY = "isscli.masks"
+#: Tensor-name prefix of the weight masks; such tensors are masks only when the header has ``isscli.masks``.
+MASK_PREFIX = "mask."
 
 
 @dataclass
@@ -41,6 +47,8 @@ class Checkpoint:
     path: Path | None = None
     sha256: str | None = None
     extra_metadata: dict[str, str] = field(default_factory=dict)
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)  # boolean, by tensor name; True = kept
+    mask_info: dict[str, Any] | None = None  # how the masks were made (method, density, …)
 
     def num_parameters(self) -> int:
         return sum(t.numel() for t in self.tensors.values())
@@ -106,8 +114,23 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         raise CheckpointError(f"checkpoint {path} holds no tensors", "check that it is a model checkpoint")
     config = _parse_json_metadata(path, metadata, CONFIG_KEY)
     provenance = _parse_json_metadata(path, metadata, PROVENANCE_KEY)
-    extra = {k: v for k, v in metadata.items() if k not in (CONFIG_KEY, PROVENANCE_KEY)}
-    return Checkpoint(tensors, config, provenance, path, file_sha256(path), extra)
+    mask_info = _parse_json_metadata(path, metadata, MASKS_KEY)
+    masks = _split_masks(path, tensors) if mask_info is not None else {}
+    extra = {k: v for k, v in metadata.items() if k not in (CONFIG_KEY, PROVENANCE_KEY, MASKS_KEY)}
+    return Checkpoint(tensors, config, provenance, path, file_sha256(path), extra, masks, mask_info)
+
+
+def _split_masks(path: Path, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Move the ``mask.<name>`` tensors out of ``tensors``; each must match a tensor's shape."""
+    names = [name for name in tensors if name.startswith(MASK_PREFIX)]
+    masks = {name.removeprefix(MASK_PREFIX): tensors.pop(name) for name in names}
+    for name, mask in masks.items():
+        if name not in tensors or mask.shape != tensors[name].shape or mask.dtype != torch.bool:
+            raise CheckpointError(
+                f"{path}: mask {MASK_PREFIX}{name} does not fit a tensor of the checkpoint",
+                "re-create the checkpoint (masks are boolean tensors shaped like the weights they mask)",
+            )
+    return masks
 
 
 def command_line() -> str:
@@ -142,8 +165,10 @@ def save_checkpoint(
     provenance: dict[str, Any] | None = None,
     inputs: tuple[Path, ...] = (),
     overwrite: bool = False,
+    masks: dict[str, torch.Tensor] | None = None,
+    mask_info: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``tensors`` atomically; ``inputs`` are never overwritten."""
+    """Write ``tensors`` (and boolean ``masks``, as ``mask.<name>``) atomically; ``inputs`` are never overwritten."""
     path = Path(path)
     check_output_path(path, inputs, overwrite)
     metadata = {"format": "pt"}
@@ -152,5 +177,9 @@ def save_checkpoint(
     if provenance is not None:
         metadata[PROVENANCE_KEY] = json.dumps(provenance, sort_keys=True)
     contiguous = {name: tensor.detach().contiguous().cpu() for name, tensor in tensors.items()}
+    if masks:
+        metadata[MASKS_KEY] = json.dumps(mask_info or {}, sort_keys=True)
+        contiguous.update({MASK_PREFIX + name: mask.detach().to(torch.bool).contiguous().cpu()
+                           for name, mask in masks.items()})
     atomic_write(path, lambda temp: save_file(contiguous, str(temp), metadata=metadata))
     return path

@@ -21,6 +21,7 @@ by autograd (whose temporaries the size of every weight matrix cost a third of a
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -96,10 +97,11 @@ class GroupLasso:
         self.owners = torch.cat([group.owners for group in self.groups])
         self.tensor_names = sorted({group.tensor for group in self.groups})
 
-    def _line_values(self, kind: str) -> torch.Tensor:
+    def _line_values(self, kind: str, tensors: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Σ w² (``kind="square"``) or Σ |w| (``"abs"``) of every grouped line, in ``owners`` order."""
+        source = self.parameters if tensors is None else tensors
         return torch.cat([
-            reduce_lines(self.parameters[group.tensor], group.dim, kind).index_select(0, group.lines)
+            reduce_lines(source[group.tensor], group.dim, kind).index_select(0, group.lines)
             for group in self.groups
         ])
 
@@ -128,10 +130,23 @@ class GroupLasso:
             parameter.grad = torch.zeros_like(parameter)
         return parameter.grad
 
+    def per_component(self, per_set: Sequence[float] | torch.Tensor) -> torch.Tensor:
+        """One value per set → the same value for each of its components: shape ``[Σ K]``."""
+        values = torch.as_tensor(per_set, dtype=self.multipliers.dtype).to(self.multipliers.device)
+        if values.shape != (len(self.sizes),):
+            raise ValueError(f"expected {len(self.sizes)} per-set values, got shape {tuple(values.shape)}")
+        return values.repeat_interleave(torch.tensor(self.sizes, device=values.device))
+
     @torch.no_grad()
-    def add_gradient_(self, scale: float) -> None:
-        """``.grad += scale · ∂R/∂w`` for every regularized tensor, in place."""
+    def add_gradient_(self, scale: float, per_set: Sequence[float] | torch.Tensor | None = None) -> None:
+        """``.grad += scale · ∂R/∂w`` for every regularized tensor, in place.
+
+        ``per_set`` (one λ per set, in spec order) gives each set its own strength: set s then
+        adds ``scale · per_set[s] · multiplier · w / ‖w_k‖`` (the λ controller's per-layer λ).
+        """
         coefficient = scale * self.multipliers / self.norms()
+        if per_set is not None:
+            coefficient = coefficient * self.per_component(per_set)
         for group in self.groups:
             weight = self.parameters[group.tensor]
             per_line = torch.zeros(weight.shape[group.dim], dtype=weight.dtype, device=weight.device)
@@ -163,6 +178,27 @@ class GroupLasso:
             below = float(torch.nextafter(limit, torch.zeros_like(limit)))
             for chunk in weight.view(-1).split(CHUNK):
                 chunk.copy_(F.hardshrink(chunk, below))
+
+    @torch.no_grad()
+    def component_sums(self, tensors: dict[str, torch.Tensor], kind: str = "abs") -> torch.Tensor:
+        """Σ |x| (or Σ x²) over each component's lines of other tensors shaped like the parameters
+        (gradients, 0/1 masks): shape ``[Σ K]``."""
+        return self._per_component(self._line_values(kind, {name: tensors[name].float() for name in self.tensor_names}))
+
+    @torch.no_grad()
+    def fill_lines_(self, tensors: dict[str, torch.Tensor], components: torch.Tensor, value: float | bool) -> None:
+        """Set, in place, every line (row or column) of the chosen components (a ``[Σ K]`` bool mask) to ``value``
+        in ``tensors`` (shaped like the parameters: weights, gradients or masks; absent names are skipped)."""
+        for group in self.groups:
+            if group.tensor not in tensors:
+                continue
+            chosen = group.lines[components.index_select(0, group.owners)]
+            if chosen.numel():
+                tensors[group.tensor].index_fill_(group.dim, chosen, value)
+
+    def split(self, values: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A ``[Σ K]`` tensor cut into one piece per set."""
+        return dict(zip((iss.name for iss in self.spec.sets), values.split(self.sizes), strict=True))
 
     @torch.no_grad()
     def alive(self) -> dict[str, int]:

@@ -143,7 +143,20 @@ class TrainingHook:
         """The gradient (data loss and regularizers) is complete; it is clipped next."""
 
     def after_step(self, trainer: Trainer, epoch: int, index: int) -> None:
-        """The SGD step and the thresholding of batch ``index`` are done."""
+        """The SGD step and the thresholding of batch ``index`` are done (``trainer.last_step`` holds its loss)."""
+
+    def add_group_lasso_(self, trainer: Trainer) -> bool:
+        """Add the group-Lasso gradient in the trainer's place (e.g. a λ per set); return True when done.
+
+        Called after the data loss's backward pass, before :meth:`after_backward`. The default
+        leaves it to the trainer (``settings.group_lasso``, one λ for every set).
+        """
+        return False
+
+    def threshold_(self, trainer: Trainer, tau: float) -> bool:
+        """Threshold the weights in the trainer's place after every SGD step (called even when τ = 0);
+        return True when done. The default leaves it to the trainer (every |w| < τ zeroed)."""
+        return False
 
     def after_epoch(self, trainer: Trainer, report: EpochReport) -> None:
         """Validation is done and OUT written (when this epoch is kept); the resume state is saved next."""
@@ -153,6 +166,10 @@ class TrainingHook:
 
     def load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
         """Restore what :meth:`state` returned."""
+
+    def checkpoint_masks(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        """Weight masks to write with every checkpoint of the run, and how they were made (None: no masks)."""
+        return None
 
 
 class SilentObserver:
@@ -233,6 +250,7 @@ class Trainer:
         self.best_epoch: int | None = None
         self.best: Evaluation | None = None
         self.lowest_perplexity: float | None = None  # the guard's reference, whatever --keep says
+        self.last_step: StepLoss | None = None  # the latest batch's loss, for hooks
         self.start_epoch = 0
 
     # -- resuming ---------------------------------------------------------------------------
@@ -263,6 +281,13 @@ class Trainer:
             self.best = Evaluation(**best["valid"])
         self.lowest_perplexity = state.info.get("lowest_perplexity")
         hook_info = state.info.get("hooks", {})
+        if set(hook_info) != {hook.name for hook in self.run.hooks}:
+            now = ", ".join(hook.name for hook in self.run.hooks) or "none"
+            raise IsscliError(
+                f"{self.run.paths.resume} was written by a run with other training hooks "
+                f"({', '.join(sorted(hook_info)) or 'none'}; now {now})",
+                "repeat the original flags (e.g. --method, --magnitude-sparsity), or start afresh with --force",
+            )
         for hook in self.run.hooks:
             prefix = f"{hook.name}."
             tensors = {key.removeprefix(prefix): t for key, t in state.hooks.items() if key.startswith(prefix)}
@@ -349,11 +374,13 @@ class Trainer:
         """One mini-batch: objective, backward, clip, SGD step, thresholding (module docstring)."""
         settings = self.settings
         step = self.run.task.step(self.model, batch)
+        self.last_step = step
         if not math.isfinite(step.total):
             self.diverged(epoch, f"the loss became {step.total} at batch {index}")
         self.optimizer.zero_grad(set_to_none=True)
         step.objective.backward()
-        if settings.group_lasso > 0:
+        taken = any(hook.add_group_lasso_(self) for hook in self.run.hooks)
+        if settings.group_lasso > 0 and not taken:
             self.regularizer.add_gradient_(settings.group_lasso)
         if settings.l1 > 0:
             self.regularizer.add_l1_gradient_(settings.l1)
@@ -361,7 +388,8 @@ class Trainer:
             hook.after_backward(self)
         nn.utils.clip_grad_norm_(self.model.parameters(), settings.max_grad_norm)
         self.optimizer.step()
-        if settings.tau > 0:
+        taken = any(hook.threshold_(self, settings.tau) for hook in self.run.hooks)
+        if settings.tau > 0 and not taken:
             self.regularizer.threshold_(settings.tau)
         for hook in self.run.hooks:
             hook.after_step(self, epoch, index)
@@ -418,8 +446,11 @@ class Trainer:
             parent_provenance=self.run.parent.provenance if self.run.parent else None,
         )
         inputs = (self.run.parent.path,) if self.run.parent and self.run.parent.path else ()
+        masks, mask_info = {}, None
+        for hook in self.run.hooks:
+            masks, mask_info = hook.checkpoint_masks() or (masks, mask_info)
         save_checkpoint(self.run.paths.output, model_tensors(self.model), self.model.config.to_dict(),
-                        provenance, inputs=inputs, overwrite=True)
+                        provenance, inputs=inputs, overwrite=True, masks=masks, mask_info=mask_info)
 
     def evaluate_best(self, split: str) -> Evaluation | None:
         """The written checkpoint's score: reloading it also proves the file is sound."""

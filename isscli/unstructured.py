@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from isscli.errors import IsscliError
 from isscli.models.recurrent import LayerState, RecurrentStack, direction_suffix, reverse_padded
-from isscli.models.registry import OUTPUT_LAYER
+from isscli.models.registry import OUTPUT_LAYER, is_tied
 
 INT32_LIMIT = 2**31 - 1
 
@@ -243,6 +243,18 @@ def stored_bytes(model: nn.Module) -> int:
             if key not in seen:
                 seen.add(key)
                 total += part.numel() * part.element_size()
+    return total
+
+
+def nonzero_parameters(model: nn.Module) -> int:
+    """Nonzero entries of all the model's tensors, CSR ones by their stored values; a tied decoder counts once."""
+    head = f"{OUTPUT_LAYER[model.config.family]}.weight"
+    tied = is_tied(model.config)
+    total = 0
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tied and name == head:
+            continue
+        total += int(torch.count_nonzero(tensor.values() if tensor.layout == torch.sparse_csr else tensor))
     return total
 
 

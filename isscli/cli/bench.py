@@ -8,7 +8,15 @@ from typing import Any, Optional
 import torch
 import typer
 
-from isscli.benchmark import Contender, Settings, from_checkpoint, from_shapes, parse_shapes, run, unstructured_twin
+from isscli.benchmark import (
+    Contender,
+    Settings,
+    from_checkpoint,
+    from_shapes,
+    parse_shapes,
+    run,
+    unstructured_contenders,
+)
 from isscli.cli.common import ArchOption, ConfigOption, config_overrides
 from isscli.cli.output import JSON_HELP, console, emit, note, table
 from isscli.errors import IsscliError
@@ -79,6 +87,9 @@ def render(report: dict[str, Any]) -> None:
         f"speed-up [bold]{compared['speedup']:.2f}×[/] over the baseline; multiply-add reduction "
         f"{compared['multiply_add_reduction']:.2f}×, {compared['parameter_reduction']:.2f}× fewer parameters"
     )
+    if models[0]["format"] == "csr":
+        console.print(f"the model runs through CSR kernels, its zeros where they are (outputs within "
+                      f"{models[0]['max_output_difference']:.2g} of its dense self)")
     if compared["structured_over_unstructured"] is not None:
         sparse = compared["speedups"]["unstructured"]["full"]
         console.print(
@@ -113,7 +124,9 @@ def bench(
     ),
     unstructured: bool = typer.Option(
         False, "--unstructured",
-        help="Also time the baseline's shape with the model's nonzeros scattered at random, via CSR.",
+        help="Unstructured sparsity through CSR: a masked CKPT (or one of the baseline's shape) runs as CSR against "
+             "the baseline, or its dense self without one; a compacted CKPT adds the baseline's shape with its "
+             "nonzeros scattered at random.",
     ),
     fail_below: Optional[float] = typer.Option(
         None, "--fail-below", help="Exit 1 if the full-inference speed-up over the baseline is below this."
@@ -128,7 +141,8 @@ def bench(
     sizes = parse_shapes(shapes, "--shapes") if shapes is not None else None
     against_sizes = parse_shapes(against_shapes, "--against-shapes") if against_shapes is not None else None
     has_baseline = against is not None or against_shapes is not None
-    if not has_baseline and (fail_below is not None or unstructured):
+    against_itself = unstructured and checkpoint is not None  # without a baseline: CKPT as CSR vs CKPT dense
+    if not has_baseline and not against_itself and (fail_below is not None or unstructured):
         flag = "--fail-below" if fail_below is not None else "--unstructured"
         raise IsscliError(f"{flag} needs a baseline", "add --against DENSE.safetensors or --against-shapes 1500,1500")
     if fail_below is not None and fail_below <= 0:
@@ -146,10 +160,10 @@ def bench(
     if has_baseline:
         contenders.append(contender("baseline", against, against_sizes, arch, overrides, seed))
     if unstructured:
-        contenders.append(unstructured_twin(contenders[1], contenders[0], seed))
+        contenders = unstructured_contenders(contenders[0], contenders[1] if has_baseline else None, seed)
     settings = Settings(batch, steps, repeats, warmup, torch_device, cuda_graphs, seed)
     report = run(contenders, settings)
-    speedup = report["comparison"]["speedup"] if has_baseline else None
+    speedup = report["comparison"]["speedup"] if report["comparison"] else None
     report["gate"] = None if fail_below is None else {
         "fail_below": fail_below, "speedup": speedup, "passed": speedup >= fail_below,
     }

@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 
 from isscli import __version__
-from isscli.cli import bench, compact, create, data, demo, groups, prune, show, train
+from isscli.cli import bench, compact, create, data, demo, groups, prune, show, sparsify, train
 from isscli.cli.output import err_console
 from isscli.errors import IsscliError
 
@@ -48,6 +48,7 @@ app.add_typer(groups.app, name="groups")
 app.command("init")(create.init)
 app.command("import-pt")(create.import_pt)
 app.command("prune")(prune.prune)
+app.command("sparsify")(sparsify.sparsify)
 app.command("compact")(compact.compact)
 app.command("show")(show.show)
 app.command("demo")(demo.demo)

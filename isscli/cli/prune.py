@@ -48,7 +48,8 @@ def prune(
         weight_threshold=weight_threshold,
         parent_provenance=loaded.provenance,
     )
-    save_checkpoint(output, result.tensors, loaded.config, provenance, inputs=(checkpoint,), overwrite=force)
+    save_checkpoint(output, result.tensors, loaded.config, provenance, inputs=(checkpoint,), overwrite=force,
+                    masks=loaded.masks, mask_info=loaded.mask_info)  # same shapes: a masked model stays masked
     report: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "output": str(output),

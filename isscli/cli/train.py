@@ -23,8 +23,20 @@ from isscli.cli.common import (
 )
 from isscli.cli.output import JSON_HELP, console, emit, note, table
 from isscli.cli.progress import ProgressDisplay
+from isscli.cli.targets import (
+    PruneEpochsOption,
+    RecoverEpochsOption,
+    TargetHiddenOption,
+    TargetParamsOption,
+    TargetRequest,
+    TargetSpeedupOption,
+    make_controller,
+    target_schedule,
+)
+from isscli.controller import IssController
 from isscli.data import load_corpus, load_sentences, resolve_data
 from isscli.errors import IsscliError
+from isscli.masks import MaskHook, check_schedule, check_set_options, finetune_hook, set_hook
 from isscli.models import PRESETS, build_model, load_model, model_tensors, preset_config
 from isscli.models.config import ModelConfig
 from isscli.models.registry import resolve_config
@@ -76,6 +88,27 @@ KeepOption = typer.Option(
     None, "--keep", help="Which epoch OUT holds: best (lowest valid perplexity, default) or last (ISS fine-tuning)."
 )
 ResumeOption = typer.Option(False, "--resume", help="Continue an interrupted run from OUT.resume.safetensors.")
+MethodOption = typer.Option(
+    "dense", "--method",
+    help="dense, or set: sparse evolutionary training (SET-LSTM) of the embedding and recurrent matrices.",
+)
+DensityOption = typer.Option(
+    None, "--density", help="--method set: share of the embedding and recurrent connections kept, in (0, 1]."
+)
+ZetaOption = typer.Option(
+    None, "--zeta", help="--method set: share of each matrix's connections removed and regrown after every epoch "
+                         "(default 0.3)."
+)
+MagnitudeOption = typer.Option(
+    None, "--magnitude-sparsity",
+    help="Prune the embedding and recurrent matrices by magnitude to this share of zeros: at once before training, "
+         "or gradually with --prune-end. Masked weights stay zero.",
+)
+PruneStartOption = typer.Option(None, "--prune-start", help="First epoch of gradual magnitude pruning (default 1).")
+PruneEndOption = typer.Option(
+    None, "--prune-end", help="Last epoch of gradual magnitude pruning (Zhu & Gupta's cubic schedule, per batch)."
+)
+PruneEveryOption = typer.Option(None, "--prune-every", help="Batches between gradual pruning steps (default 100).")
 
 
 class Interrupted(IsscliError):
@@ -168,6 +201,10 @@ def report_result(run: TrainingRun, result: TrainingResult, json_path: Optional[
         "test": result.test.to_dict() if result.test else None,
         "epochs": [r.to_record() for r in result.epochs],
     }
+    for hook in run.hooks:
+        summary = getattr(hook, "summary", None)
+        if summary is not None:
+            report[hook.name] = summary()
 
     def render() -> None:
         if result.stopped_early:
@@ -230,10 +267,14 @@ def train(
     keep: Optional[str] = KeepOption,
     stop_after: Optional[int] = StopAfterOption,
     resume: bool = ResumeOption,
+    method: str = MethodOption,
+    density: Optional[float] = DensityOption,
+    zeta: Optional[float] = ZetaOption,
     force: bool = ForceOption,
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
     """Train a model from scratch with a published recipe; --lambda learns ISS at the same time (paper Table 1)."""
+    check_set_options(method, density, zeta)
     settings = build_settings(recipe(preset), settings_file, setting_flags(locals()))
     paths = RunPaths(output)
     prepare_outputs(paths, (), force, resume)
@@ -249,10 +290,23 @@ def train(
     torch.manual_seed(settings.seed)
     model = build_model(raw).to(target)
     group_spec = resolve_spec(Checkpoint(model_tensors(model)), spec, rename, rename_file)
+    hooks = [set_hook(model, density, zeta, settings.seed)] if method == "set" and density is not None else []
     details = {"preset": preset, "data": data_info, "seed": settings.seed,
-               **regularization_details(settings, group_spec.to_json())}
-    run = TrainingRun("train", model, task, settings, group_spec, paths, target, None, details)
+               **regularization_details(settings, group_spec.to_json()), **mask_details(hooks)}
+    run = TrainingRun("train", model, task, settings, group_spec, paths, target, None, details, hooks)
     run_training(run, resume, stop_after, json_path)
+
+
+def controller_details(hooks: list[Any]) -> dict[str, Any]:
+    """What provenance and the log record about a size target (the λ controller's settings)."""
+    found = [hook.settings.to_dict() for hook in hooks if isinstance(hook, IssController)]
+    return {"controller": found[0]} if found else {}
+
+
+def mask_details(hooks: list[Any]) -> dict[str, Any]:
+    """What provenance and the log record about the run's weight masks."""
+    found = [hook.info for hook in hooks if isinstance(hook, MaskHook)]
+    return {"masks": found[0]} if found else {}
 
 
 def recipe_for(config: ModelConfig, name: Optional[str]) -> tuple[str, TrainSettings]:
@@ -299,12 +353,26 @@ def finetune(
     keep: Optional[str] = KeepOption,
     stop_after: Optional[int] = StopAfterOption,
     resume: bool = ResumeOption,
+    magnitude_sparsity: Optional[float] = MagnitudeOption,
+    prune_start: Optional[int] = PruneStartOption,
+    prune_end: Optional[int] = PruneEndOption,
+    prune_every: Optional[int] = PruneEveryOption,
+    target_hidden: Optional[str] = TargetHiddenOption,
+    target_params: Optional[str] = TargetParamsOption,
+    target_speedup: Optional[float] = TargetSpeedupOption,
+    prune_epochs: Optional[int] = PruneEpochsOption,
+    recover_epochs: Optional[int] = RecoverEpochsOption,
     arch: Optional[str] = ArchOption,
     config: Optional[str] = ConfigOption,
     force: bool = ForceOption,
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
-    """Fine-tune CKPT with group Lasso on its ISS (paper Eq. 2–4): whole hidden units go to zero, for prune/compact."""
+    """Fine-tune CKPT with group Lasso on its ISS (paper Eq. 2–4): whole hidden units go to zero, for prune/compact.
+
+    A masked CKPT (SET, magnitude pruning) keeps its masks; --magnitude-sparsity prunes by magnitude instead.
+    --target-hidden/--target-params/--target-speedup steer λ per layer to reach a size (docs/training.md).
+    """
+    request = TargetRequest(target_hidden, target_params, target_speedup, prune_epochs, recover_epochs).check()
     output = output or default_output(checkpoint, "iss")
     paths = RunPaths(output)
     prepare_outputs(paths, (checkpoint,), force, resume)
@@ -314,8 +382,12 @@ def finetune(
         overrides["dropout"] = dropout
     model_config, _ = resolve_config(loaded, arch, overrides)
     recipe_name, base = recipe_for(model_config, preset)
-    settings = build_settings(base, settings_file, setting_flags(locals()))
-    if settings.group_lasso == 0 and settings.l1 == 0:
+    settings = target_schedule(build_settings(base, settings_file, setting_flags(locals())), request)
+    check_schedule(magnitude_sparsity, prune_start, prune_end, prune_every, settings.epochs)
+    if request.given and (magnitude_sparsity is not None or loaded.masks):
+        raise IsscliError("a size target does not combine with weight masks", "drop the target or the masks")
+    no_iss = settings.group_lasso == 0 and settings.l1 == 0 and not request.given
+    if no_iss and magnitude_sparsity is None and not loaded.masks:
         note("[yellow]no --lambda or --l1: this fine-tunes without learning ISS[/]")
     target = resolve_device(device)
     task, data_info = load_task(model_config.family, data, settings, target)
@@ -323,9 +395,15 @@ def finetune(
     torch.manual_seed(settings.seed)
     model = load_model(loaded, arch, overrides).to(target)
     group_spec = resolve_spec(Checkpoint(model_tensors(model), path=checkpoint), spec, rename, rename_file)
+    hook = finetune_hook(model, loaded.masks, loaded.mask_info, magnitude_sparsity, prune_start, prune_end,
+                         prune_every, settings.epochs)
+    hooks = [hook] if hook is not None else []
+    if request.given:
+        hooks.append(make_controller(request, model, group_spec, settings, target, paths.resume if resume else None))
     details = {"preset": recipe_name, "data": data_info, "seed": settings.seed,
-               **regularization_details(settings, group_spec.to_json())}
-    run = TrainingRun("finetune", model, task, settings, group_spec, paths, target, loaded, details)
+               **regularization_details(settings, group_spec.to_json()), **mask_details(hooks),
+               **controller_details(hooks)}
+    run = TrainingRun("finetune", model, task, settings, group_spec, paths, target, loaded, details, hooks)
     run_training(run, resume, stop_after, json_path)
 
 
