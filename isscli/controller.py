@@ -319,6 +319,7 @@ class IssController(TrainingHook):
         self.final_cut: dict[str, int] = {}
         self.lowest_units: dict[str, int] = {}
         self.restored: dict[str, Any] | None = None
+        self.overridden = False  # a protection once kept weights of held-dead lines: only the exact path is exact
         self.restored_dead: torch.Tensor | None = None
 
     # -- set-up -------------------------------------------------------------------------
@@ -341,6 +342,7 @@ class IssController(TrainingHook):
         self.reach = GroupLasso(_receiver_spec(spec), self.parameters, epsilon)
         self.whole = GroupLasso(_whole_spec(spec), self.parameters, epsilon)
         self.thresholded = set(self.main.tensor_names)
+        self.entries = self.reach.entries()
         self.targets = [self.settings.targets[name] for name in self.names]
         self.multipliers = [iss.multiplier for iss in spec.sets]
         starts = [0]
@@ -462,7 +464,39 @@ class IssController(TrainingHook):
 
         Every set whose unit count would fall under its target keeps, for this step, the
         receiver weights of its strongest (largest ‖w_k‖) units that would otherwise die.
+        After most batches a cheap bound shows that no set can fall below its target, and
+        plain thresholding follows (:meth:`enforce_fast`); otherwise the exact path runs.
         """
+        if extra is None and not self.overridden and self.enforce_fast(tau):
+            return
+        self.enforce_exact(tau, extra)
+
+    @torch.no_grad()
+    def enforce_fast(self, tau: float) -> bool:
+        """Re-zero the held-dead lines, bound the units thresholding can kill, threshold if safe; False if not.
+
+        A unit survives thresholding if the mean |w| over its receiver weights is ≥ τ (then one
+        of them is ≥ τ), so the units that could die are those alive with Σ|w| < τ·(entries).
+        Held-dead lines are already zero under SGD (their gradients are zeroed), so re-zeroing
+        them kills nothing unless a protection once kept some of their weights (``overridden``).
+        """
+        if self.dead.any():
+            self.whole.fill_lines_(self.parameters, self.dead, 0.0)
+        sums = self.reach.component_sums(self.parameters, "abs")
+        safe = sums >= tau * self.entries if tau > 0 else sums > 0
+        safe &= sums > 0
+        counts = [int(safe[part].sum()) for part in self.slices]
+        if any(count < target for count, target in zip(counts, self.targets, strict=True)):
+            return False
+        if tau > 0:
+            self.main.threshold_(tau)
+        for name, count in zip(self.names, counts, strict=True):  # a lower bound of the units left
+            self.lowest_units[name] = min(self.lowest_units.get(name, count), count)
+        return True
+
+    @torch.no_grad()
+    def enforce_exact(self, tau: float, extra: torch.Tensor | None = None) -> None:
+        """Threshold and zero with 0/1 masks, counting each set's units before anything is written."""
         keep = {}
         for name in self.whole.tensor_names:
             weight = self.parameters[name]
@@ -475,6 +509,7 @@ class IssController(TrainingHook):
         if protect is not None:
             self.reach.fill_lines_(keep, protect, True)
             after = after | protect
+            self.overridden = self.overridden or bool(kill.any())
         for name, mask in keep.items():
             self.parameters[name].mul_(mask)
         for name, part in zip(self.names, self.slices, strict=True):  # the guarantee, measured at every step
@@ -616,7 +651,7 @@ class IssController(TrainingHook):
         self.dead[part] = ~mask[part]
         self.frozen[name] = {"epoch": epoch, "batch": batch, "lambda": self.lambdas[index], "why": why}
         self.lambdas[index] = 0.0
-        self.enforce(0.0)
+        self.enforce_exact(0.0)  # newly held-dead lines: only the exact path may protect what they would kill
         self.record("freeze", set=name, epoch=epoch, batch=batch, units=int(mask[part].sum()), why=why,
                     cut=cut, **{"lambda": self.frozen[name]["lambda"]})
 
@@ -689,7 +724,7 @@ class IssController(TrainingHook):
             "grad_batches": self.grad_batches, "best_window": self.best_window, "best_valid": self.best_valid,
             "cooldown": self.cooldown, "loss_window": [self.loss_total, self.loss_count, self.window_batches],
             "history": self.history, "events": self.events,
-            "final_cut": self.final_cut, "lowest_units": self.lowest_units,
+            "final_cut": self.final_cut, "lowest_units": self.lowest_units, "overridden": self.overridden,
         }
         return {"dead": self.dead.cpu()}, info
 
@@ -711,6 +746,7 @@ class IssController(TrainingHook):
         self.loss_total, self.loss_count, self.window_batches = info["loss_window"]
         self.history, self.events = info["history"], info["events"]
         self.final_cut, self.lowest_units = info["final_cut"], info["lowest_units"]
+        self.overridden = info["overridden"]
         dead = self.restored_dead
         self.dead = (dead if dead is not None else torch.zeros(self.main.total, dtype=torch.bool)).to(device)
         self.restored = None

@@ -7,6 +7,9 @@
 * ``group_norm_histogram``: the lengths of the ISS weight groups (Fig. 6): a peak at zero
   is what group Lasso is for.
 * ``units_chart``: hidden units left per layer-direction.
+* ``tradeoff_plot`` (``isscli sweep``): the metric against parameters and against the measured
+  speed-up, the Pareto-optimal points highlighted and joined, the dense model marked (the
+  trade-off of the paper's Tables 1–4).
 
 matplotlib is imported lazily: only ``isscli show`` and ``isscli sweep`` need it.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,6 +29,10 @@ from isscli.surgery import alive_components, group_norms, removable_components
 
 MAX_PANEL_PIXELS = 480
 NONZERO_RGB = (0.12, 0.35, 0.75)
+POINT_RGB = (0.6, 0.6, 0.6)  # sweep points that are not Pareto-optimal
+PARETO_RGB = (0.85, 0.33, 0.1)  # Pareto-optimal sweep points and the line joining them
+BASELINE_RGB = (0.1, 0.6, 0.2)  # the dense model
+TRADEOFF_SIZE = (11.0, 4.5)  # inches at 100 dpi: 1100 × 450 pixels
 
 
 def _pyplot():
@@ -135,3 +143,47 @@ def sparkline(values: torch.Tensor, bins: int = 16) -> str:
     bars = " ▁▂▃▄▅▆▇█"
     peak = float(counts.max()) or 1.0
     return "".join(bars[math.ceil(float(c) / peak * (len(bars) - 1))] for c in counts)
+
+
+def tradeoff_plot(
+    points: list[dict[str, Any]],
+    baseline: dict[str, Any] | None,
+    metric: str,
+    fronts: dict[str, list[int]],
+    output: Path,
+) -> None:
+    """Two panels: ``metric`` against ``parameters`` and against ``speedup``.
+
+    ``points`` are dicts with ``label``, ``parameters``, ``speedup`` and ``metric``;
+    ``fronts[axis]`` lists the indices (into ``points`` plus, last, the baseline when given)
+    of the Pareto-optimal ones, in drawing order.
+    """
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=TRADEOFF_SIZE)
+    everything = points + ([baseline] if baseline is not None else [])
+    titles = {"parameters": "parameters (after compaction)", "speedup": "measured speed-up over the dense model (×)"}
+    for axis, key in zip(axes, ("parameters", "speedup")):
+        front = [i for i in fronts.get(key, []) if everything[i].get(key) is not None]
+        others = [i for i, p in enumerate(points) if i not in front and p.get(key) is not None]
+        axis.scatter([points[i][key] for i in others], [points[i]["metric"] for i in others], s=40,
+                     color=POINT_RGB, label="sweep point", zorder=2)
+        axis.plot([everything[i][key] for i in front], [everything[i]["metric"] for i in front], "-o",
+                  color=PARETO_RGB, markersize=9, linewidth=2, label="Pareto front", zorder=3)
+        if baseline is not None and baseline.get(key) is not None:
+            axis.scatter([baseline[key]], [baseline["metric"]], marker="*", s=320, color=BASELINE_RGB,
+                         edgecolor="black", linewidth=0.5, label="dense model", zorder=4)
+        for entry in everything:
+            if entry.get(key) is not None:
+                axis.annotate(entry["label"], (entry[key], entry["metric"]), textcoords="offset points",
+                              xytext=(5, 5), fontsize=7)
+        values = [entry[key] for entry in everything if entry.get(key) is not None]
+        if key == "parameters" and values and min(values) > 0 and max(values) / min(values) > 20:
+            axis.set_xscale("log")
+        axis.set_xlabel(titles[key])
+        axis.set_ylabel(metric)
+        axis.set_title(f"{metric} vs {'parameters' if key == 'parameters' else 'measured speed-up'}")
+        axis.grid(alpha=0.3)
+        axis.legend(loc="best", fontsize=8)
+    figure.tight_layout()
+    _save(figure, output)
+    plt.close(figure)

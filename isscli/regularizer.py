@@ -196,6 +196,15 @@ class GroupLasso:
             if chosen.numel():
                 tensors[group.tensor].index_fill_(group.dim, chosen, value)
 
+    def entries(self) -> torch.Tensor:
+        """How many weights each component's lines hold (counted as :meth:`component_sums` counts them): ``[Σ K]``."""
+        counts = []
+        for group in self.groups:
+            weight = self.parameters[group.tensor]
+            per_line = weight.numel() // weight.shape[group.dim]
+            counts.append(torch.full((group.lines.numel(),), float(per_line), device=group.lines.device))
+        return self._per_component(torch.cat(counts))
+
     def split(self, values: torch.Tensor) -> dict[str, torch.Tensor]:
         """A ``[Σ K]`` tensor cut into one piece per set."""
         return dict(zip((iss.name for iss in self.spec.sets), values.split(self.sizes), strict=True))

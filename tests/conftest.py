@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,3 +69,16 @@ def file_state(folder: Path) -> dict[str, bytes]:
 
 def is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+TOY_WORDS = (["the cat", "a dog", "the bird", "my friend"], ["sat on", "looked at", "ran to", "slept by"],
+             ["the mat", "a tree", "the house", "the river"])
+
+
+def write_toy_corpus(folder: Path, counts: tuple[int, int, int]) -> Path:
+    """A PTB-format corpus of random three-part sentences: ``counts`` lines of train, valid, test."""
+    for (split, count), seed in zip(zip(("train", "valid", "test"), counts), (1, 2, 3)):
+        rng = random.Random(seed)
+        text = "".join(" " + " ".join(rng.choice(part) for part in TOY_WORDS) + " \n" for _ in range(count))
+        (folder / f"ptb.{split}.txt").write_text(text, encoding="utf-8")
+    return folder

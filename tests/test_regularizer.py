@@ -170,3 +170,44 @@ def test_penalty_cost_does_not_grow_with_python_loops_over_components() -> None:
     # rows of ih_l0, hh_l0, ih_l1, hh_l1; columns of hh_l0, ih_l1, hh_l1, decoder: 70 components, 8 groups
     assert len(regularizer.groups) == 8
     assert regularizer.owners.numel() == sum(g.lines.numel() for g in regularizer.groups)
+
+
+def test_per_set_strengths_scale_each_set_alone() -> None:
+    """λ per set (the controller's): set s adds per_set[s] × its own group-Lasso gradient."""
+    model = small_lm(2)
+    parameters = dict(model.named_parameters())
+    spec = derive_spec(model_tensors(model))
+    regularizer = GroupLasso(spec, parameters)
+    alone = []
+    for index in range(len(spec.sets)):
+        model.zero_grad(set_to_none=True)
+        GroupLasso(GroupSpec([spec.sets[index]]), parameters).add_gradient_(1.0)
+        alone.append({name: p.grad.clone() for name, p in parameters.items() if p.grad is not None})
+    model.zero_grad(set_to_none=True)
+    regularizer.add_gradient_(2.0, per_set=[0.5, 3.0])
+    for name, parameter in parameters.items():
+        expected = sum(2.0 * weight * grads.get(name, torch.zeros_like(parameter))
+                       for weight, grads in zip((0.5, 3.0), alone, strict=True))
+        got = parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
+        assert torch.allclose(got, expected, atol=1e-6), name
+    with pytest.raises(ValueError, match="per-set"):
+        regularizer.add_gradient_(1.0, per_set=[1.0])
+
+
+def test_component_sums_and_line_filling_follow_the_groups() -> None:
+    model = small_lm(3)
+    parameters = dict(model.named_parameters())
+    spec = derive_spec(model_tensors(model))
+    regularizer = GroupLasso(spec, parameters)
+    ones = {name: torch.ones_like(p) for name, p in parameters.items()}
+    lengths = [iss.group_length({n: tuple(p.shape) for n, p in parameters.items()}) for iss in spec.sets]
+    counts = regularizer.component_sums(ones).split(regularizer.sizes)
+    assert [c.tolist() for c in counts] == [[float(lengths[0])] * 2, [float(lengths[1])] * 3]
+    assert torch.equal(regularizer.entries(), regularizer.component_sums(ones))
+    chosen = torch.tensor([False, True, False, False, True])  # rnn.l0 unit 1, rnn.l1 unit 2
+    with torch.no_grad():
+        regularizer.fill_lines_(parameters, chosen, 0.0)
+    tensors = model_tensors(model)
+    assert alive_components(tensors, spec.sets[0]).tolist() == [True, False]
+    assert alive_components(tensors, spec.sets[1]).tolist() == [True, True, False]
+    assert regularizer.split(regularizer.component_sums(ones))["rnn.l1"].shape == (3,)

@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 
 from isscli import __version__
-from isscli.cli import bench, compact, create, data, demo, groups, prune, show, sparsify, train
+from isscli.cli import bench, compact, create, data, demo, groups, prune, show, sparsify, sweep, train
 from isscli.cli.output import err_console
 from isscli.errors import IsscliError
 
@@ -57,6 +57,8 @@ app.command("finetune")(train.finetune)
 app.command("eval")(train.evaluate)
 app.add_typer(data.app, name="data")
 app.command("bench")(bench.bench)
+app.command("sweep", context_settings=sweep.CONTEXT)(sweep.sweep)
+app.command("sweep-point", hidden=True)(sweep.sweep_point)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -270,12 +270,20 @@ def train(
     method: str = MethodOption,
     density: Optional[float] = DensityOption,
     zeta: Optional[float] = ZetaOption,
+    target_hidden: Optional[str] = TargetHiddenOption,
+    target_params: Optional[str] = TargetParamsOption,
+    target_speedup: Optional[float] = TargetSpeedupOption,
+    prune_epochs: Optional[int] = PruneEpochsOption,
+    recover_epochs: Optional[int] = RecoverEpochsOption,
     force: bool = ForceOption,
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
     """Train a model from scratch with a published recipe; --lambda learns ISS at the same time (paper Table 1)."""
     check_set_options(method, density, zeta)
-    settings = build_settings(recipe(preset), settings_file, setting_flags(locals()))
+    request = TargetRequest(target_hidden, target_params, target_speedup, prune_epochs, recover_epochs).check()
+    if request.given and method == "set":
+        raise IsscliError("a size target does not combine with --method set", "drop one of them")
+    settings = target_schedule(build_settings(recipe(preset), settings_file, setting_flags(locals())), request)
     paths = RunPaths(output)
     prepare_outputs(paths, (), force, resume)
     target = resolve_device(device)
@@ -291,8 +299,11 @@ def train(
     model = build_model(raw).to(target)
     group_spec = resolve_spec(Checkpoint(model_tensors(model)), spec, rename, rename_file)
     hooks = [set_hook(model, density, zeta, settings.seed)] if method == "set" and density is not None else []
+    if request.given:
+        hooks.append(make_controller(request, model, group_spec, settings, target, paths.resume if resume else None))
     details = {"preset": preset, "data": data_info, "seed": settings.seed,
-               **regularization_details(settings, group_spec.to_json()), **mask_details(hooks)}
+               **regularization_details(settings, group_spec.to_json()), **mask_details(hooks),
+               **controller_details(hooks)}
     run = TrainingRun("train", model, task, settings, group_spec, paths, target, None, details, hooks)
     run_training(run, resume, stop_after, json_path)
 
