@@ -6,7 +6,8 @@
 #
 # env: DATA (corpus folder), PRESET (small | bilstm-classifier), DENSE and COMPACT (the dense
 # parent and the ISS model compacted from it), MAG_FLAGS and L1_FLAGS (fine-tuning schedules),
-# L1 (the L1 strength), ISSCLI. Finished steps are skipped on a rerun.
+# L1 (the L1 strength), ISSCLI; DENSITY overrides the matched density (e.g. to match the
+# recurrent layers' multiply-adds instead of all parameters). Finished steps are skipped on a rerun.
 set -euo pipefail
 OUT=${1:?usage: compare_unstructured.sh OUT_DIR}
 : "${DATA:?set DATA}" "${PRESET:?set PRESET}" "${DENSE:?set DENSE}" "${COMPACT:?set COMPACT}"
@@ -18,9 +19,9 @@ L1_FLAGS=${L1_FLAGS:---epochs 3}
 HERE=$(dirname "$0")
 mkdir -p "$OUT"
 
-DENSITY=$($PYTHON "$HERE/matched_density.py" "$DENSE" "$COMPACT")
+DENSITY=${DENSITY:-$($PYTHON "$HERE/matched_density.py" "$DENSE" "$COMPACT")}
 SPARSITY=$($PYTHON -c "print(f'{1 - $DENSITY:.6f}')")
-echo "matched density $DENSITY (sparsity $SPARSITY)"
+echo "density $DENSITY (sparsity $SPARSITY)"
 
 [ -f "$OUT/set.safetensors" ] || $ISSCLI train --preset "$PRESET" --method set --density "$DENSITY" \
     --data "$DATA" -o "$OUT/set.safetensors" --json "$OUT/set.train.json"
