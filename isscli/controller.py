@@ -449,7 +449,10 @@ class IssController(TrainingHook):
         self.announce("controller: " + "  ".join(self.describe(index, units) for index in range(len(self.names))))
         if self.phase == "prune" and report.epoch >= self.settings.prune_epochs:
             self.finish_pruning(report.epoch)
-            trainer.best_rank = None  # OUT must hold a model at the target sizes: the next epoch is kept
+
+    def keeps(self, epoch: int) -> bool:
+        """OUT holds a recovery epoch only: a model at exactly the target sizes."""
+        return epoch > self.settings.prune_epochs
 
     def describe(self, index: int, units: dict[str, int]) -> str:
         name = self.names[index]

@@ -362,6 +362,10 @@ class GradualPruning(MaskHook):
         self.final, self.start, self.end, self.every = sparsity, start, end, every
         self.total = sum(mask.numel() for mask in self.masks.values())
 
+    def keeps(self, epoch: int) -> bool:
+        """OUT holds a model at the final sparsity only, never one of the schedule's way there."""
+        return epoch >= self.end
+
     def window(self, batches: int) -> tuple[int, int]:
         """The schedule's first and last mini-batch, counted from 1 over the whole run."""
         return (self.start - 1) * batches + 1, self.end * batches

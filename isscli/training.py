@@ -161,6 +161,10 @@ class TrainingHook:
     def after_epoch(self, trainer: Trainer, report: EpochReport) -> None:
         """Validation is done and OUT written (when this epoch is kept); the resume state is saved next."""
 
+    def keeps(self, epoch: int) -> bool:
+        """Whether OUT may hold the model of ``epoch``: not while it is still being pruned to its target."""
+        return True
+
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         return {}, {}
 
@@ -364,8 +368,9 @@ class Trainer:
         report = self.epoch_report(epoch, lr, total / max(count, 1), valid, time.perf_counter() - started)
         self.check(report)
         self.lowest_perplexity = min(self.lowest_perplexity or math.inf, valid.perplexity)
-        report.best = self.best_rank is None or list(valid.rank()) < self.best_rank
-        if report.best or settings.keep == "last":
+        eligible = all(hook.keeps(epoch) for hook in self.run.hooks)
+        report.best = eligible and (self.best_rank is None or list(valid.rank()) < self.best_rank)
+        if eligible and (report.best or settings.keep == "last"):
             self.best_rank, self.best_epoch, self.best = list(valid.rank()), epoch, valid
             self.save_best(epoch, valid)
         return report

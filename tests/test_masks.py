@@ -304,6 +304,9 @@ def test_gradual_pruning_through_the_trainer(corpus_dir: Path, tmp_path: Path) -
     assert checker.counts[9] == total - round(0.8 * total) and checker.counts[-1] == checker.counts[9]
     saved = load_checkpoint(run.paths.output)
     assert saved.mask_info["method"] == "magnitude" and saved.mask_info["schedule"] == "gradual"
+    # OUT never holds an epoch of the way there (epoch 1), even when it validates best.
+    assert saved.provenance["best_epoch"] >= 2
+    assert saved.mask_info["kept"] == total - round(0.8 * total)
 
 
 # --- the CLI -------------------------------------------------------------------------------
