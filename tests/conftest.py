@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from dataclasses import dataclass
@@ -82,3 +83,13 @@ def write_toy_corpus(folder: Path, counts: tuple[int, int, int]) -> Path:
         text = "".join(" " + " ".join(rng.choice(part) for part in TOY_WORDS) + " \n" for _ in range(count))
         (folder / f"ptb.{split}.txt").write_text(text, encoding="utf-8")
     return folder
+
+
+def train_toy_lm(folder: Path, corpus: Path) -> Path:
+    """A 2-layer LSTM LM (16, 12 units) trained for one short epoch on a toy corpus."""
+    config = folder / "model.json"
+    config.write_text(json.dumps({"embedding_size": 8, "hidden_sizes": [[16], [12]]}), encoding="utf-8")
+    output = folder / "dense.safetensors"
+    main(["train", "--preset", "tiny", "--config", str(config), "--data", str(corpus), "-o", str(output),
+          "--epochs", "1", "--batch-size", "4", "--bptt", "8", "--max-batches", "20", "--eval-batch-size", "4"])
+    return output

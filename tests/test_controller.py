@@ -29,7 +29,7 @@ from isscli.regularizer import GroupLasso
 from isscli.runstate import load_run_state
 from isscli.spec import derive_spec
 from isscli.surgery import alive_components, group_norms
-from tests.conftest import write_toy_corpus
+from tests.conftest import train_toy_lm, write_toy_corpus
 
 BATCHES = ["--batch-size", "4", "--bptt", "8", "--max-batches", "20", "--eval-batch-size", "4"]
 TARGETS = {"rnn.l0": 6, "rnn.l1": 5}
@@ -44,15 +44,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def base(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer LSTM LM (16, 12 units) trained for one short epoch."""
-    from isscli.cli.main import main
-
-    folder = tmp_path_factory.mktemp("base")
-    config = folder / "model.json"
-    config.write_text(json.dumps({"embedding_size": 8, "hidden_sizes": [[16], [12]]}), encoding="utf-8")
-    output = folder / "base.safetensors"
-    main(["train", "--preset", "tiny", "--config", str(config), "--data", str(corpus), "-o", str(output),
-          "--epochs", "1", *BATCHES])
-    return output
+    return train_toy_lm(tmp_path_factory.mktemp("base"), corpus)
 
 
 def finetune(run_cli, base: Path, corpus: Path, output: Path, *extra: object):  # noqa: ANN001, ANN201

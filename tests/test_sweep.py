@@ -11,7 +11,7 @@ import pytest
 from isscli.checkpoint import load_checkpoint
 from isscli.pictures import BASELINE_RGB, PARETO_RGB, POINT_RGB, tradeoff_plot
 from isscli.sweep import Point, make_points, pareto_front
-from tests.conftest import write_toy_corpus
+from tests.conftest import train_toy_lm, write_toy_corpus
 
 image = pytest.importorskip("matplotlib.image")
 
@@ -27,15 +27,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def dense(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from isscli.cli.main import main
-
-    folder = tmp_path_factory.mktemp("dense")
-    config = folder / "model.json"
-    config.write_text(json.dumps({"embedding_size": 8, "hidden_sizes": [[16], [12]]}), encoding="utf-8")
-    output = folder / "d.safetensors"
-    main(["train", "--preset", "tiny", "--config", str(config), "--data", str(corpus), "-o", str(output),
-          "--epochs", "1", "--batch-size", "4", "--bptt", "8", "--max-batches", "20", "--eval-batch-size", "4"])
-    return output
+    return train_toy_lm(tmp_path_factory.mktemp("dense"), corpus)
 
 
 def colour_fraction(png: Path, rgb: tuple[float, float, float]) -> float:
