@@ -1,6 +1,6 @@
-"""Allow ``python -m isscli``."""
+"""Allow ``python -m isscli``: the command line's entry point."""
 
-from isscli.cli.main import main
+from .cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -17,7 +17,6 @@ baseline's shape) is instead timed itself through CSR, against the baseline or i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,9 +24,8 @@ from torch import nn
 
 from isscli import unstructured
 from isscli.accounting import multiply_adds_per_step, parameter_bytes, parameter_count
-from isscli.checkpoint import load_checkpoint
+from isscli.checkpoint import Checkpoint
 from isscli.equivalence import max_output_difference
-from isscli.errors import IsscliError
 from isscli.models import build_model, load_model, preset_config
 from isscli.timing import Timings, Workload, capture_cuda_graph, clock_for, machine, time_interleaved
 
@@ -62,18 +60,6 @@ class Contender:
     masked: bool = False  # a checkpoint with weight masks (SET, magnitude pruning): unstructured sparsity
 
 
-def parse_shapes(text: str, option: str = "--shapes") -> list[list[int]]:
-    """``"373,315"`` → ``[[373], [315]]``: one unidirectional layer per size."""
-    try:
-        sizes = [int(part) for part in text.split(",")]
-    except ValueError:
-        sizes = []
-    if not sizes or any(size < 1 for size in sizes):
-        raise IsscliError(f"{option} {text!r} is not a comma-separated list of positive hidden sizes",
-                          f"write e.g. {option} 1500,1500")
-    return [[size] for size in sizes]
-
-
 def from_shapes(role: str, sizes: list[list[int]], seed: int = 0) -> Contender:
     """A freshly initialised model of the ``large`` preset (embedding 1500, vocabulary 10,000) with these layers."""
     torch.manual_seed(seed)
@@ -82,12 +68,12 @@ def from_shapes(role: str, sizes: list[list[int]], seed: int = 0) -> Contender:
 
 
 def from_checkpoint(
-    role: str, path: Path, arch: str | None = None, overrides: dict[str, Any] | None = None
+    role: str, checkpoint: Checkpoint, arch: str | None = None, overrides: dict[str, Any] | None = None
 ) -> Contender:
-    checkpoint = load_checkpoint(path)
     model = load_model(checkpoint, arch, overrides)
-    return Contender(role, path.name, model, {"checkpoint": str(path), "sha256": checkpoint.sha256},
-                     masked=bool(checkpoint.masks))
+    label = checkpoint.path.name if checkpoint.path else f"{role} (in memory)"
+    return Contender(role, label, model, {"checkpoint": str(checkpoint.path) if checkpoint.path else None,
+                                          "sha256": checkpoint.sha256}, masked=bool(checkpoint.masks))
 
 
 def unstructured_twin(baseline: Contender, structured: Contender, seed: int = 0) -> Contender:

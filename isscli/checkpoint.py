@@ -2,23 +2,21 @@
 
 Following safetensors' own convention, everything that is not a tensor goes into the
 header's string-to-string ``__metadata__``: ``isscli.config`` holds the model config and
-``isscli.provenance`` how the file was made (parent's sha256, spec, λ, τ, tool version,
-command line), both as JSON. Unstructured-sparse checkpoints (SET, magnitude pruning) also
-hold one boolean mask per masked weight matrix, as the tensor ``mask.<tensor name>``, with
-``isscli.masks`` in the header saying how they were made; :func:`load_checkpoint` keeps them
-apart from the model's tensors (:attr:`Checkpoint.masks`), so every command sees the model
-alone. Files without that metadata (a plain ``state_dict`` written by another script) load
-just as well; commands that need a runnable model then ask for ``--arch``/``--config``.
+``isscli.provenance`` how the file was made (the operation and its parameters, the tool
+version, the parent's sha256; :mod:`isscli.provenance`), both as JSON. Unstructured-sparse
+checkpoints (SET, magnitude pruning) also hold one boolean mask per masked weight matrix, as
+the tensor ``mask.<tensor name>``, with ``isscli.masks`` in the header saying how they were
+made; :func:`load_checkpoint` keeps them apart from the model's tensors
+(:attr:`Checkpoint.masks`), so every command sees the model alone. Files without that
+metadata (a plain ``state_dict`` written by another script) load just as well; commands that
+need a runnable model then ask for ``--arch``/``--config``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shlex
-import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,6 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from isscli import __version__
 from isscli.atomic import atomic_write, check_output_path
 from isscli.errors import CheckpointError
 
@@ -46,15 +43,11 @@ class Checkpoint:
     provenance: dict[str, Any] | None = None
     path: Path | None = None
     sha256: str | None = None
-    extra_metadata: dict[str, str] = field(default_factory=dict)
     masks: dict[str, torch.Tensor] = field(default_factory=dict)  # boolean, by tensor name; True = kept
     mask_info: dict[str, Any] | None = None  # how the masks were made (method, density, …)
 
     def num_parameters(self) -> int:
         return sum(t.numel() for t in self.tensors.values())
-
-    def num_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.tensors.values())
 
 
 def file_sha256(path: Path) -> str:
@@ -116,8 +109,7 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     provenance = _parse_json_metadata(path, metadata, PROVENANCE_KEY)
     mask_info = _parse_json_metadata(path, metadata, MASKS_KEY)
     masks = _split_masks(path, tensors) if mask_info is not None else {}
-    extra = {k: v for k, v in metadata.items() if k not in (CONFIG_KEY, PROVENANCE_KEY, MASKS_KEY)}
-    return Checkpoint(tensors, config, provenance, path, file_sha256(path), extra, masks, mask_info)
+    return Checkpoint(tensors, config, provenance, path, file_sha256(path), masks, mask_info)
 
 
 def _split_masks(path: Path, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -131,31 +123,6 @@ def _split_masks(path: Path, tensors: dict[str, torch.Tensor]) -> dict[str, torc
                 "re-create the checkpoint (masks are boolean tensors shaped like the weights they mask)",
             )
     return masks
-
-
-def command_line() -> str:
-    """The command that is running, for provenance records."""
-    program = Path(sys.argv[0]).name if sys.argv else "isscli"
-    if program in ("__main__.py", "-c", ""):
-        program = "isscli"
-    return shlex.join([program, *sys.argv[1:]])
-
-
-def make_provenance(action: str, parent: Checkpoint | None = None, **details: Any) -> dict[str, Any]:
-    """A provenance record: what made the file, from which parent, with which settings."""
-    record: dict[str, Any] = {
-        "tool": "isscli",
-        "version": __version__,
-        "action": action,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(),
-    }
-    if parent is not None:
-        record["parent_sha256"] = parent.sha256
-        if parent.path is not None:
-            record["parent_path"] = str(parent.path)
-    record.update({key: value for key, value in details.items() if value is not None})
-    return record
 
 
 def save_checkpoint(

@@ -2,6 +2,10 @@
 
 Every problem caused by the user's input is raised as an :class:`IsscliError`: the CLI prints
 it as one line (``error: <what> — <fix>``) and exits nonzero, with no traceback.
+
+Messages speak of parameters as the library names them, in backticks (```target_hidden```,
+```weight_threshold```=1e-4); the CLI shows the flag each maps to (``--target-hidden``,
+``--weight-threshold=1e-4``), so one message serves notebook users and command-line users.
 """
 
 from __future__ import annotations
@@ -31,3 +35,4 @@ class SpecError(IsscliError):
 
 class OutputError(IsscliError):
     """An output path cannot be written safely."""
+

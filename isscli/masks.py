@@ -109,24 +109,24 @@ def apportion(shares: dict[str, float], caps: dict[str, int], total: int) -> dic
     return counts
 
 
-def check_density(value: float, option: str = "--density") -> float:
+def check_density(value: float, name: str = "density") -> float:
     if not 0 < value <= 1:
-        raise IsscliError(f"{option} {value:g} is outside (0, 1]",
-                          f"give the share of connections to keep, e.g. {option} 0.1")
+        raise IsscliError(f"`{name}` {value:g} is outside (0, 1]",
+                          f"give the share of connections to keep, e.g. `{name}`=0.1")
     return value
 
 
 def check_zeta(value: float) -> float:
     if not 0 <= value < 1:
-        raise IsscliError(f"--zeta {value:g} is outside [0, 1)",
-                          "give the share of connections to remove and regrow each epoch, e.g. --zeta 0.3")
+        raise IsscliError(f"`zeta` {value:g} is outside [0, 1)",
+                          "give the share of connections to remove and regrow each epoch, e.g. `zeta`=0.3")
     return value
 
 
-def check_sparsity(value: float, option: str) -> float:
+def check_sparsity(value: float, name: str) -> float:
     if not 0 < value < 1:
-        raise IsscliError(f"{option} {value:g} is outside (0, 1)",
-                          f"give the share of weights to remove, e.g. {option} 0.9")
+        raise IsscliError(f"`{name}` {value:g} is outside (0, 1)",
+                          f"give the share of weights to remove, e.g. `{name}`=0.9")
     return value
 
 
@@ -256,7 +256,7 @@ def checked_masks(model: nn.Module, masks: Masks) -> Masks:
 
 def one_shot(model: nn.Module, sparsity: float, start: Masks | None = None) -> Masks:
     """Prune ``model`` in place by magnitude to ``sparsity`` of its maskable matrices (from ``start``'s masks)."""
-    check_sparsity(sparsity, "--sparsity")
+    check_sparsity(sparsity, "sparsity")
     masks = checked_masks(model, start) if start else full_masks(model)
     before = 1 - density(masks)
     if sparsity <= before:
@@ -306,19 +306,22 @@ class MaskHook(TrainingHook):
     def after_step(self, trainer: Trainer, epoch: int, index: int) -> None:
         self.apply()
 
-    def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    def state_dict(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         return {name: mask.cpu() for name, mask in self.masks.items()}, {"info": self.info}
 
-    def load_state(self, tensors: dict[str, Tensor], info: dict[str, Any]) -> None:
+    def load_state_dict(self, tensors: dict[str, Tensor], info: dict[str, Any]) -> None:
         if info.get("info") != self.info or set(tensors) != set(self.masks):
-            raise IsscliError("--resume needs the mask settings the run started with (--method, --density, --zeta, "
-                              "--magnitude-sparsity, --prune-*)",
-                              "repeat the original flags, or start afresh with --force")
+            raise IsscliError("`resume` needs the mask settings the run started with (`method`, `density`, `zeta`, "
+                              "`magnitude_sparsity`, `prune_start`/`prune_end`/`prune_every`)",
+                              "repeat the original settings, or start afresh with `force`")
         self.masks = {name: tensors[name].to(self.parameters[name].device, torch.bool) for name in self.masks}
         self.apply()
 
     def checkpoint_masks(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         return dict(self.masks), {**self.info, **mask_counts(self.masks)}
+
+    def provenance(self) -> dict[str, Any]:
+        return self.info
 
 
 class SetEvolution(MaskHook):
@@ -389,18 +392,18 @@ class GradualPruning(MaskHook):
         self.masks = new
 
 
-# -- what the CLI builds -----------------------------------------------------------------------
+# -- what a run asks for -----------------------------------------------------------------------
 
 def check_set_options(method: str, target_density: float | None, zeta: float | None) -> None:
     """``train --method/--density/--zeta``: a one-line error for every bad combination."""
     if method not in METHODS:
-        raise IsscliError(f"unknown --method {method!r}", f"use one of {', '.join(METHODS)}")
+        raise IsscliError(f"unknown `method` {method!r}", f"use one of {', '.join(METHODS)}")
     if method == "dense":
         if target_density is not None or zeta is not None:
-            raise IsscliError("--density and --zeta need --method set", "add --method set, or drop them")
+            raise IsscliError("`density` and `zeta` need `method`=set", "add `method`=set, or drop them")
         return
     if target_density is None:
-        raise IsscliError("--method set needs --density", "give the share of connections to keep, e.g. --density 0.1")
+        raise IsscliError("`method`=set needs `density`", "give the share of connections to keep, e.g. `density`=0.1")
     check_density(target_density)
     check_zeta(DEFAULT_ZETA if zeta is None else zeta)
 
@@ -416,20 +419,20 @@ def set_hook(model: nn.Module, target_density: float, zeta: float | None, seed: 
 def check_schedule(sparsity: float | None, start: int | None, end: int | None, every: int | None, epochs: int) -> None:
     if sparsity is None:
         if start is not None or end is not None or every is not None:
-            raise IsscliError("--prune-start, --prune-end and --prune-every need --magnitude-sparsity",
-                              "add e.g. --magnitude-sparsity 0.9")
+            raise IsscliError("`prune_start`, `prune_end` and `prune_every` need `magnitude_sparsity`",
+                              "add e.g. `magnitude_sparsity`=0.9")
         return
-    check_sparsity(sparsity, "--magnitude-sparsity")
+    check_sparsity(sparsity, "magnitude_sparsity")
     if end is None and (start is not None or every is not None):
-        raise IsscliError("--prune-start and --prune-every set a gradual schedule, which needs --prune-end",
-                          "add --prune-end EPOCH, or drop them for one-shot pruning")
+        raise IsscliError("`prune_start` and `prune_every` set a gradual schedule, which needs `prune_end`",
+                          "add `prune_end`=EPOCH, or drop them for one-shot pruning")
     if end is not None:
         first = 1 if start is None else start
         if not 1 <= first <= end <= epochs:
-            raise IsscliError(f"the pruning epochs must satisfy 1 ≤ --prune-start ({first}) ≤ --prune-end ({end}) "
+            raise IsscliError(f"the pruning epochs must satisfy 1 ≤ `prune_start` ({first}) ≤ `prune_end` ({end}) "
                               f"≤ epochs ({epochs})", "choose epochs within the run")
     if every is not None and every < 1:
-        raise IsscliError(f"--prune-every {every} is not a number of batches", "give e.g. --prune-every 100")
+        raise IsscliError(f"`prune_every` {every} is not a number of batches", "give e.g. `prune_every`=100")
 
 
 def finetune_hook(
@@ -445,7 +448,7 @@ def finetune_hook(
         return MaskHook(model, masks, {"method": "magnitude", "schedule": "one-shot", "sparsity": sparsity})
     masks = checked_masks(model, parent_masks) if parent_masks else full_masks(model)
     if sparsity <= 1 - density(masks):
-        raise IsscliError(f"the model is already {1 - density(masks):.2%} sparse, more than --magnitude-sparsity "
+        raise IsscliError(f"the model is already {1 - density(masks):.2%} sparse, more than `magnitude_sparsity` "
                           f"{sparsity:g}", "give a higher sparsity")
     return GradualPruning(model, masks, sparsity, 1 if start is None else start, end,
                           DEFAULT_PRUNE_EVERY if every is None else every)

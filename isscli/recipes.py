@@ -12,6 +12,7 @@ what they mean in the paper and the authors' code.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -21,15 +22,16 @@ from isscli.jsonfile import read_json_object
 
 OPTIMIZERS = ("sgd", "adam")
 KEEP = ("best", "last")
-#: τ used when a regularizer is on and no --threshold is given (paper Sec. 4, PTB LSTMs).
+#: τ used when a regularizer (or a size target) is on and no weight threshold is given (paper Sec. 4, PTB LSTMs).
 PAPER_THRESHOLD = 1e-4
-#: Settings-file keys that read better than the field names.
-ALIASES = {"lambda": "group_lasso", "tau": "threshold"}
+#: Settings-file keys that read better than the field names (``threshold`` is the name before 0.2).
+ALIASES = {"lambda": "group_lasso", "tau": "weight_threshold", "threshold": "weight_threshold"}
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Every knob of a training run; all can be set by flag or in a ``--settings`` JSON file."""
+    """Every knob of a training run; all can be set by flag (named like the field; ``group_lasso`` is
+    ``--lambda``) or in a ``--settings`` JSON file."""
 
     epochs: int
     batch_size: int
@@ -41,7 +43,7 @@ class TrainSettings:
     decay_every: int = 1
     optimizer: str = "sgd"
     group_lasso: float = 0.0
-    threshold: float | None = None
+    weight_threshold: float | None = None  # τ: zero regularized weights with |w| < τ after every batch
     l1: float = 0.0
     epsilon: float = 1e-8
     eval_batch_size: int = 10
@@ -53,33 +55,39 @@ class TrainSettings:
     def validate(self) -> TrainSettings:
         positive = ("epochs", "batch_size", "bptt", "lr", "max_grad_norm", "eval_batch_size", "decay_every")
         for name in positive:
-            if not getattr(self, name) > 0:
-                raise IsscliError(f"{name.replace('_', '-')} must be > 0 (got {getattr(self, name)})",
-                                  "fix the setting")
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise IsscliError(f"`{name}` must be > 0 (got {value})", "fix the setting")
         for name in ("group_lasso", "l1", "epsilon", "decay_after"):
-            if getattr(self, name) < 0:
-                flag = "lambda" if name == "group_lasso" else name.replace("_", "-")
-                raise IsscliError(f"--{flag} must be ≥ 0 (got {getattr(self, name)})", "fix the setting")
-        if self.threshold is not None and self.threshold < 0:
-            raise IsscliError("threshold must be ≥ 0", "give e.g. --threshold 1e-4, or 0 to turn it off")
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise IsscliError(f"`{name}` must be ≥ 0 (got {value})", "fix the setting")
+        tau = self.weight_threshold
+        if tau is not None and not (tau >= 0 and math.isfinite(tau)):
+            raise IsscliError(f"`weight_threshold` must be ≥ 0 (got {self.weight_threshold})",
+                              "give e.g. `weight_threshold`=1e-4, or 0 to turn it off")
         if not 0 < self.lr_decay <= 1:
-            raise IsscliError(f"lr-decay {self.lr_decay} is outside (0, 1]", "give e.g. 0.5")
-        if self.divergence_factor <= 1:
-            raise IsscliError("divergence-factor must be > 1", "give e.g. 4")
+            raise IsscliError(f"`lr_decay` {self.lr_decay} is outside (0, 1]", "give e.g. 0.5")
+        if not self.divergence_factor > 1:
+            raise IsscliError("`divergence_factor` must be > 1", "give e.g. 4")
         if self.optimizer not in OPTIMIZERS:
-            raise IsscliError(f"unknown optimizer {self.optimizer!r}", f"use one of {', '.join(OPTIMIZERS)}")
+            raise IsscliError(f"unknown `optimizer` {self.optimizer!r}", f"use one of {', '.join(OPTIMIZERS)}")
         if self.keep not in KEEP:
-            raise IsscliError(f"unknown --keep {self.keep!r}", f"use one of {', '.join(KEEP)}")
+            raise IsscliError(f"unknown `keep` {self.keep!r}", f"use one of {', '.join(KEEP)}")
         if self.max_batches is not None and self.max_batches < 1:
-            raise IsscliError("max-batches must be ≥ 1", "fix the setting")
+            raise IsscliError("`max_batches` must be ≥ 1", "fix the setting")
         return self
 
     @property
     def tau(self) -> float:
-        """τ in force: the given threshold, else the paper's 1e-4 when a regularizer is on, else 0."""
-        if self.threshold is not None:
-            return self.threshold
+        """τ in force: the weight threshold, else the paper's 1e-4 when a regularizer is on, else 0."""
+        if self.weight_threshold is not None:
+            return self.weight_threshold
         return PAPER_THRESHOLD if self.group_lasso > 0 or self.l1 > 0 else 0.0
+
+    def resolved(self) -> TrainSettings:
+        """These settings with τ written out, as provenance records them (one number, one name)."""
+        return replace(self, weight_threshold=self.tau)
 
     def lr_at(self, epoch: int) -> float:
         """The lr of 1-based ``epoch``: ``lr · lr_decay^⌊max(epoch − decay_after, 0) / decay_every⌋``.
@@ -95,11 +103,36 @@ class TrainSettings:
     def updated(self, changes: dict[str, Any]) -> TrainSettings:
         """These settings with ``changes`` applied; unknown names are an error."""
         known = {f.name for f in fields(self)}
-        unknown = sorted(set(changes) - known)
+        unknown = sorted(set(changes) - known - set(ALIASES))
         if unknown:
             raise IsscliError(f"unknown setting(s) {', '.join(unknown)}", f"known settings: {', '.join(sorted(known))}")
-        return replace(self, **changes).validate()
+        changes = {ALIASES.get(key, key): value for key, value in changes.items()}
+        checked = {name: _checked(name, value) for name, value in changes.items()}
+        return replace(self, **checked).validate()
 
+
+def _checked(name: str, value: Any) -> Any:
+    """A setting keeps its kind: numbers stay numbers (whole where the recipe's are), text stays text."""
+    if value is None and name in OPTIONAL_SETTINGS:
+        return None
+    if name in NUMERIC_SETTINGS:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise IsscliError(f"setting `{name}` must be a number (got {value!r})", "fix the setting")
+        if name in WHOLE_SETTINGS:
+            if not float(value).is_integer():
+                raise IsscliError(f"setting `{name}` must be a whole number (got {value!r})", "fix the setting")
+            return int(value)
+        return float(value)
+    if not isinstance(value, str):
+        raise IsscliError(f"setting `{name}` must be text (got {value!r})", "fix the setting")
+    return value
+
+
+WHOLE_SETTINGS = ("epochs", "batch_size", "bptt", "decay_after", "decay_every", "eval_batch_size", "max_batches",
+                  "seed")
+NUMERIC_SETTINGS = (*WHOLE_SETTINGS, "lr", "lr_decay", "max_grad_norm", "group_lasso", "weight_threshold", "l1",
+                    "epsilon", "divergence_factor")
+OPTIONAL_SETTINGS = ("weight_threshold", "max_batches")
 
 RECIPES: dict[str, TrainSettings] = {
     # Zaremba et al. (2014), Table 1 and the TensorFlow PTB example.
@@ -118,11 +151,10 @@ PUBLISHED_TEST_PERPLEXITY = {"small": 114.5, "medium": 82.7, "large": 78.4}
 
 def recipe(name: str) -> TrainSettings:
     if name not in RECIPES:
-        raise IsscliError(f"no training recipe {name!r}", f"choose one of {', '.join(RECIPES)}")
+        raise IsscliError(f"no training recipe `preset` {name!r}", f"choose one of {', '.join(RECIPES)}")
     return RECIPES[name]
 
 
 def read_settings_file(path: Path) -> dict[str, Any]:
     """A JSON object of settings (``{"epochs": 20, "lr_decay": 0.9}``)."""
-    raw = read_json_object(path, "settings file", '{"epochs": 20}')
-    return {ALIASES.get(key, key): value for key, value in raw.items()}
+    return read_json_object(path, "settings file", '{"epochs": 20}')

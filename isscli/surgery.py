@@ -95,7 +95,7 @@ class SetChange:
 
 
 @dataclass
-class PruneResult:
+class PrunedTensors:
     tensors: dict[str, torch.Tensor]
     sets: list[SetChange]
     sparsity_before: float
@@ -105,10 +105,11 @@ class PruneResult:
 def prune(
     tensors: dict[str, torch.Tensor],
     spec: GroupSpec,
-    threshold: float,
+    group_threshold: float,
     weight_threshold: float | None = None,
-) -> PruneResult:
-    """Zero every component whose group norm is ≤ ``threshold``; optionally single weights below ``weight_threshold``.
+) -> PrunedTensors:
+    """Zero every component whose group norm is ≤ ``group_threshold``; optionally single weights below
+    ``weight_threshold``.
 
     All norms are measured on the input before anything is zeroed, so the result does not
     depend on the order of the sets (neighbouring sets share tensors).
@@ -116,7 +117,7 @@ def prune(
     names = penalized_tensor_names(spec)
     result = {name: tensor.clone() for name, tensor in tensors.items()}
     before = [int(alive_components(tensors, iss).sum()) for iss in spec.sets]
-    doomed = [group_norms(tensors, iss) <= threshold for iss in spec.sets]
+    doomed = [group_norms(tensors, iss) <= group_threshold for iss in spec.sets]
     for iss, mask in zip(spec.sets, doomed):
         zero_components(result, iss, mask)
     if weight_threshold is not None:
@@ -126,18 +127,18 @@ def prune(
         SetChange(iss.name, iss.components, count, int(alive_components(result, iss).sum()))
         for iss, count in zip(spec.sets, before)
     ]
-    return PruneResult(result, changes, weight_sparsity(tensors, names), weight_sparsity(result, names))
+    return PrunedTensors(result, changes, weight_sparsity(tensors, names), weight_sparsity(result, names))
 
 
 @dataclass
-class CompactResult:
+class CompactedTensors:
     tensors: dict[str, torch.Tensor]
     sets: list[SetChange]
     parameters_before: int
     parameters_after: int
 
 
-def compact(tensors: dict[str, torch.Tensor], spec: GroupSpec) -> CompactResult:
+def compact(tensors: dict[str, torch.Tensor], spec: GroupSpec) -> CompactedTensors:
     """Remove every component whose receivers are all zero and return the smaller tensors.
 
     Removing such a component is exact: h_k is multiplied only by the receiver weights, all
@@ -152,7 +153,7 @@ def compact(tensors: dict[str, torch.Tensor], spec: GroupSpec) -> CompactResult:
         if not kept:
             raise IsscliError(
                 f"set {iss.name!r}: all {iss.components} components are zero, so compaction would leave no units",
-                "the model is dead: train with a smaller λ or prune with a lower --threshold",
+                "the model is dead: train with a smaller λ or prune with a lower `group_threshold`",
             )
         changes.append(SetChange(iss.name, iss.components, iss.components, len(kept), kept))
         chosen = torch.nonzero(dropped).flatten()
@@ -166,4 +167,4 @@ def compact(tensors: dict[str, torch.Tensor], spec: GroupSpec) -> CompactResult:
         size = result[name].shape[dim]
         keep = torch.tensor([i for i in range(size) if i not in indices], dtype=torch.long)
         result[name] = result[name].index_select(dim, keep).contiguous()
-    return CompactResult(result, changes, count_parameters(tensors), count_parameters(result))
+    return CompactedTensors(result, changes, count_parameters(tensors), count_parameters(result))

@@ -54,24 +54,29 @@ class Timings:
         }
 
 
-def resolve_device(name: str) -> torch.device:
-    """``cpu`` or ``cuda[:N]``; asking for CUDA where there is none is a user error, not a crash."""
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``cpu``, ``cuda[:N]`` or ``auto`` (CUDA when there is one); asking for CUDA where there is none is a
+    user error, not a crash."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
         return torch.device("cpu")
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
             build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", built without CUDA")
-            raise IsscliError(f"--device {name} was asked but CUDA is not available ({build})",
-                              "run on a machine with an NVIDIA GPU and a CUDA build of torch, or use --device cpu")
+            raise IsscliError(f"`device` {name} was asked but CUDA is not available ({build})",
+                              "run on a machine with an NVIDIA GPU and a CUDA build of torch, or use `device`=cpu")
         try:
             device = torch.device(name)
         except RuntimeError:
-            raise IsscliError(f"--device {name!r} is not a device name", "write cuda or cuda:0") from None
+            raise IsscliError(f"`device` {name!r} is not a device name", "write cuda or cuda:0") from None
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise IsscliError(f"--device {name}: there are only {torch.cuda.device_count()} GPU(s)",
-                              "pick an index below that, or plain --device cuda")
+            raise IsscliError(f"`device` {name}: there are only {torch.cuda.device_count()} GPU(s)",
+                              "pick an index below that, or plain `device`=cuda")
         return device
-    raise IsscliError(f"unknown --device {name!r}", "use cpu or cuda")
+    raise IsscliError(f"unknown `device` {name!r}", "use cpu, cuda, cuda:N or auto")
 
 
 def cpu_clock(workload: Workload) -> float:
@@ -119,7 +124,7 @@ def capture_cuda_graph(workload: Workload, device: torch.device, label: str) -> 
     except RuntimeError as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise IsscliError(f"CUDA graph capture of {label} failed ({reason})",
-                          "rerun without --cuda-graphs") from None
+                          "rerun without `cuda_graphs`") from None
     return graph.replay
 
 

@@ -23,15 +23,17 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 
 from isscli.atomic import check_output_path
-from isscli.checkpoint import Checkpoint, load_checkpoint, make_provenance, save_checkpoint
+from isscli.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from isscli.errors import IsscliError, OutputError
 from isscli.models import load_model, model_tensors
+from isscli.observer import Observer, SilentObserver
+from isscli.provenance import operation_record
 from isscli.recipes import TrainSettings
 from isscli.regularizer import GroupLasso
 from isscli.runstate import RunState, capture_rng, load_run_state, restore_rng, save_run_state
@@ -121,14 +123,6 @@ class TrainingResult:
     resumed_from: int = 0
 
 
-class Observer(Protocol):
-    """What a display needs to follow the run (the CLI's progress bar)."""
-
-    def epoch_started(self, epoch: int, epochs: int, batches: int, lr: float) -> None: ...
-    def batch_done(self, loss: float, alive: dict[str, int] | None) -> None: ...
-    def epoch_done(self, report: EpochReport) -> None: ...
-
-
 class TrainingHook:
     """Acts on the model beside SGD: weight masks (SET, magnitude pruning) or a λ controller.
 
@@ -165,33 +159,31 @@ class TrainingHook:
         """Whether OUT may hold the model of ``epoch``: not while it is still being pruned to its target."""
         return True
 
-    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         return {}, {}
 
-    def load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
-        """Restore what :meth:`state` returned."""
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
 
     def checkpoint_masks(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
         """Weight masks to write with every checkpoint of the run, and how they were made (None: no masks)."""
         return None
 
+    def provenance(self) -> dict[str, Any] | None:
+        """What the checkpoints' provenance records about this hook (its settings), under its name."""
+        return None
 
-class SilentObserver:
-    def epoch_started(self, epoch: int, epochs: int, batches: int, lr: float) -> None:
-        pass
-
-    def batch_done(self, loss: float, alive: dict[str, int] | None) -> None:
-        pass
-
-    def epoch_done(self, report: EpochReport) -> None:
-        pass
+    def summary(self) -> dict[str, Any] | None:
+        """What the run's result reports about this hook (None: nothing)."""
+        return None
 
 
 @dataclass
 class TrainingRun:
-    """A run's inputs. ``details`` go into every checkpoint's provenance and the log's start record."""
+    """A run's inputs. ``parameters`` (JSON-able: the request, the resolved settings, the corpus) go into
+    every checkpoint's provenance and the log's start record."""
 
-    action: str
+    operation: str  # train | finetune
     model: nn.Module
     task: Task
     settings: TrainSettings
@@ -199,16 +191,16 @@ class TrainingRun:
     paths: RunPaths
     device: torch.device
     parent: Checkpoint | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
     hooks: list[TrainingHook] = field(default_factory=list)
 
     def identity(self) -> dict[str, Any]:
         """What must not change between an interrupted run and its continuation."""
         return {
-            "action": self.action,
+            "action": self.operation,
             "parent_sha256": self.parent.sha256 if self.parent else None,
             "config": self.model.config.to_dict(),
-            "data": self.details.get("data", {}).get("vocabulary_sha256"),
+            "data": (self.parameters.get("data") or {}).get("vocabulary_sha256"),
             "spec": self.spec.to_json(),
         }
 
@@ -295,7 +287,7 @@ class Trainer:
         for hook in self.run.hooks:
             prefix = f"{hook.name}."
             tensors = {key.removeprefix(prefix): t for key, t in state.hooks.items() if key.startswith(prefix)}
-            hook.load_state(tensors, hook_info.get(hook.name, {}))
+            hook.load_state_dict(tensors, hook_info.get(hook.name, {}))
 
     def save_state(self, epoch: int) -> None:
         best = None
@@ -303,7 +295,7 @@ class Trainer:
             best = {"rank": self.best_rank, "epoch": self.best_epoch, "valid": asdict(self.best)}
         hook_tensors, hook_info = {}, {}
         for hook in self.run.hooks:
-            tensors, hook_info[hook.name] = hook.state()
+            tensors, hook_info[hook.name] = hook.state_dict()
             hook_tensors.update({f"{hook.name}.{key}": t for key, t in tensors.items()})
         info = {"identity": self.run.identity(), "settings": self.settings.to_dict(), "best": best,
                 "lowest_perplexity": self.lowest_perplexity, "hooks": hook_info}
@@ -315,14 +307,16 @@ class Trainer:
 
     def train(self, resume: bool = False, stop_after: int | None = None) -> TrainingResult:
         if stop_after is not None and stop_after < 1:
-            raise IsscliError(f"--stop-after {stop_after} is not an epoch", "give an epoch number ≥ 1")
+            raise IsscliError(f"`stop_after` {stop_after} is not an epoch", "give an epoch number ≥ 1")
         if resume:
             self.resume()
+        self.observer.run_started({iss.name: iss.components for iss in self.run.spec.sets},
+                                  self.model.config.family == "classifier")
         log = JsonLog(self.run.paths.log, append=resume)
-        log.write({"event": "resume" if resume else "start", "action": self.run.action,
+        log.write({"event": "resume" if resume else "start", "operation": self.run.operation,
                    "from_epoch": self.start_epoch, "settings": self.settings.to_dict(),
-                   "tau": self.settings.tau, "model": self.model.config.to_dict(),
-                   **{k: v for k, v in self.run.details.items() if k != "spec"}})
+                   "model": self.model.config.to_dict(),
+                   **{k: v for k, v in self.run.parameters.items() if k not in ("spec", "settings")}})
         reports: list[EpochReport] = []
         for epoch in range(self.start_epoch + 1, self.settings.epochs + 1):
             try:
@@ -444,12 +438,9 @@ class Trainer:
     # -- outputs --------------------------------------------------------------------------
 
     def save_best(self, epoch: int, valid: Evaluation) -> None:
-        provenance = make_provenance(
-            self.run.action, self.run.parent,
-            **self.run.details, settings=self.settings.to_dict(), tau=self.settings.tau,
-            best_epoch=epoch, valid=valid.to_dict(),
-            parent_provenance=self.run.parent.provenance if self.run.parent else None,
-        )
+        hooks = {hook.name: hook.provenance() for hook in self.run.hooks}
+        provenance = operation_record(self.run.operation, self.run.parameters, self.run.parent,
+                                      best_epoch=epoch, valid=valid.to_dict(), **hooks)
         inputs = (self.run.parent.path,) if self.run.parent and self.run.parent.path else ()
         masks, mask_info = {}, None
         for hook in self.run.hooks:

@@ -32,7 +32,7 @@ def native_spec(tiny_lm: Path) -> dict:
     return derive_spec(load_checkpoint(tiny_lm).tensors).to_json()
 
 
-@pytest.mark.parametrize("command", [["groups"], ["prune", "--threshold", "0.1"], ["compact"]])
+@pytest.mark.parametrize("command", [["groups"], ["prune", "--group-threshold", "0.1"], ["compact"]])
 def test_missing_checkpoint(run_cli, tmp_path: Path, command: list[str]) -> None:
     result = run_cli(command[0], tmp_path / "absent.safetensors", *command[1:])
     assert_clean_failure(result, "not found")
@@ -43,7 +43,7 @@ def test_corrupt_checkpoint(run_cli, tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(os.urandom(256))
     before = file_state(tmp_path)
-    assert_clean_failure(run_cli("prune", corrupt, "--threshold", "0.1"), "not a readable safetensors file")
+    assert_clean_failure(run_cli("prune", corrupt, "--group-threshold", "0.1"), "not a readable safetensors file")
     assert file_state(tmp_path) == before
 
 
@@ -68,7 +68,7 @@ def test_spec_naming_a_missing_tensor(run_cli, tiny_lm: Path, tmp_path: Path) ->
     spec["sets"][0]["slices"][0]["tensor"] = "rnn.weight_ih_l9"
     path = write_spec(tmp_path / "spec.json", spec)
     before = file_state(tmp_path)
-    assert_clean_failure(run_cli("prune", tiny_lm, "--spec", path, "--threshold", "0.1"), "'rnn.weight_ih_l9'")
+    assert_clean_failure(run_cli("prune", tiny_lm, "--spec", path, "--group-threshold", "0.1"), "'rnn.weight_ih_l9'")
     assert file_state(tmp_path) == before
 
 
@@ -102,7 +102,7 @@ def test_overlapping_sets(run_cli, tiny_lm: Path, tmp_path: Path) -> None:
 def test_spec_that_is_not_json(run_cli, tiny_lm: Path, tmp_path: Path) -> None:
     path = tmp_path / "spec.json"
     path.write_text("{ not json")
-    assert_clean_failure(run_cli("prune", tiny_lm, "--spec", path, "-t", "0.1"), "not valid JSON")
+    assert_clean_failure(run_cli("prune", tiny_lm, "--spec", path, "--group-threshold", "0.1"), "not valid JSON")
 
 
 def test_spec_of_unknown_shape(run_cli, tiny_lm: Path, tmp_path: Path) -> None:
@@ -112,7 +112,8 @@ def test_spec_of_unknown_shape(run_cli, tiny_lm: Path, tmp_path: Path) -> None:
 
 def test_output_equal_to_input(run_cli, tiny_lm: Path) -> None:
     before = tiny_lm.read_bytes()
-    assert_clean_failure(run_cli("prune", tiny_lm, "-t", "0.1", "-o", tiny_lm, "--force"), "is the input file")
+    result = run_cli("prune", tiny_lm, "--group-threshold", "0.1", "-o", tiny_lm, "--force")
+    assert_clean_failure(result, "is the input file")
     assert tiny_lm.read_bytes() == before
 
 
@@ -136,7 +137,8 @@ def test_unwritable_output_folder(run_cli, tiny_lm: Path, tmp_path: Path, monkey
     else:
         locked.chmod(0o555)
     try:
-        assert_clean_failure(run_cli("prune", tiny_lm, "-t", "0.1", "-o", locked / "x.safetensors"), "not writable")
+        result = run_cli("prune", tiny_lm, "--group-threshold", "0.1", "-o", locked / "x.safetensors")
+        assert_clean_failure(result, "not writable")
     finally:
         locked.chmod(0o755)
     assert list(locked.iterdir()) == []
@@ -160,14 +162,14 @@ def test_ctrl_c_during_write_leaves_nothing(run_cli, tiny_lm: Path, tmp_path: Pa
 
     monkeypatch.setattr(isscli.checkpoint, "save_file", interrupted_save)
     before = file_state(tmp_path)
-    result = run_cli("prune", tiny_lm, "-t", "0.1", "-o", tmp_path / "out.safetensors")
+    result = run_cli("prune", tiny_lm, "--group-threshold", "0.1", "-o", tmp_path / "out.safetensors")
     assert result.code == 130
     assert "interrupted" in result.stderr and "Traceback" not in result.stderr
     assert file_state(tmp_path) == before  # no output, no temp file, input unchanged
 
 
 def test_usage_error_is_one_line(run_cli, tiny_lm: Path) -> None:
-    assert_clean_failure(run_cli("prune", tiny_lm), "--threshold")
+    assert_clean_failure(run_cli("prune", tiny_lm), "--group-threshold")
 
 
 def test_debug_shows_the_traceback(tiny_lm: Path, tmp_path: Path) -> None:

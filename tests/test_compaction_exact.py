@@ -82,7 +82,7 @@ def test_compacted_outputs_equal_pruned_outputs(data: st.DataObject) -> None:
             mask[units] = True
             zero_components(tensors, iss, mask)
     if through_prune:
-        tensors = prune(tensors, spec, threshold=1e-6).tensors
+        tensors = prune(tensors, spec, group_threshold=1e-6).tensors
     pruned = build_model(config)
     pruned.load_state_dict(tensors, strict=False)
 
@@ -126,7 +126,7 @@ def test_prune_zeroes_exactly_the_groups_at_or_below_threshold() -> None:
         index = piece.indices(first.components)[:, 2]
         tensors[piece.tensor].index_fill_(piece.dim, index, 1e-6)
     zero_components(tensors, first, torch.tensor([False, True, False, False]))
-    result = prune(tensors, spec, threshold=1e-2)
+    result = prune(tensors, spec, group_threshold=1e-2)
     assert alive_components(result.tensors, first).tolist() == [True, False, False, True]
     assert [(c.before, c.after) for c in result.sets] == [(3, 2), (3, 3)]
     assert result.sparsity_after > result.sparsity_before
@@ -141,7 +141,7 @@ def test_weight_threshold_zeroes_small_single_weights() -> None:
     tensors = model_tensors(model)
     spec = derive_spec(tensors)
     tensors["rnn.weight_hh_l0"][0, 0] = 1e-5
-    result = prune(tensors, spec, threshold=0.0, weight_threshold=1e-4)
+    result = prune(tensors, spec, group_threshold=0.0, weight_threshold=1e-4)
     assert result.tensors["rnn.weight_hh_l0"][0, 0] == 0
     assert float(tensors["rnn.weight_hh_l0"][0, 0]) > 0  # the input is untouched
     assert result.tensors["encoder.weight"].equal(tensors["encoder.weight"])

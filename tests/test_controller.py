@@ -5,26 +5,20 @@ from __future__ import annotations
 import json
 from fractions import Fraction
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from isscli.accounting import parameter_count
 from isscli.checkpoint import load_checkpoint
-from isscli.controller import (
-    ControllerSettings,
-    IssController,
-    parse_count,
-    sized_config,
-    sizes_at,
-    sizes_for_parameters,
-    sizes_for_speedup,
-)
+from isscli.controller import ControllerSettings, ControllerState
+from isscli.controller.targets import sized_config, sizes_at, sizes_for_parameters, sizes_for_speedup
+from isscli.controller.units import SetLayout, UnitGuard
 from isscli.errors import IsscliError
 from isscli.models import build_model, model_tensors
 from isscli.models.config import ModelConfig
 from isscli.models.presets import preset_config
+from isscli.parsing import parse_count
 from isscli.regularizer import GroupLasso
 from isscli.runstate import load_run_state
 from isscli.spec import derive_spec
@@ -98,7 +92,8 @@ def test_target_hidden_ends_at_exactly_the_targets_and_never_below(run_cli, base
     assert {r["set"] for r in freezes} == set(TARGETS) and all(r["units"] == TARGETS[r["set"]] for r in freezes)
 
     provenance = load_checkpoint(output).provenance or {}
-    assert provenance["controller"]["targets"] == TARGETS
+    assert provenance["operation"] == "finetune" and provenance["parameters"]["target_hidden"] == "6,5"
+    assert provenance["result"]["controller"]["targets"] == TARGETS
     assert units_after_compaction(run_cli, output) == TARGETS
     tensors = load_checkpoint(output).tensors
     for iss in derive_spec(tensors).sets:  # removed units are exactly zero, not merely small
@@ -110,7 +105,7 @@ def test_thresholding_can_never_take_a_set_below_its_target(run_cli, base, corpu
     # τ = 10 zeroes every regularized weight after each batch: a plain run dies in epoch 1 (test_training);
     # with a target, the strongest units keep their receivers and every set stays exactly at its target
     output = tmp_path / "harsh.safetensors"
-    result = finetune(run_cli, base, corpus, output, "--target-hidden", "6,5", "--threshold", "10",
+    result = finetune(run_cli, base, corpus, output, "--target-hidden", "6,5", "--weight-threshold", "10",
                       "--prune-epochs", "1", "--recover-epochs", "1", "--json", tmp_path / "r.json")
     assert result.code == 0, result.stderr
     report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["controller"]
@@ -222,29 +217,25 @@ def test_target_speedup_bisects_on_measured_speedups() -> None:
 
 
 def test_controller_settings_are_checked() -> None:
-    with pytest.raises(IsscliError, match="recover-epochs"):
+    with pytest.raises(IsscliError, match="recover_epochs"):
         ControllerSettings({"a": 1}, 2, 0).validate()
-    with pytest.raises(IsscliError, match="--lambda"):
+    with pytest.raises(IsscliError, match="group_lasso"):
         ControllerSettings({"a": 1}, 2, 1, cap=0.0).validate()
 
 
-def bound_controller(tmp_path: Path, targets: dict[str, int]) -> tuple[IssController, dict[str, torch.nn.Parameter]]:
-    """A controller on a fresh model, bound to a stand-in for the trainer."""
+def bound_guard(targets: dict[str, int]) -> tuple[UnitGuard, dict[str, torch.nn.Parameter]]:
+    """The controller's unit guard on a fresh model's live parameters."""
     torch.manual_seed(0)
     model = build_model({"family": "lm", "vocab_size": 30, "embedding_size": 6, "hidden_sizes": [[8], [7]]})
     parameters = dict(model.named_parameters())
     spec = derive_spec(model_tensors(model))
-    run = SimpleNamespace(spec=spec, task=SimpleNamespace(num_batches=lambda limit: 10),
-                          paths=SimpleNamespace(log=tmp_path / "x.log.jsonl"))
-    trainer = SimpleNamespace(run=run, parameters=parameters, regularizer=GroupLasso(spec, parameters),
-                              settings=SimpleNamespace(epsilon=1e-8, max_batches=None))
-    controller = IssController(ControllerSettings(targets, 2, 1))
-    controller.bind(trainer)  # type: ignore[arg-type]
-    return controller, parameters
+    layout = SetLayout.of(spec, targets, {name: tuple(p.shape) for name, p in parameters.items()})
+    state = ControllerState(dead=torch.zeros(sum(iss.components for iss in spec.sets), dtype=torch.bool))
+    return UnitGuard(GroupLasso(spec, parameters), layout, state), parameters
 
 
-def test_the_fast_and_the_exact_enforcement_agree(tmp_path: Path) -> None:
-    controller, parameters = bound_controller(tmp_path, {"rnn.l0": 3, "rnn.l1": 2})
+def test_the_fast_and_the_exact_enforcement_agree() -> None:
+    controller, parameters = bound_guard({"rnn.l0": 3, "rnn.l1": 2})
     with torch.no_grad():
         for parameter in parameters.values():
             parameter.mul_(torch.where(torch.rand_like(parameter) < 0.5, 1e-3, 1.0))
@@ -267,15 +258,15 @@ def test_the_fast_and_the_exact_enforcement_agree(tmp_path: Path) -> None:
     assert controller.units()["rnn.l0"] == 7  # unit 5 died: nothing protected it, 7 ≥ 3
 
 
-def test_protection_keeps_the_strongest_of_the_dying_units(tmp_path: Path) -> None:
-    controller, parameters = bound_controller(tmp_path, {"rnn.l0": 6, "rnn.l1": 2})
+def test_protection_keeps_the_strongest_of_the_dying_units() -> None:
+    controller, parameters = bound_guard({"rnn.l0": 6, "rnn.l1": 2})
     norms = controller.main.norms()[:8]
     assert not controller.enforce_fast(10.0)  # τ = 10 would kill every unit: the bound refuses
     controller.enforce(10.0)
     units = controller.unit_mask()[:8]
     assert int(units.sum()) == 6 and controller.units()["rnn.l1"] == 2
     assert set(torch.nonzero(units).flatten().tolist()) == set(norms.topk(6).indices.tolist())
-    assert controller.lowest_units == {"rnn.l0": 6, "rnn.l1": 2}
+    assert controller.state.lowest_units == {"rnn.l0": 6, "rnn.l1": 2}
 
 
 def test_train_from_scratch_with_a_target(run_cli, corpus, tmp_path) -> None:  # noqa: ANN001

@@ -45,14 +45,14 @@ def test_pipeline_for_every_family(run_cli, corpus: Path, tmp_path: Path, model:
     trained = run_cli("train", "--preset", "tiny", "--config", config, "--data", corpus, "-o", base,
                       "--epochs", "1", *BATCHES)
     assert trained.code == 0, trained.stderr
-    tuned = run_cli("finetune", base, "--lambda", "0.05", "--threshold", "5e-3", "--keep", "last", "--data", corpus,
-                    "-o", iss, "--epochs", "2", *BATCHES, "--json", "-")
+    tuned = run_cli("finetune", base, "--lambda", "0.05", "--weight-threshold", "5e-3", "--keep", "last",
+                    "--data", corpus, "-o", iss, "--epochs", "2", *BATCHES, "--json", "-")
     assert tuned.code == 0, tuned.stderr
     alive = json.loads(tuned.stdout)["epochs"][-1]["alive"]
     # Tiny runs remove few units on their own: τ at the smallest per-set median norm removes some in every model.
     summary = json.loads(run_cli("show", iss, "--json", "-").stdout)["sets"]
     tau = min(s["norm_median"] for s in summary)
-    assert run_cli("prune", iss, "-t", tau, "-o", pruned).code == 0
+    assert run_cli("prune", iss, "--group-threshold", tau, "-o", pruned).code == 0
     compacted = run_cli("compact", pruned, "-o", small, "--json", "-")
     assert compacted.code == 0, compacted.stderr
     report = json.loads(compacted.stdout)

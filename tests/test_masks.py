@@ -178,7 +178,7 @@ def lm_run(corpus_dir: Path, output: Path, settings_: TrainSettings) -> Training
     cpu = torch.device("cpu")
     task = LanguageModelTask(corpus, settings_.batch_size, settings_.bptt, settings_.eval_batch_size, cpu)
     return TrainingRun("train", model, task, settings_, derive_spec(model_tensors(model)), RunPaths(output), cpu,
-                       details={"data": corpus.describe()})
+                       parameters={"data": corpus.describe()})
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
@@ -231,7 +231,7 @@ def test_prune_keeps_the_masks(run_cli, tmp_path: Path) -> None:  # noqa: ANN001
         result = run_cli(*command)
         assert result.code == 0, result.stderr
     pruned = tmp_path / "pruned.safetensors"
-    assert run_cli("prune", source, "--threshold", "0", "-o", pruned).code == 0
+    assert run_cli("prune", source, "--group-threshold", "0", "-o", pruned).code == 0
     assert kept(load_checkpoint(pruned).masks) == kept(hook.masks)
 
 
@@ -307,7 +307,7 @@ def test_gradual_pruning_through_the_trainer(corpus_dir: Path, tmp_path: Path) -
     saved = load_checkpoint(run.paths.output)
     assert saved.mask_info["method"] == "magnitude" and saved.mask_info["schedule"] == "gradual"
     # OUT never holds an epoch of the way there (epoch 1), even when it validates best.
-    assert saved.provenance["best_epoch"] >= 2
+    assert saved.provenance["result"]["best_epoch"] >= 2
     assert saved.mask_info["kept"] == total - round(0.8 * total)
 
 
@@ -326,7 +326,7 @@ def test_set_train_eval_bench_finetune(run_cli, corpus_dir: Path, tmp_path: Path
     total = sum(m.numel() for m in saved.masks.values())
     assert sum(kept(saved.masks).values()) == round(0.3 * total)
     assert saved.mask_info["density"] == pytest.approx(round(0.3 * total) / total)
-    assert saved.provenance["masks"]["zeta"] == 0.2
+    assert saved.provenance["result"]["masks"]["zeta"] == 0.2
     evaluated = run_cli("eval", output, "--data", corpus_dir, "--json", "-")
     assert evaluated.code == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["perplexity"] > 1
@@ -414,7 +414,7 @@ def test_sparsify_and_gradual_finetune(run_cli, corpus_dir: Path, tmp_path: Path
     (["--method", "set", "--density", "0.5", "--zeta", "1"], ["--zeta 1 is outside [0, 1)"]),
     (["--method", "set", "--density", "0.5", "--zeta", "-0.1"], ["--zeta -0.1"]),
     (["--method", "set"], ["needs --density"]),
-    (["--density", "0.5"], ["need --method set"]),
+    (["--density", "0.5"], ["need --method=set"]),
     (["--method", "rigl", "--density", "0.5"], ["unknown --method"]),
 ])
 def test_bad_set_options_are_one_line_errors(run_cli, corpus_dir: Path, tmp_path: Path, args, words) -> None:  # noqa: ANN001

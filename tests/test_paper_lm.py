@@ -50,4 +50,4 @@ def test_zeroing_1127_and_1185_components_compacts_to_373_and_315(run_cli, tmp_p
     assert tuple(compacted.tensors["rnn.weight_ih_l1"].shape) == (4 * 315, 373)
     assert tuple(compacted.tensors["decoder.weight"].shape) == (10_000, 315)
     assert compacted.provenance["parent_sha256"] == load_checkpoint(pruned).sha256
-    assert len(compacted.provenance["kept_units"]["rnn.l0"]) == 373
+    assert len(compacted.provenance["result"]["kept_units"]["rnn.l0"]) == 373

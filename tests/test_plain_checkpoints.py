@@ -55,7 +55,7 @@ def test_plain_state_dict_works_with_groups_prune_compact(run_cli, tmp_path: Pat
     assert [(s["name"], s["components"], s["alive"]) for s in groups["sets"]] == [("rnn.l0", 6, 5), ("rnn.l1", 6, 4)]
 
     pruned = tmp_path / "pruned.safetensors"
-    assert run_cli("prune", plain, "-t", "1e-3", "-o", pruned).code == 0
+    assert run_cli("prune", plain, "--group-threshold", "1e-3", "-o", pruned).code == 0
     result = run_cli("compact", pruned, "-o", tmp_path / "small.safetensors", "--json", "-")
     assert result.code == 0, result.stderr
     report = json.loads(result.stdout)

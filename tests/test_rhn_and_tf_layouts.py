@@ -109,7 +109,7 @@ def test_authors_spec_prunes_and_compacts_a_tf_rhn_exactly(run_cli, tmp_path: Pa
             tensors[piece.tensor].index_fill_(piece.dim, index, 1e-7)
     dense = save_checkpoint(tmp_path / "tf.safetensors", tensors)
     pruned = tmp_path / "pruned.safetensors"
-    assert run_cli("prune", dense, "--spec", spec_path, "-t", "1e-4", "-o", pruned).code == 0
+    assert run_cli("prune", dense, "--spec", spec_path, "--group-threshold", "1e-4", "-o", pruned).code == 0
     result = run_cli("compact", pruned, "--spec", spec_path, "-o", tmp_path / "small.safetensors")
     assert result.code == 0, result.stderr
 

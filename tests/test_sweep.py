@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from isscli.api import FinetuneRequest
 from isscli.checkpoint import load_checkpoint
 from isscli.pictures import BASELINE_RGB, PARETO_RGB, POINT_RGB, tradeoff_plot
 from isscli.sweep import Point, make_points, pareto_front
@@ -16,7 +17,7 @@ from tests.conftest import train_toy_lm, write_toy_corpus
 image = pytest.importorskip("matplotlib.image")
 
 QUICK = ["--epochs", "1", "--batch-size", "4", "--bptt", "8", "--max-batches", "10", "--eval-batch-size", "4",
-         "--threshold", "5e-3", "--bench-repeats", "2"]
+         "--weight-threshold", "5e-3", "--bench-repeats", "2"]
 
 
 
@@ -53,7 +54,15 @@ def test_pareto_front_keeps_exactly_the_undominated_points() -> None:
 def test_points_have_stable_labels() -> None:
     points = make_points([0.001, 0.002, 0.001], ["100,80"], ["20M"], [8.0])
     assert [p.label for p in points] == ["lambda-0.001", "lambda-0.002", "hidden-100x80", "params-20M", "speedup-8"]
-    assert Point("hidden", "100,80").flags() == ["--target-hidden", "100,80"]
+    base = FinetuneRequest(checkpoint="dense.safetensors", settings={"epochs": 2})
+    hidden = Point("hidden", "100,80").request(base, Path("p/model.safetensors"))
+    assert hidden.target_hidden == "100,80" and hidden.output == Path("p/model.safetensors") and hidden.force
+    tuned = Point("lambda", "0.001").request(base, Path("p/model.safetensors"))
+    assert tuned.settings == {"epochs": 2, "group_lasso": 0.001, "keep": "last"} and tuned.target_hidden is None
+    dense = Point("dense", "3").request(base, Path("p/model.safetensors"))
+    assert dense.settings == {"epochs": 3, "group_lasso": 0.0, "l1": 0.0}
+    assert Point("dense", "3").label == "dense-lambda0"
+    assert base.settings == {"epochs": 2}  # the base request is left as it was
 
 
 def test_sweep_runs_each_point_once_and_draws_the_tradeoff(run_cli, dense, corpus, tmp_path) -> None:  # noqa: ANN001
@@ -65,7 +74,7 @@ def test_sweep_runs_each_point_once_and_draws_the_tradeoff(run_cli, dense, corpu
     report = json.loads((tmp_path / "first.json").read_text(encoding="utf-8"))
     assert report["metric"] == "perplexity" and report["plot"] == str(folder / "tradeoff.png")
     rows = {row["label"]: row for row in report["points"]}
-    assert list(rows) == ["lambda-0.02", "lambda-0.08", "hidden-6x5"]
+    assert list(rows) == ["lambda-0.02", "lambda-0.08", "hidden-6x5", "dense-lambda0"]
     for label, row in rows.items():
         assert row["status"] == "ok", row
         assert set(row) >= {"kind", "value", "hidden_sizes", "parameters", "perplexity", "speedup", "pareto"}
@@ -76,6 +85,19 @@ def test_sweep_runs_each_point_once_and_draws_the_tradeoff(run_cli, dense, corpu
     assert rows["hidden-6x5"]["hidden_sizes"] == [[6], [5]]
     assert rows["hidden-6x5"]["targets"] == {"rnn.l0": 6, "rnn.l1": 5}
     assert rows["lambda-0.02"]["kind"] == "lambda" and rows["lambda-0.02"]["value"] == "0.02"
+    # the fair dense point: λ = 0 for as long as the longest point (the target's 1 + 1 epochs), nothing removed
+    assert rows["dense-lambda0"]["value"] == "2" and rows["dense-lambda0"]["hidden_sizes"] == [[16], [12]]
+    trained = json.loads((folder / "points" / "dense-lambda0" / "train.json").read_text(encoding="utf-8"))
+    assert len(trained["epochs"]) == 2 and trained["settings"]["group_lasso"] == 0
+    # honest provenance: the operation and its parameters, and that a sweep point made it
+    model = load_checkpoint(folder / "points" / "lambda-0.02" / "model.safetensors").provenance or {}
+    assert model["operation"] == "finetune" and model["parameters"]["settings"]["group_lasso"] == 0.02
+    assert model["invocation"] == {"via": "sweep", "sweep": str(folder), "point": "lambda-0.02"}
+    assert model["parent_sha256"] == load_checkpoint(dense).sha256
+    small = load_checkpoint(folder / "points" / "lambda-0.02" / "compact.safetensors").provenance or {}
+    assert small["operation"] == "compact" and small["invocation"]["point"] == "lambda-0.02"
+    assert small["parent_provenance"]["operation"] == "prune"
+    assert small["parent_provenance"]["parameters"]["group_threshold"] == 5e-3  # the training's τ
     baseline = report["baseline"]
     assert baseline["label"] == "dense" and baseline["hidden_sizes"] == [[16], [12]] and baseline["speedup"] == 1.0
     assert baseline["parameters"] == load_checkpoint(dense).num_parameters() > rows["hidden-6x5"]["parameters"]
@@ -97,17 +119,20 @@ def test_sweep_runs_each_point_once_and_draws_the_tradeoff(run_cli, dense, corpu
     second = run_cli("sweep", dense, "--lambda", "0.02,0.08,0.04,0.16", "--target-hidden", "6,5", "-o", folder,
                      "--data", corpus, *QUICK, "--jobs", "2", "--json", "-")
     assert second.code == 0, second.stderr
-    assert second.stderr.count("finished earlier, not rerun") == 3
+    assert second.stderr.count("finished earlier, not rerun") == 4
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     report = json.loads(second.stdout)
-    labels = ["lambda-0.02", "lambda-0.08", "hidden-6x5", "lambda-0.04", "lambda-0.16"]
+    labels = ["lambda-0.02", "lambda-0.08", "hidden-6x5", "lambda-0.04", "lambda-0.16", "dense-lambda0"]
     assert [r["label"] for r in report["points"]] == labels
     assert all(r["status"] == "ok" for r in report["points"])
-    assert second.stderr.count("training (process") == 2  # --jobs 2: the new points ran as separate processes
-    assert "$ isscli finetune" in (folder / "points" / "lambda-0.04" / "log.txt").read_text(encoding="utf-8")
+    assert second.stderr.count("training (process") == 2  # --jobs 2: the new points ran as worker processes
+    log = (folder / "points" / "lambda-0.04" / "log.txt").read_text(encoding="utf-8")
+    assert "finetune (λ = 0.04)" in log and "bench the compact model" in log
+    worker = load_checkpoint(folder / "points" / "lambda-0.04" / "model.safetensors").provenance or {}
+    assert worker["invocation"]["point"] == "lambda-0.04" and worker["parameters"]["settings"]["group_lasso"] == 0.04
 
     changed = run_cli("sweep", dense, "--lambda", "0.02", "-o", folder, "--data", corpus, *QUICK, "--lr", "0.5")
-    assert changed.code == 2 and "other settings (changed: train_args)" in changed.stderr
+    assert changed.code == 2 and "other settings (changed: request)" in changed.stderr
 
 
 def test_tradeoff_plot_draws_the_front_and_the_dense_model(tmp_path: Path) -> None:
@@ -155,7 +180,8 @@ def test_a_sweep_from_scratch_benches_against_its_own_dense_shape(run_cli, corpu
     assert result.code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["baseline"] is None and report["plot"] is None and not (tmp_path / "s" / "tradeoff.png").exists()
-    (row,) = report["points"]
+    row, dense = report["points"]
     assert row["label"] == "lambda-0" and row["hidden_sizes"] == [[10], [8]] and row["speedup"] > 0
+    assert dense["label"] == "dense-lambda0" and dense["status"] == "ok"
     log = (tmp_path / "s" / "points" / "lambda-0" / "log.txt").read_text(encoding="utf-8")
-    assert "$ isscli train --preset tiny --lambda 0" in log and "pruned.safetensors --repeats" in log
+    assert "train (λ = 0)" in log and "bench the compact model against" in log and "pruned.safetensors" in log

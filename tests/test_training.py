@@ -69,20 +69,23 @@ def test_train_finetune_prune_compact_eval_keeps_the_perplexity(run_cli, corpus_
     assert trained.code == 0, trained.stderr
     assert "epoch 1/2" in trained.stdout and "valid ppl" in trained.stdout and "test perplexity" in trained.stdout
 
-    tuned = run_cli("finetune", base, "--lambda", "0.01", "--threshold", "1e-3", "--data", corpus_dir, "-o", iss,
+    tuned = run_cli("finetune", base, "--lambda", "0.01", "--weight-threshold", "1e-3", "--data", corpus_dir, "-o", iss,
                     *QUICK)
     assert tuned.code == 0, tuned.stderr
     provenance = load_checkpoint(iss).provenance or {}
-    assert provenance["action"] == "finetune" and provenance["lambda"] == 0.01 and provenance["threshold"] == 1e-3
+    parameters = provenance["parameters"]
+    assert provenance["operation"] == "finetune" and provenance["invocation"]["via"] == "cli"
+    assert parameters["settings"]["group_lasso"] == 0.01 and parameters["settings"]["weight_threshold"] == 1e-3
+    assert "weight_threshold" not in json.dumps({k: v for k, v in parameters.items() if k != "settings"})  # τ: once
     assert provenance["parent_sha256"] == load_checkpoint(base).sha256
-    assert provenance["spec"]["sets"][0]["name"] == "rnn.l0"
-    assert provenance["data"]["vocabulary_size"] == len(load_corpus(corpus_dir).vocabulary)
+    assert parameters["spec"]["sets"][0]["name"] == "rnn.l0"
+    assert parameters["data"]["vocabulary_size"] == len(load_corpus(corpus_dir).vocabulary)
 
     # prune at the smallest of the sets' median group norms, so that every set loses units and keeps some
     tensors = tensors_of(iss)
     tau = min(float(group_norms(tensors, s).median()) for s in derive_spec(tensors).sets)
     pruned, compacted = tmp_path / "pruned.safetensors", tmp_path / "compact.safetensors"
-    assert run_cli("prune", iss, "--threshold", tau, "-o", pruned).code == 0
+    assert run_cli("prune", iss, "--group-threshold", tau, "-o", pruned).code == 0
     assert run_cli("compact", pruned, "-o", compacted).code == 0
     assert sum(t.numel() for t in tensors_of(compacted).values()) < sum(t.numel() for t in tensors.values())
 
@@ -97,8 +100,8 @@ def test_finetune_with_lambda_zeroes_whole_groups_and_logs_every_epoch(
     base, iss = tmp_path / "base.safetensors", tmp_path / "iss.safetensors"
     assert run_cli("train", "--preset", "tiny", "--config", model_json(tmp_path), "--data", corpus_dir,
                    "-o", base, *QUICK).code == 0
-    result = run_cli("finetune", base, "--lambda", "0.05", "--threshold", "5e-3", "--data", corpus_dir, "-o", iss,
-                     *QUICK, "--json", tmp_path / "report.json")
+    result = run_cli("finetune", base, "--lambda", "0.05", "--weight-threshold", "5e-3", "--data", corpus_dir,
+                     "-o", iss, *QUICK, "--json", tmp_path / "report.json")
     assert result.code == 0, result.stderr
     records = log_records(iss)
     assert [r["event"] for r in records] == ["start", "epoch", "epoch", "end"]
@@ -151,7 +154,7 @@ def test_a_dead_model_is_never_written_silently(run_cli, corpus_dir: Path, tmp_p
     assert run_cli("train", "--preset", "tiny", "--config", model_json(tmp_path), "--data", corpus_dir,
                    "-o", base, *ONE_EPOCH).code == 0
     # τ = 10 zeroes every regularized weight after each batch: every unit dies in epoch 1
-    result = run_cli("finetune", base, "--lambda", "0.01", "--threshold", "10", "--data", corpus_dir, "-o", dead,
+    result = run_cli("finetune", base, "--lambda", "0.01", "--weight-threshold", "10", "--data", corpus_dir, "-o", dead,
                      *QUICK)
     assert result.code == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -178,7 +181,7 @@ def lm_run(corpus_dir: Path, output: Path, settings: TrainSettings) -> TrainingR
     cpu = torch.device("cpu")
     task = LanguageModelTask(corpus, settings.batch_size, settings.bptt, settings.eval_batch_size, cpu)
     return TrainingRun("train", model, task, settings, derive_spec(model_tensors(model)), RunPaths(output), cpu,
-                       details={"data": corpus.describe()})
+                       parameters={"data": corpus.describe()})
 
 
 def test_a_validation_blow_up_keeps_the_last_good_checkpoint(corpus_dir: Path, tmp_path: Path) -> None:
@@ -191,7 +194,7 @@ def test_a_validation_blow_up_keeps_the_last_good_checkpoint(corpus_dir: Path, t
         Trainer(run).train()
     assert "keeps the model of epoch 2" in caught.value.message
     provenance = load_checkpoint(run.paths.output).provenance or {}
-    assert provenance["best_epoch"] == 2
+    assert provenance["result"]["best_epoch"] == 2
     assert run.paths.resume.is_file()  # the last good epoch stays resumable
 
 
@@ -204,7 +207,7 @@ def test_keep_chooses_the_best_or_the_last_epoch(corpus_dir: Path, tmp_path: Pat
     prepare_outputs(run.paths, (), force=False, resume=False)
     result = Trainer(run).train()
     assert result.best_epoch == kept_epoch
-    assert (load_checkpoint(run.paths.output).provenance or {})["best_epoch"] == kept_epoch
+    assert (load_checkpoint(run.paths.output).provenance or {})["result"]["best_epoch"] == kept_epoch
 
 
 def test_a_nan_loss_stops_at_once(corpus_dir: Path, tmp_path: Path) -> None:
@@ -248,7 +251,8 @@ def test_recipes_follow_zaremba_and_the_schedule_decays_after_max_epoch() -> Non
     stepped = large.updated({"lr_decay": 0.1, "decay_after": 1, "decay_every": 18})  # the authors' "sparselarge"
     assert [stepped.lr_at(e) for e in (1, 18, 19, 36, 37)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
     assert small.tau == 0 and small.updated({"group_lasso": 0.001}).tau == 1e-4
-    assert small.updated({"group_lasso": 0.001, "threshold": 0.0}).tau == 0
+    assert small.updated({"group_lasso": 0.001, "threshold": 0.0}).tau == 0  # the settings-file name before 0.2
+    assert small.updated({"group_lasso": 0.001}).resolved().weight_threshold == 1e-4
 
 
 def test_settings_file_then_flags(run_cli, corpus_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
@@ -259,12 +263,13 @@ def test_settings_file_then_flags(run_cli, corpus_dir: Path, tmp_path: Path) -> 
                      "--settings", settings, "--bptt", "5")
     assert result.code == 0, result.stderr
     start = log_records(output)[0]
-    assert start["settings"]["group_lasso"] == 0.002 and start["settings"]["bptt"] == 5 and start["tau"] == 1e-4
+    assert start["settings"]["group_lasso"] == 0.002 and start["settings"]["bptt"] == 5
+    assert start["settings"]["weight_threshold"] == 1e-4
     settings.write_text(json.dumps({"learning_rate": 1}))
     bad = run_cli("train", "--preset", "tiny", "--data", corpus_dir, "-o", tmp_path / "x.safetensors",
                   "--settings", settings)
     assert bad.code == 2 and "unknown setting(s) learning_rate" in bad.stderr
-    with pytest.raises(IsscliError, match="lr-decay"):
+    with pytest.raises(IsscliError, match="lr_decay"):
         recipe("small").updated({"lr_decay": 1.5})
 
 

@@ -5,48 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
 import typer
 
-from isscli.benchmark import (
-    Contender,
-    Settings,
-    from_checkpoint,
-    from_shapes,
-    parse_shapes,
-    run,
-    unstructured_contenders,
-)
-from isscli.cli.common import ArchOption, ConfigOption, config_overrides
-from isscli.cli.output import JSON_HELP, console, emit, note, table
+from isscli import api
+from isscli.cli.common import ArchOption, ConfigOption, request_from
+from isscli.cli.output import JSON_HELP, Notes, console, emit, table
 from isscli.errors import IsscliError
-from isscli.timing import resolve_device
-
-RECOMMENDED_REPEATS = 5
 
 
 class SpeedupBelowGate(IsscliError):
     """The measured speed-up misses ``--fail-below``: a failed check, not a bad input."""
 
     exit_code = 1
-
-
-def contender(
-    role: str, checkpoint: Optional[Path], sizes: Optional[list[list[int]]],
-    arch: Optional[str], overrides: Optional[dict[str, Any]], seed: int,
-) -> Contender:
-    if checkpoint is not None:
-        return from_checkpoint(role, checkpoint, arch, overrides)
-    return from_shapes(role, sizes or [], seed)
-
-
-def check_sources(checkpoint: Optional[Path], shapes: Optional[str], against: Optional[Path],
-                  against_shapes: Optional[str]) -> None:
-    if (checkpoint is None) == (shapes is None):
-        raise IsscliError("give either a checkpoint or --shapes (not both, not neither)",
-                          "e.g. `isscli bench compact.safetensors --against dense.safetensors` or --shapes 373,315")
-    if against is not None and against_shapes is not None:
-        raise IsscliError("give either --against or --against-shapes, not both", "drop one of them")
 
 
 WORKLOAD_LABELS = {
@@ -137,37 +107,9 @@ def bench(
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
     """Time full inference, the recurrent layers alone and batch-1 latency of a model (and a baseline), interleaved."""
-    check_sources(checkpoint, shapes, against, against_shapes)
-    sizes = parse_shapes(shapes, "--shapes") if shapes is not None else None
-    against_sizes = parse_shapes(against_shapes, "--against-shapes") if against_shapes is not None else None
-    has_baseline = against is not None or against_shapes is not None
-    against_itself = unstructured and checkpoint is not None  # without a baseline: CKPT as CSR vs CKPT dense
-    if not has_baseline and not against_itself and (fail_below is not None or unstructured):
-        flag = "--fail-below" if fail_below is not None else "--unstructured"
-        raise IsscliError(f"{flag} needs a baseline", "add --against DENSE.safetensors or --against-shapes 1500,1500")
-    if fail_below is not None and fail_below <= 0:
-        raise IsscliError(f"--fail-below {fail_below:g} is not a positive speed-up", "give e.g. --fail-below 7.48")
-    torch_device = resolve_device(device)
-    if cuda_graphs and torch_device.type != "cuda":
-        raise IsscliError("--cuda-graphs needs --device cuda", "add --device cuda or drop --cuda-graphs")
-    if threads is not None:
-        torch.set_num_threads(threads)
-    if repeats < RECOMMENDED_REPEATS:
-        note(f"only {repeats} repeats: medians of fewer than {RECOMMENDED_REPEATS} are rough")
-
-    overrides = config_overrides(config)
-    contenders = [contender("model", checkpoint, sizes, arch, overrides, seed)]
-    if has_baseline:
-        contenders.append(contender("baseline", against, against_sizes, arch, overrides, seed))
-    if unstructured:
-        contenders = unstructured_contenders(contenders[0], contenders[1] if has_baseline else None, seed)
-    settings = Settings(batch, steps, repeats, warmup, torch_device, cuda_graphs, seed)
-    report = run(contenders, settings)
-    speedup = report["comparison"]["speedup"] if report["comparison"] else None
-    report["gate"] = None if fail_below is None else {
-        "fail_below": fail_below, "speedup": speedup, "passed": speedup >= fail_below,
-    }
+    result = api.bench(request_from(api.BenchRequest, locals()), Notes())
+    report = result.to_json()
     emit(report, json_path, lambda: render(report))
-    if fail_below is not None and speedup < fail_below:
-        raise SpeedupBelowGate(f"speed-up {speedup:.2f}× is below --fail-below {fail_below:g}",
+    if result.gate is not None and not result.gate["passed"]:
+        raise SpeedupBelowGate(f"speed-up {result.speedup:.2f}× is below --fail-below {fail_below:g}",
                                "the model is not fast enough on this machine; see the report for the timings")

@@ -1,18 +1,18 @@
-"""Options and helpers shared by several commands."""
+"""Options and helpers shared by several commands: each command's parameters are named like the fields of
+its library request, so one function turns them into the request."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 import typer
 
-from isscli.checkpoint import Checkpoint
-from isscli.errors import IsscliError
-from isscli.jsonfile import read_json_object
-from isscli.models.presets import PRESETS, preset_config
-from isscli.spec import GroupSpec, check_spec, derive_spec, load_spec
-from isscli.spec.authors import attach_companion_biases, load_rename_file, parse_renames
+from isscli.models.presets import PRESETS
+from isscli.spec.authors import load_rename_file, parse_renames
+
+Request = TypeVar("Request")
 
 SpecOption = typer.Option(
     None, "--spec", "-s", help="Group spec (native or authors' JSON). Default: derived from the checkpoint."
@@ -28,40 +28,20 @@ ConfigOption = typer.Option(
     "--config",
     help=f"Model config JSON file, or a preset name ({', '.join(PRESETS)}), for checkpoints without one.",
 )
+DeviceOption = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto (cuda when available).")
 
 
 def renames_from(pairs: list[str], rename_file: Optional[Path]) -> dict[str, str]:
+    """``--rename OLD=NEW`` pairs over a ``--rename-file`` mapping."""
     mapping = load_rename_file(rename_file) if rename_file else {}
     mapping.update(parse_renames(pairs))
     return mapping
 
 
-def resolve_spec(
-    checkpoint: Checkpoint, spec_path: Optional[Path], pairs: list[str], rename_file: Optional[Path]
-) -> GroupSpec:
-    """The spec from ``--spec`` (renamed, then checked) or derived from the checkpoint."""
-    if spec_path is None:
-        spec = derive_spec(checkpoint.tensors)
-    else:
-        spec = load_spec(spec_path, renames_from(pairs, rename_file))
-        if spec.origin == "authors":
-            attach_companion_biases(spec, checkpoint.tensors)
-    check_spec(spec, checkpoint.tensors)
-    return spec
-
-
-def default_output(source: Path, tag: str) -> Path:
-    """``model.safetensors`` → ``model.<tag>.safetensors`` beside it."""
-    return source.with_name(f"{source.stem}.{tag}.safetensors")
-
-
-def config_overrides(value: Optional[str]) -> Optional[dict[str, Any]]:
-    """``--config``: a preset name or a JSON file holding (part of) a model config."""
-    if value is None:
-        return None
-    if value in PRESETS:
-        return preset_config(value)
-    path = Path(value)
-    if not path.is_file():
-        raise IsscliError(f"config {value} is neither a preset nor a file", f"presets: {', '.join(PRESETS)}")
-    return read_json_object(path, "config", '{"family": "lm", "dropout": 0.5}')
+def request_from(cls: type[Request], arguments: dict[str, Any], **extra: Any) -> Request:
+    """The library request of a command: its parameters of the same names as the request's fields, and
+    ``renames`` from ``--rename``/``--rename-file``."""
+    values = {f.name: arguments[f.name] for f in fields(cls) if f.name in arguments}  # type: ignore[arg-type]
+    if "rename" in arguments:
+        values["renames"] = renames_from(arguments["rename"], arguments.get("rename_file"))
+    return cls(**{**values, **extra})

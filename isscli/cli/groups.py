@@ -8,9 +8,10 @@ from typing import Any, Optional
 import typer
 from typer.core import TyperGroup
 
+from isscli.api.common import resolve_spec
 from isscli.atomic import atomic_write_text, check_output_path
 from isscli.checkpoint import Checkpoint, load_checkpoint
-from isscli.cli.common import ForceOption, RenameFileOption, RenameOption, renames_from, resolve_spec
+from isscli.cli.common import ForceOption, RenameFileOption, RenameOption, renames_from
 from isscli.cli.output import JSON_HELP, console, emit, note, table
 from isscli.spec import GroupSpec, check_spec, load_spec
 from isscli.spec.authors import attach_companion_biases
@@ -93,7 +94,7 @@ def show(
     if output is not None:
         check_output_path(output, [checkpoint], overwrite=force)
     loaded = load_checkpoint(checkpoint)
-    spec = resolve_spec(loaded, check, rename, rename_file)
+    spec = resolve_spec(loaded, check, renames_from(rename, rename_file))
     report = spec_report(spec, loaded)
     title = f"ISS groups of {checkpoint}" + (f" (spec {check} is valid)" if check else "")
     emit(report, json_path, lambda: render_spec(report, title))

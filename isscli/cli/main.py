@@ -1,22 +1,28 @@
-"""The ``isscli`` command: a thin Typer layer over the library.
+"""The ``isscli`` command: a thin Typer layer over the library API (:mod:`isscli.api`).
 
 Errors in the user's input surface as one line on stderr and a nonzero exit code:
 2 for bad input, 1 when a check fails (e.g. a compaction that is not exact), 130 on Ctrl-C,
 70 for an internal error. ``--debug`` (or ``ISSCLI_DEBUG=1``) shows the traceback instead.
+The library names parameters in its messages (```target_hidden```); :func:`flag_names` turns
+them into the flags of the command that ran (``--target-hidden``).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import sys
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from isscli import __version__
-from isscli.cli import bench, compact, create, data, demo, groups, prune, show, sparsify, sweep, train
+from isscli.cli import bench, compact, create, data, demo, evaluate, groups, prune, runs, show, sparsify, sweep
 from isscli.cli.output import err_console
 from isscli.errors import IsscliError
+from isscli.provenance import invoked_by
 
 app = typer.Typer(
     name="isscli",
@@ -26,6 +32,11 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=False,
 )
+
+#: Library names without a flag of the same name in the command that ran.
+KNOWN_FLAGS = {"group_lasso": "--lambda", "checkpoint": "CKPT", "settings_file": "--settings", "lambdas": "--lambda",
+               "renames": "--rename"}
+
 
 def _show_version(value: bool) -> None:
     if value:
@@ -52,13 +63,38 @@ app.command("sparsify")(sparsify.sparsify)
 app.command("compact")(compact.compact)
 app.command("show")(show.show)
 app.command("demo")(demo.demo)
-app.command("train")(train.train)
-app.command("finetune")(train.finetune)
-app.command("eval")(train.evaluate)
+app.command("train")(runs.train)
+app.command("finetune")(runs.finetune)
+app.command("eval")(evaluate.evaluate)
 app.add_typer(data.app, name="data")
 app.command("bench")(bench.bench)
 app.command("sweep", context_settings=sweep.CONTEXT)(sweep.sweep)
-app.command("sweep-point", hidden=True)(sweep.sweep_point)
+
+
+def flag_names(args: list[str]) -> dict[str, str]:
+    """Parameter name → its flag, for the (sub)command that ``args`` run."""
+    command = typer.main.get_command(app)
+    words = [arg for arg in args if not arg.startswith("-")]
+    context = typer.Context(command)
+    while hasattr(command, "commands") and words:
+        found = command.get_command(context, words.pop(0))
+        if found is None:
+            break
+        command = found
+    if hasattr(command, "commands"):  # `isscli groups CKPT` means `isscli groups show CKPT`
+        command = command.get_command(context, "show") or command
+    names = dict(KNOWN_FLAGS)
+    for param in command.params:
+        if param.param_type_name == "option":
+            names[param.name or ""] = max(param.opts, key=len)
+        elif param.param_type_name == "argument":
+            names[param.name or ""] = param.metavar or (param.name or "").upper()
+    return names
+
+
+def in_flags(message: str, names: dict[str, str]) -> str:
+    """```name``` → the flag of that name (``--name-with-dashes`` when the command has none)."""
+    return re.sub(r"`([a-z_][a-z0-9_]*)`", lambda m: names.get(m[1], "--" + m[1].replace("_", "-")), message)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -66,25 +102,28 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("ISSCLI_DEBUG") == "1"
     try:
-        code = app(args=args, prog_name="isscli", standalone_mode=False)
+        with invoked_by("cli", command=shlex.join(["isscli", *args])):
+            code = app(args=args, prog_name="isscli", standalone_mode=False)
     except typer.TyperException as error:  # usage errors: bad or missing options
         context = getattr(error, "ctx", None)
         where = context.command_path if context is not None else "isscli"
-        err_console.print(f"[bold red]error:[/] {error.format_message()} — see `{where} --help`", soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(error.format_message())} — see `{where} --help`",
+                          soft_wrap=True)
         sys.exit(getattr(error, "exit_code", 2))
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         err_console.print("interrupted: no output was written")
         sys.exit(130)
     except IsscliError as error:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {error}", soft_wrap=True)
+        err_console.print("[bold red]error:[/] " + escape(in_flags(str(error), flag_names(args))), soft_wrap=True)
         sys.exit(error.exit_code)
     except Exception as error:  # noqa: BLE001 - the last line of defence
         if debug:
             raise
         err_console.print(
-            f"[bold red]internal error:[/] {type(error).__name__}: {error} (rerun with --debug for the traceback)",
+            f"[bold red]internal error:[/] {escape(f'{type(error).__name__}: {error}')} "
+            "(rerun with --debug for the traceback)",
             soft_wrap=True,
         )
         sys.exit(70)

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from isscli.atomic import atomic_write_text
+from isscli.observer import SilentObserver
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -53,6 +54,13 @@ def emit(report: dict[str, Any], json_path: Path | None, render: Callable[[], No
         err_console.print(f"report written to {json_path}")
 
 
-def note(message: str) -> None:
-    """A progress or result line for people, on stderr so stdout stays parseable."""
-    err_console.print(message)
+def note(message: str, warning: bool = False) -> None:
+    """A progress or result line for people, on stderr so stdout stays parseable (``message`` is plain text)."""
+    err_console.print(f"[yellow]{escape(message)}[/]" if warning else escape(message), soft_wrap=True)
+
+
+class Notes(SilentObserver):
+    """The observer of commands without a progress bar: the library's notes, on stderr."""
+
+    def note(self, message: str, warning: bool = False) -> None:
+        note(message, warning)

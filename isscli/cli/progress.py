@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from types import TracebackType
 
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -38,11 +39,11 @@ def epoch_line(report: EpochReport, epochs: int) -> str:
 
 
 class ProgressDisplay:
-    """The CLI's :class:`isscli.training.Observer`; use it as a context manager."""
+    """The CLI's :class:`isscli.observer.Observer` for training; use it as a context manager."""
 
-    def __init__(self, components: dict[str, int], classifier: bool, stdout_is_json: bool = False) -> None:
-        self.components = components
-        self.classifier = classifier
+    def __init__(self, stdout_is_json: bool = False) -> None:
+        self.components: dict[str, int] = {}
+        self.classifier = False
         self.stdout_is_json = stdout_is_json
         self.epochs = 0
         self.alive = ""
@@ -61,6 +62,13 @@ class ProgressDisplay:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.progress.stop()
+
+    def note(self, message: str, warning: bool = False) -> None:
+        """Above the bar, on stderr."""
+        self.progress.console.print(f"[yellow]{escape(message)}[/]" if warning else escape(message), soft_wrap=True)
+
+    def run_started(self, components: dict[str, int], classifier: bool) -> None:
+        self.components, self.classifier = components, classifier
 
     def epoch_started(self, epoch: int, epochs: int, batches: int, lr: float) -> None:
         self.epochs = epochs

@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
-from isscli.atomic import check_output_path
-from isscli.checkpoint import load_checkpoint, make_provenance, save_checkpoint
-from isscli.cli.common import ForceOption, RenameFileOption, RenameOption, SpecOption, default_output, resolve_spec
+from isscli import api
+from isscli.api.common import output_path
+from isscli.cli.common import ForceOption, RenameFileOption, RenameOption, SpecOption, request_from
 from isscli.cli.output import JSON_HELP, console, emit, note, table
 from isscli.errors import IsscliError
-from isscli.surgery import prune as prune_tensors
 
 
 def prune(
     checkpoint: Path = typer.Argument(..., help="The checkpoint to prune (left untouched)."),
-    threshold: float = typer.Option(
-        ..., "--threshold", "-t", help="τ: zero every ISS component whose group norm is ≤ τ."
+    group_threshold: Optional[float] = typer.Option(
+        None, "--group-threshold", help="τ: zero every ISS component whose group norm ‖w_k‖ is ≤ τ (required)."
     ),
+    threshold: Optional[float] = typer.Option(None, "--threshold", "-t", hidden=True,
+                                              help="Old name of --group-threshold."),
     weight_threshold: Optional[float] = typer.Option(
         None, "--weight-threshold", help="Also zero single weights with |w| < this (the paper uses τ = 1e-4)."
     ),
@@ -33,48 +34,21 @@ def prune(
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
     """Zero whole ISS components (and optionally small weights); write a new checkpoint of the same shape."""
-    if threshold < 0 or (weight_threshold is not None and weight_threshold < 0):
-        raise IsscliError("thresholds must be ≥ 0", "give e.g. --threshold 1e-4")
-    output = output or default_output(checkpoint, "pruned")
-    check_output_path(output, [checkpoint], overwrite=force)
-    loaded = load_checkpoint(checkpoint)
-    group_spec = resolve_spec(loaded, spec, rename, rename_file)
-    result = prune_tensors(loaded.tensors, group_spec, threshold, weight_threshold)
-    provenance = make_provenance(
-        "prune",
-        loaded,
-        spec=group_spec.to_json(),
-        threshold=threshold,
-        weight_threshold=weight_threshold,
-        parent_provenance=loaded.provenance,
-    )
-    save_checkpoint(output, result.tensors, loaded.config, provenance, inputs=(checkpoint,), overwrite=force,
-                    masks=loaded.masks, mask_info=loaded.mask_info)  # same shapes: a masked model stays masked
-    report: dict[str, Any] = {
-        "checkpoint": str(checkpoint),
-        "output": str(output),
-        "threshold": threshold,
-        "weight_threshold": weight_threshold,
-        "sets": [
-            {"name": c.name, "components": c.components, "alive_before": c.before, "alive_after": c.after}
-            for c in result.sets
-        ],
-        "weight_sparsity_before": result.sparsity_before,
-        "weight_sparsity_after": result.sparsity_after,
-    }
+    if threshold is not None:
+        note("--threshold of prune is now --group-threshold (group norm ≤ τ); the old name will go", warning=True)
+        group_threshold = threshold if group_threshold is None else group_threshold
+    if group_threshold is None:
+        raise IsscliError("prune needs `group_threshold`", "give e.g. --group-threshold 1e-4")
+    request = request_from(api.PruneRequest, locals(), output=output_path(output, checkpoint, "pruned"))
+    result = api.prune(request)
 
     def render() -> None:
-        rows = [(c.name, c.components, c.before, c.after, c.before - c.after) for c in result.sets]
-        console.print(
-            table(
-                f"prune {checkpoint} (τ = {threshold:g})",
-                ("set", "K", "nonzero before", "nonzero after", "zeroed"),
-                rows,
-            )
-        )
-        console.print(
-            f"weight sparsity of the grouped tensors: {result.sparsity_before:.2%} → {result.sparsity_after:.2%}"
-        )
+        rows = [(s.name, s.components, s.alive_before, s.alive_after, s.alive_before - s.alive_after)
+                for s in result.sets]
+        columns = ("set", "K", "nonzero before", "nonzero after", "zeroed")
+        console.print(table(f"prune {checkpoint} (τ = {group_threshold:g})", columns, rows))
+        console.print(f"weight sparsity of the grouped tensors: {result.weight_sparsity_before:.2%} → "
+                      f"{result.weight_sparsity_after:.2%}")
 
-    emit(report, json_path, render)
-    note(f"pruned checkpoint written to {output}")
+    emit({"checkpoint": str(checkpoint), **result.to_json()}, json_path, render)
+    note(f"pruned checkpoint written to {result.output}")

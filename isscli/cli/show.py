@@ -7,8 +7,9 @@ from typing import Optional
 
 import typer
 
+from isscli.api.common import resolve_spec
 from isscli.checkpoint import load_checkpoint
-from isscli.cli.common import RenameFileOption, RenameOption, SpecOption, resolve_spec
+from isscli.cli.common import RenameFileOption, RenameOption, SpecOption, renames_from
 from isscli.cli.output import JSON_HELP, console, emit, note, table
 from isscli.errors import OutputError
 from isscli.pictures import group_norm_histogram, set_summary, units_chart, zero_pattern
@@ -30,7 +31,7 @@ def show(
     if output is not None and output.exists() and not output.is_dir():
         raise OutputError(f"{output} is a file", "give a folder for the pictures with -o")
     loaded = load_checkpoint(checkpoint)
-    group_spec = resolve_spec(loaded, spec, rename, rename_file)
+    group_spec = resolve_spec(loaded, spec, renames_from(rename, rename_file))
     summaries = [set_summary(loaded.tensors, iss) for iss in group_spec.sets]
     written = []
     if output is not None:

@@ -7,30 +7,24 @@ from typing import Any, Optional
 
 import typer
 
-from isscli.cli.output import JSON_HELP, console, emit, note, table
+from isscli import api
+from isscli.cli.output import JSON_HELP, Notes, console, emit, note, table
 from isscli.errors import IsscliError
-from isscli.sweep import RESERVED, Plan, load_plan, make_points, prepare, run_sweep, train_point
+from isscli.parsing import parse_list
+from isscli.sweep import SweepRequest, SweepResult, make_points, run_sweep
 
 CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 AXES = {"params": "parameters", "speed": "speedup"}
+#: Flags the sweep sets itself for every point; passing them through would break the pipeline.
+RESERVED = ("-o", "--output", "--json", "--data", "-d", "--lambda", "--target-hidden", "--target-params",
+            "--target-speedup", "--force", "--resume", "--stop-after", "--preset", "-p")
 
 
-def split_floats(text: Optional[str], option: str) -> list[float]:
-    if text is None:
-        return []
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        values = []
-    if not values or any(v < 0 for v in values):
-        raise IsscliError(f"{option} {text!r} is not a comma-separated list of numbers ≥ 0",
-                          f"write e.g. {option} 0.001,0.002,0.004")
-    return values
-
-
-def check_train_args(extra: list[str], checkpoint: Optional[Path], preset: Optional[str]) -> None:
-    """The pass-through flags must be options of finetune (or train) that the sweep does not set itself."""
+def base_request(extra: list[str], checkpoint: Optional[Path], preset: Optional[str], data: Optional[Path]) -> Any:
+    """The finetune (or train) request every point starts from, parsed from the pass-through options by that
+    command's own parser."""
     from isscli.cli.main import app
+    from isscli.cli.runs import run_request
 
     for arg in extra:
         name = arg.split("=", 1)[0]
@@ -38,17 +32,17 @@ def check_train_args(extra: list[str], checkpoint: Optional[Path], preset: Optio
             raise IsscliError(f"the sweep sets {name} itself for every point", f"drop {name} from the command")
     commands = getattr(typer.main.get_command(app), "commands", {})
     if checkpoint is not None:
-        name, args = "finetune", [str(checkpoint), *extra]
+        name, args, cls = "finetune", [str(checkpoint), *extra], api.FinetuneRequest
     else:
-        name, args = "train", ["--preset", str(preset), "-o", "x.safetensors", *extra]
-    command = commands[name]
+        name, args, cls = "train", ["--preset", str(preset), "-o", "point.safetensors", *extra], api.TrainRequest
     try:
-        command.make_context(name, list(args))
+        parsed = commands[name].make_context(name, list(args)).params
     except typer.Exit:
-        return
+        raise IsscliError(f"the options passed on to {name} asked for help", f"see `isscli {name} --help`") from None
     except typer.TyperException as error:
         raise IsscliError(f"the options passed on to {name}: {error.format_message()}",
                           f"see `isscli {name} --help`") from None
+    return run_request(cls, {**parsed, "data": data, "preset": preset})
 
 
 def sweep(
@@ -76,13 +70,15 @@ def sweep(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Corpus folder, as for train/finetune/eval."),
     jobs: int = typer.Option(
         1, "--jobs", "-j", min=1,
-        help="Points trained at once, as separate processes sharing the CPU threads; benchmarks run one at a time.",
+        help="Points trained at once, as worker processes sharing the CPU threads; benchmarks run one at a time.",
     ),
-    prune_threshold: Optional[float] = typer.Option(
-        None, "--prune-threshold",
-        help="τ of each point's prune step (groups with norm ≤ τ). Default: the training τ for λ points, "
-             "0 for targets (already exact).",
+    group_threshold: Optional[float] = typer.Option(
+        None, "--group-threshold",
+        help="τ of each point's prune step (groups with norm ≤ τ). Default: the training's weight threshold for λ "
+             "points, 0 for targets and the dense point (already exact).",
     ),
+    prune_threshold: Optional[float] = typer.Option(None, "--prune-threshold", hidden=True,
+                                                    help="Old name of --group-threshold."),
     bench_repeats: int = typer.Option(7, "--bench-repeats", min=1, help="Timed repeats of each point's bench."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Draw SWEEPDIR/tradeoff.png (needs matplotlib)."),
     force: bool = typer.Option(False, "--force", help="Start over: discard the points SWEEPDIR already holds."),
@@ -90,8 +86,10 @@ def sweep(
 ) -> None:
     """Run several λ values or size targets (finetune → prune → compact → eval → bench each); print the trade-off.
 
-    Other options are passed on to finetune (or train), e.g. --epochs 3 --max-batches 200. Finished points
-    are not rerun; SWEEPDIR/points.jsonl and SWEEPDIR/tradeoff.png hold the results.
+    Every sweep also fine-tunes the dense model with λ = 0 for as many epochs as its longest point (the point
+    dense-lambda0), so that ISS is compared with a dense model trained as long. Other options are passed on to
+    finetune (or train), e.g. --epochs 3 --max-batches 200. Finished points are not rerun;
+    SWEEPDIR/points.jsonl and SWEEPDIR/tradeoff.png hold the results.
     """
     extra = list(ctx.args)
     if from_scratch and checkpoint is not None:  # with no CKPT, the first pass-through token lands there
@@ -102,58 +100,38 @@ def sweep(
     if not from_scratch and checkpoint is None:
         raise IsscliError("give the dense checkpoint to fine-tune, or --from-scratch --preset P",
                           "e.g. isscli sweep dense.safetensors --lambda 0.001,0.002 -o sweep")
-    if checkpoint is not None and not checkpoint.is_file():
-        raise IsscliError(f"checkpoint {checkpoint} not found", "check the path")
-    speedups = split_floats(target_speedup, "--target-speedup")
-    points = make_points(split_floats(lambdas, "--lambda"), target_hidden, target_params, speedups)
+    if prune_threshold is not None:
+        note("--prune-threshold is now --group-threshold; the old name will go", warning=True)
+        group_threshold = prune_threshold if group_threshold is None else group_threshold
+    lambda_values = parse_list(lambdas, float, "lambdas", "numbers ≥ 0", "0.001,0.002", 0) if lambdas else []
+    speedups = parse_list(target_speedup, float, "target_speedup", "numbers", "4,8") if target_speedup else []
+    points = make_points(lambda_values, target_hidden, target_params, speedups)
     if not points:
         raise IsscliError("no sweep points", "give --lambda 0.001,0.002 or one or more --target-* options")
-    check_train_args(extra, checkpoint, preset)
-    plan = prepare(Plan(output, checkpoint, preset, data, extra, prune_threshold, bench_repeats, points), force)
-    report = run_sweep(plan, jobs, notify=note)
-    picture = output / "tradeoff.png"
-    drawn = [r for r in report["points"] if r.get("status") == "ok"]
-    report["plot"] = None
-    if plot and drawn:
-        from isscli.sweep import draw
-
-        draw(report, picture)
-        report["plot"] = str(picture)
-    emit(report, json_path, lambda: render(report))
-    if report["plot"]:
-        note(f"trade-off plot written to {picture}")
-    failed = [r["label"] for r in report["points"] if r.get("status") == "failed"]
-    if failed:
-        raise IsscliError(f"point(s) {', '.join(failed)} failed (see their log.txt in {output}/points/)",
+    request = SweepRequest(output, base_request(extra, checkpoint, preset, data), points, jobs, group_threshold,
+                           bench_repeats, force)
+    result = run_sweep(request, Notes(), plot=plot)
+    report = result.to_json()
+    emit(report, json_path, lambda: render(result))
+    if result.plot:
+        note(f"trade-off plot written to {result.plot}")
+    if result.failed:
+        raise IsscliError(f"point(s) {', '.join(result.failed)} failed (see their log.txt in {output}/points/)",
                           "fix the cause and rerun the same command: finished points are kept")
 
 
-def render(report: dict[str, Any]) -> None:
-    metric = report["metric"]
+def render(result: SweepResult) -> None:
+    metric = result.metric
     rows = []
-    entries = ([report["baseline"]] if report["baseline"] else []) + report["points"]
-    for entry in entries:
+    for entry in ([result.baseline] if result.baseline else []) + result.points:
         sizes = entry.get("hidden_sizes")
         shown = " ".join("+".join(map(str, s)) for s in sizes) if sizes else "—"
         value = entry.get(metric)
-        score = "—" if value is None else (f"{value:.2%}" if metric == "accuracy" else value)
-        pareto = " ".join(axis for axis in ("params", "speed") if entry["label"] in report["pareto"][AXES[axis]])
+        score = "—" if value is None else (f"{value:.2%}" if metric == "accuracy" else f"{value:.2f}")
+        pareto = " ".join(axis for axis in ("params", "speed") if entry["label"] in result.pareto[AXES[axis]])
         speed = entry.get("speedup")
         rows.append((entry["label"], shown, entry.get("parameters") or "—", score,
                      "—" if speed is None else f"{speed:.2f}×", entry.get("status", ""), pareto or ""))
     short = "acc" if metric == "accuracy" else "ppl"
-    columns = ("point", "hidden", "parameters", f"test {short}", "speed-up", "status", "Pareto")
-    result = table(f"sweep {report['folder']}", columns, rows)
-    result.columns[0].no_wrap = True
-    console.print(result)
-
-
-def sweep_point(
-    folder: Path = typer.Argument(..., help="The sweep folder."),
-    label: str = typer.Argument(..., help="The point to train."),
-) -> None:
-    """Train, prune, compact and evaluate one point of a sweep (what `sweep --jobs N` runs in each process)."""
-    plan = load_plan(folder)
-    status = train_point(plan, plan.point(label))
-    if status != "ok":
-        raise typer.Exit(3 if status == "diverged" else 1)
+    columns = ("point", "hidden", "params", short, "speed-up", "status", "Pareto")
+    console.print(table(f"sweep {result.folder}", columns, rows))

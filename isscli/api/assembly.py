@@ -1,0 +1,295 @@
+"""Putting a training run together: recipe ← settings file ← settings, the corpus, the model, the spec, the hooks.
+
+``train`` and ``finetune`` differ only in where the run starts (:class:`Start`: a fresh model
+of a preset, or a checkpoint) and in their weight masks (SET, or the parent's masks and
+magnitude pruning); everything else — settings, size targets, corpus, spec, the λ
+controller, provenance — is assembled here once for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from isscli.api.common import as_checkpoint, input_paths, model_overrides, output_path, resolve_spec
+from isscli.api.corpora import check_vocabulary, load_task
+from isscli.checkpoint import Checkpoint
+from isscli.controller import ControllerSettings, IssController
+from isscli.controller.targets import (
+    check_layout,
+    check_targets,
+    sized_config,
+    sizes_for_parameters,
+    sizes_for_speedup,
+    speedup_meter,
+    targets_from_sizes,
+    units_of,
+)
+from isscli.errors import IsscliError
+from isscli.masks import check_schedule, check_set_options, finetune_hook, set_hook
+from isscli.models import PRESETS, build_model, load_model, model_tensors, preset_config
+from isscli.models.config import ModelConfig
+from isscli.models.registry import resolve_config
+from isscli.observer import Observer
+from isscli.parsing import parse_count, parse_list
+from isscli.provenance import plain
+from isscli.recipes import PAPER_THRESHOLD, RECIPES, TrainSettings, read_settings_file, recipe
+from isscli.runstate import load_run_state
+from isscli.timing import resolve_device
+from isscli.training import RunPaths, TrainingHook, TrainingRun, prepare_outputs
+
+if TYPE_CHECKING:
+    from isscli.api.runs import FinetuneRequest, RunRequest, TrainRequest
+
+TARGETS = ("target_hidden", "target_params", "target_speedup")
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+def given_target(request: RunRequest) -> str | None:
+    """The one size target of the request (its parameter name), or None; more than one is an error."""
+    given = [name for name in TARGETS if getattr(request, name) is not None]
+    if len(given) > 1:
+        raise IsscliError(f"give one target, not {' and '.join(f'`{name}`' for name in given)}",
+                          "choose `target_hidden`, `target_params` or `target_speedup`")
+    if not given and (request.prune_epochs is not None or request.recover_epochs is not None):
+        raise IsscliError("`prune_epochs` and `recover_epochs` belong to a target run",
+                          "add `target_hidden`, `target_params` or `target_speedup`, or drop them")
+    return given[0] if given else None
+
+
+def run_settings(base: TrainSettings, request: RunRequest) -> tuple[TrainSettings, int, int]:
+    """The recipe, then the settings file, then ``request.settings``; with a target, its two phases.
+
+    A target run lasts ``prune_epochs + recover_epochs`` (default: the recipe's epochs, then a
+    quarter of them, at least one) and thresholds at the paper's τ even without λ. Returns the
+    settings with τ resolved, and the two phases (0, 0 without a target).
+    """
+    changes = read_settings_file(Path(request.settings_file)) if request.settings_file is not None else {}
+    changes.update({key: value for key, value in request.settings.items() if value is not None})
+    settings = base.updated(changes)
+    if given_target(request) is None:
+        return settings.resolved(), 0, 0
+    prune = request.prune_epochs if request.prune_epochs is not None else settings.epochs
+    recover = request.recover_epochs if request.recover_epochs is not None else max(1, prune // 4)
+    if prune < 1 or recover < 1:
+        raise IsscliError("`prune_epochs` and `recover_epochs` must be ≥ 1",
+                          "the survivors need at least one epoch with λ = 0 after pruning")
+    changes = {"epochs": prune + recover}
+    if settings.weight_threshold is None:
+        changes["weight_threshold"] = PAPER_THRESHOLD
+    return settings.updated(changes).resolved(), prune, recover
+
+
+def recipe_for(config: ModelConfig, name: str | None, observer: Observer) -> tuple[str, TrainSettings]:
+    """``preset``, else the recipe whose model has the checkpoint's sizes, else the family's default."""
+    if name is not None:
+        return name, recipe(name)
+    for preset, raw in PRESETS.items():
+        if preset in RECIPES and raw["family"] == config.family and raw["hidden_sizes"] == config.hidden_sizes:
+            return preset, RECIPES[preset]
+    fallback = "bilstm-classifier" if config.family == "classifier" else "small"
+    observer.note(f"no recipe matches hidden sizes {config.hidden_sizes}: using the {fallback!r} one "
+                  "(choose with `preset`)")
+    return fallback, RECIPES[fallback]
+
+
+# -- where the run starts ---------------------------------------------------------------------
+
+
+@dataclass
+class Start:
+    """What differs between ``train`` and ``finetune``."""
+
+    operation: str
+    recipe_name: str
+    recipe: TrainSettings
+    family: str
+    parent: Checkpoint | None
+    config: ModelConfig | None  # the checkpoint's (finetune); a fresh model's comes with the corpus
+    build: Callable[[dict[str, Any]], nn.Module]  # the model, given the corpus description (after seeding)
+
+
+def start_of(request: RunRequest, observer: Observer) -> Start:
+    from isscli.api.runs import FinetuneRequest
+
+    if isinstance(request, FinetuneRequest):
+        return _finetune_start(request, observer)
+    return _train_start(request)  # type: ignore[arg-type]
+
+
+def _overrides(request: RunRequest) -> dict[str, Any]:
+    overrides = model_overrides(request.config) or {}
+    if request.dropout is not None:
+        overrides["dropout"] = request.dropout
+    return overrides
+
+
+def _train_start(request: TrainRequest) -> Start:
+    if request.preset is None:
+        raise IsscliError("training from scratch needs a `preset`", f"choose one of {', '.join(RECIPES)}")
+    raw = {**preset_config(request.preset), **_overrides(request)}
+
+    def build(data: dict[str, Any]) -> nn.Module:
+        sized = {**raw, "vocab_size": data["vocabulary_size"]}
+        if raw.get("family") == "classifier":
+            sized["num_classes"] = data["num_classes"]
+        return build_model(sized)
+
+    return Start("train", request.preset, recipe(request.preset), raw.get("family", "lm"), None, None, build)
+
+
+def _finetune_start(request: FinetuneRequest, observer: Observer) -> Start:
+    loaded = as_checkpoint(request.checkpoint)
+    overrides = _overrides(request)
+    config, _ = resolve_config(loaded, request.arch, overrides)
+    name, base = recipe_for(config, request.preset, observer)
+
+    def build(data: dict[str, Any]) -> nn.Module:
+        check_vocabulary(config, data, loaded.provenance)
+        return load_model(loaded, request.arch, overrides)
+
+    return Start("finetune", name, base, config.family, loaded, config, build)
+
+
+# -- hooks ------------------------------------------------------------------------------------
+
+
+def mask_hooks(request: RunRequest, start: Start, model: nn.Module, settings: TrainSettings) -> list[TrainingHook]:
+    """SET for ``train --method set``; the parent's masks, or magnitude pruning, for ``finetune``."""
+    from isscli.api.runs import FinetuneRequest
+
+    if isinstance(request, FinetuneRequest):
+        parent = start.parent
+        assert parent is not None
+        hook = finetune_hook(model, parent.masks, parent.mask_info, request.magnitude_sparsity, request.prune_start,
+                             request.prune_end, request.prune_every, settings.epochs)
+        return [hook] if hook is not None else []
+    if request.method == "set" and request.density is not None:  # type: ignore[attr-defined]
+        return [set_hook(model, request.density, request.zeta, settings.seed)]  # type: ignore[attr-defined]
+    return []
+
+
+def check_masks(request: RunRequest, start: Start, settings: TrainSettings) -> None:
+    """The unstructured options of the request, checked before any work."""
+    from isscli.api.runs import FinetuneRequest
+
+    target = given_target(request)
+    if isinstance(request, FinetuneRequest):
+        check_schedule(request.magnitude_sparsity, request.prune_start, request.prune_end, request.prune_every,
+                       settings.epochs)
+        masked = request.magnitude_sparsity is not None or bool(start.parent and start.parent.masks)
+        if target and masked:
+            raise IsscliError("a size target does not combine with weight masks", "drop the target or the masks")
+        return
+    check_set_options(request.method, request.density, request.zeta)  # type: ignore[attr-defined]
+    if target and request.method == "set":  # type: ignore[attr-defined]
+        raise IsscliError("a size target does not combine with `method`=set", "drop one of them")
+
+
+def controller_hook(
+    request: RunRequest, model: nn.Module, spec: Any, settings: TrainSettings, phases: tuple[int, int],
+    device: torch.device, paths: RunPaths, observer: Observer,
+) -> IssController:
+    """Targets per set from the request, checked against the model; told, and the controller to reach them."""
+    name = given_target(request)
+    assert name is not None
+    units = units_of(model, spec)
+    current = [units[iss.name] for iss in spec.sets]
+    config = model.config
+    saved = saved_targets(paths.resume) if request.resume and name == "target_speedup" else None
+    if saved is not None:  # a resumed speed target is not measured again
+        targets, origin = dict(saved["targets"]), dict(saved["origin"])
+    elif name == "target_hidden":
+        sizes = parse_list(request.target_hidden, int, name, "unit counts, one per ISS set", "400,350")
+        targets, origin = targets_from_sizes(spec, sizes, name), {"parameter": name, "value": request.target_hidden}
+    elif name == "target_params":
+        limit = parse_count(request.target_params, name)
+        check_layout(config, spec, name)
+        sizes, count = sizes_for_parameters(config, limit, current)
+        targets = targets_from_sizes(spec, sizes, name)
+        origin = {"parameter": name, "value": request.target_params, "limit": limit, "parameters": count}
+    else:
+        check_layout(config, spec, name)
+        speedup = float(request.target_speedup or 0)
+        if speedup > 1:
+            observer.note(f"measuring candidate sizes against the dense model on {device} (random weights) …")
+        sizes, measured = sizes_for_speedup(config, speedup, speedup_meter(config, device), current)
+        targets = targets_from_sizes(spec, sizes, name)
+        origin = {"parameter": name, "value": speedup, "measured_speedup": measured, "device": str(device)}
+    check_targets(spec, targets, units, name)
+    observer.note(f"targets: {', '.join(f'{n} {units[n]}→{size}' for n, size in targets.items())}"
+                  f"{target_detail(config, spec, targets, origin)}; pruning {phases[0]} epoch(s), "
+                  f"then {phases[1]} with λ = 0")
+    controller = ControllerSettings(targets, phases[0], phases[1], cap=settings.group_lasso or None, origin=origin)
+    return IssController(controller, announce=lambda message, warning: observer.note(message, warning))
+
+
+def target_detail(config: ModelConfig, spec: Any, targets: dict[str, int], origin: dict[str, Any]) -> str:
+    if "parameters" in origin:
+        return f" ({origin['parameters']:,} parameters after compaction, budget {origin['limit']:,})"
+    if "measured_speedup" in origin:
+        return f" (measured here: {origin['measured_speedup']:.2f}× faster than the dense model)"
+    from isscli.accounting import parameter_count
+
+    try:
+        check_layout(config, spec, "target_hidden")
+    except IsscliError:
+        return ""
+    return f" ({parameter_count(sized_config(config, [targets[iss.name] for iss in spec.sets])):,} parameters " \
+           "after compaction)"
+
+
+def saved_targets(resume_path: Path) -> dict[str, Any] | None:
+    """The controller settings of an interrupted run (so a resumed speed target is not re-measured)."""
+    if not resume_path.is_file():
+        return None
+    return load_run_state(resume_path).info.get("hooks", {}).get("controller", {}).get("settings")
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def assemble(request: RunRequest, observer: Observer) -> TrainingRun:
+    """Check everything, then build the :class:`TrainingRun` of a ``train`` or ``finetune`` request."""
+    target = given_target(request)
+    start = start_of(request, observer)
+    if start.parent is not None:
+        output = output_path(request.output, request.checkpoint, "iss")  # type: ignore[attr-defined]
+    elif request.output is not None:
+        output = Path(request.output)
+    else:
+        raise IsscliError("training needs an `output` checkpoint", "give e.g. `output`=model.safetensors")
+    paths = RunPaths(output)
+    prepare_outputs(paths, input_paths(start.parent), request.force, request.resume)
+    settings, *phases = run_settings(start.recipe, request)
+    check_masks(request, start, settings)
+    if start.operation == "finetune" and settings.group_lasso == 0 and settings.l1 == 0 and target is None:
+        if request.magnitude_sparsity is None and not start.parent.masks:  # type: ignore[attr-defined, union-attr]
+            observer.note("no `group_lasso` or `l1`: this fine-tunes without learning ISS")
+    device = resolve_device(request.device)
+    task, data = load_task(start.family, request.data, settings, device, observer)
+    torch.manual_seed(settings.seed)
+    model = start.build(data).to(device)
+    spec = resolve_spec(Checkpoint(model_tensors(model), path=start.parent and start.parent.path), request.spec,
+                        request.renames)
+    hooks = mask_hooks(request, start, model, settings)
+    if target is not None:
+        hooks.append(controller_hook(request, model, spec, settings, (phases[0], phases[1]), device, paths, observer))
+    parameters = {**plain(request), "recipe": start.recipe_name, "settings": settings.to_dict(), "data": data,
+                  "spec": spec.to_json()}
+    for dropped in ("settings_file", "force", "resume", "stop_after"):
+        parameters.pop(dropped, None)
+    return TrainingRun(start.operation, model, task, settings, spec, paths, device, start.parent, parameters, hooks)
+
+
+def planned_epochs(request: RunRequest, observer: Observer) -> int:
+    """How many epochs the request would train (its recipe, settings and target), without loading any data."""
+    start = start_of(request, observer)
+    return run_settings(start.recipe, request)[0].epochs

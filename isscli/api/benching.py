@@ -1,0 +1,137 @@
+"""``bench``: time a model against a baseline, interleaved, and report the speed-up and what it costs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from isscli import benchmark
+from isscli.api.common import CheckpointSource, ConfigSource, as_checkpoint, model_overrides
+from isscli.errors import IsscliError
+from isscli.observer import Observer, SilentObserver
+from isscli.parsing import parse_list
+from isscli.timing import resolve_device
+
+#: Fewer timed repeats than this give rough medians (said in a note).
+RECOMMENDED_REPEATS = 5
+
+Shapes = str | Sequence[int]
+
+
+@dataclass(kw_only=True)
+class BenchRequest:
+    """Time ``checkpoint`` (or a fresh model of ``shapes``) against ``against`` (or ``against_shapes``)."""
+
+    checkpoint: CheckpointSource | None = None
+    shapes: Shapes | None = None  # hidden sizes of a fresh model of the 'large' preset, e.g. "373,315"
+    against: CheckpointSource | None = None
+    against_shapes: Shapes | None = None
+    batch: int = 10  # the paper's Table 1: batch 10, 30 steps
+    steps: int = 30
+    repeats: int = 7
+    warmup: int = 2
+    device: str = "cpu"
+    threads: int | None = None
+    cuda_graphs: bool = False
+    unstructured: bool = False  # CSR kernels for unstructured sparsity (see ``isscli bench --help``)
+    fail_below: float | None = None  # the gate: ``result.gate["passed"]`` is False below this speed-up
+    seed: int = 0
+    arch: str | None = None
+    config: ConfigSource = None
+
+
+@dataclass
+class BenchResult:
+    """The report of schema ``isscli.bench/1`` (docs/bench.md), field by field."""
+
+    schema: str
+    settings: dict[str, Any]
+    machine: dict[str, Any]
+    models: list[dict[str, Any]]  # role, label, sizes, parameters, multiply-adds, timings per workload
+    comparison: dict[str, Any] | None  # speed-ups against the baseline (None without one)
+    gate: dict[str, Any] | None = None
+
+    @property
+    def speedup(self) -> float | None:
+        """Full-inference speed-up of the model over the baseline (median times)."""
+        return self.comparison["speedup"] if self.comparison else None
+
+    def median_ms(self, role: str, workload: str = "full") -> float:
+        return next(m for m in self.models if m["role"] == role)["timings"][workload]["median_ms"]
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def check(request: BenchRequest) -> None:
+    if (request.checkpoint is None) == (request.shapes is None):
+        raise IsscliError("give either a checkpoint or `shapes` (not both, not neither)",
+                          "e.g. `isscli bench compact.safetensors --against dense.safetensors` or --shapes 373,315")
+    if request.against is not None and request.against_shapes is not None:
+        raise IsscliError("give either `against` or `against_shapes`, not both", "drop one of them")
+    has_baseline = request.against is not None or request.against_shapes is not None
+    against_itself = request.unstructured and request.checkpoint is not None
+    if not has_baseline and not against_itself and (request.fail_below is not None or request.unstructured):
+        name = "fail_below" if request.fail_below is not None else "unstructured"
+        raise IsscliError(f"`{name}` needs a baseline", "add `against`=DENSE.safetensors or `against_shapes`=1500,1500")
+    if request.fail_below is not None and not (request.fail_below > 0 and math.isfinite(request.fail_below)):
+        raise IsscliError(f"`fail_below` {request.fail_below:g} is not a positive speed-up",
+                          "give e.g. `fail_below`=7.48")
+    for name in ("batch", "steps", "repeats"):
+        if getattr(request, name) < 1:
+            raise IsscliError(f"`{name}` must be ≥ 1", "fix the option")
+    if request.warmup < 0:
+        raise IsscliError("`warmup` must be ≥ 0", "fix the option")
+
+
+def contender(role: str, source: CheckpointSource | None, shapes: Shapes | None, request: BenchRequest,
+              name: str) -> benchmark.Contender:
+    if source is not None:
+        return benchmark.from_checkpoint(role, as_checkpoint(source), request.arch, model_overrides(request.config))
+    sizes = parse_list(shapes or "", int, name, "positive hidden sizes", "1500,1500", minimum=1)
+    return benchmark.from_shapes(role, [[size] for size in sizes], request.seed)
+
+
+def bench(request: BenchRequest, observer: Observer | None = None) -> BenchResult:
+    """Time full inference, the recurrent layers alone and batch-1 latency of a model and a baseline, interleaved.
+
+    Args:
+        request: what to time (checkpoints or hidden sizes), the workload (batch 10 × 30 steps by
+            default, the paper's Table 1), repeats, device, and an optional ``fail_below`` gate.
+        observer: told when the repeats are too few for a good median.
+
+    Returns:
+        A :class:`BenchResult`: per model its sizes, parameters, multiply-adds and timings; the
+        speed-ups against the baseline; the gate's verdict (never raised here: the CLI exits 1).
+
+    Example:
+        >>> isscli.bench(isscli.BenchRequest(checkpoint="compact.safetensors", against="dense.safetensors")).speedup
+    """
+    check(request)
+    device = resolve_device(request.device)
+    if request.cuda_graphs and device.type != "cuda":
+        raise IsscliError("`cuda_graphs` needs a CUDA `device`", "add `device`=cuda or drop `cuda_graphs`")
+    if request.threads is not None:
+        torch.set_num_threads(request.threads)
+    if request.repeats < RECOMMENDED_REPEATS:
+        (observer or SilentObserver()).note(f"only {request.repeats} repeats: medians of fewer than "
+                                            f"{RECOMMENDED_REPEATS} are rough")
+    contenders = [contender("model", request.checkpoint, request.shapes, request, "shapes")]
+    has_baseline = request.against is not None or request.against_shapes is not None
+    if has_baseline:
+        contenders.append(contender("baseline", request.against, request.against_shapes, request, "against_shapes"))
+    if request.unstructured:
+        contenders = benchmark.unstructured_contenders(contenders[0], contenders[1] if has_baseline else None,
+                                                      request.seed)
+    settings = benchmark.Settings(request.batch, request.steps, request.repeats, request.warmup, device,
+                                  request.cuda_graphs, request.seed)
+    result = BenchResult(**benchmark.run(contenders, settings))
+    if request.fail_below is not None:
+        speedup = result.speedup
+        result.gate = {"fail_below": request.fail_below, "speedup": speedup,
+                       "passed": speedup is not None and speedup >= request.fail_below}
+    return result

@@ -1,0 +1,120 @@
+"""Checkpoints: ``load``, ``save``, a fresh model, a ``torch.save`` import, and the ISS group specs of one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from isscli.api.common import (
+    CheckpointSource,
+    ConfigSource,
+    PathLike,
+    SpecSource,
+    as_checkpoint,
+    input_paths,
+    model_overrides,
+    resolve_spec,
+    write_checkpoint,
+)
+from isscli.checkpoint import Checkpoint, file_sha256
+from isscli.errors import CheckpointError
+from isscli.models import build_model, model_tensors
+from isscli.provenance import operation_record
+from isscli.spec import GroupSpec
+
+
+def load(path: PathLike) -> Checkpoint:
+    """Read a safetensors checkpoint: tensors, config, provenance and weight masks.
+
+    Example:
+        >>> checkpoint = isscli.load("dense.safetensors")
+        >>> checkpoint.config["hidden_sizes"], checkpoint.num_parameters()
+    """
+    return as_checkpoint(path)
+
+
+def save(checkpoint: Checkpoint, path: PathLike, force: bool = False) -> Path:
+    """Write ``checkpoint`` to ``path`` atomically; an existing file only with ``force``, the file it was read
+    from never.
+
+    Example:
+        >>> isscli.save(isscli.Checkpoint(model_tensors, config), "mine.safetensors")
+    """
+    output = Path(path)
+    write_checkpoint(checkpoint, output, input_paths(checkpoint), force)
+    return output
+
+
+def derive_spec(checkpoint: CheckpointSource) -> GroupSpec:
+    """The ISS groups of a checkpoint's recurrent layers, read off its tensor names and shapes.
+
+    Example:
+        >>> [(s.name, s.components) for s in isscli.derive_spec("dense.safetensors").sets]
+    """
+    return resolve_spec(as_checkpoint(checkpoint), None)
+
+
+def check_spec(spec: SpecSource, checkpoint: CheckpointSource, renames: Mapping[str, str] | None = None) -> GroupSpec:
+    """Read a spec file (native or the authors' format; ``renames`` maps its tensor names) and check that it fits
+    the checkpoint: names, ranges, overlaps. Returns the spec; raises :class:`isscli.SpecError` on the first problem.
+
+    Example:
+        >>> isscli.check_spec("group_specs/ptb-small.json", "dense.safetensors")
+    """
+    return resolve_spec(as_checkpoint(checkpoint), spec, renames)
+
+
+def new_model(config: ConfigSource, seed: int = 0, changes: Mapping[str, Any] | None = None) -> Checkpoint:
+    """A freshly initialised model (a preset name, a config file or mapping, then ``changes``), in memory.
+
+    Example:
+        >>> isscli.save(isscli.new_model("large"), "large.safetensors")
+    """
+    raw = {**(model_overrides(config) or {}), **(changes or {})}
+    torch.manual_seed(seed)
+    model = build_model(raw)
+    parameters = {"config": config if isinstance(config, (str, Mapping)) else str(config), "changes": changes,
+                  "seed": seed}
+    return Checkpoint(model_tensors(model), model.config.to_dict(), operation_record("init", parameters))
+
+
+def import_state_dict(path: PathLike) -> Checkpoint:
+    """A ``torch.save``\\ d ``state_dict`` (read with ``weights_only``: nothing is unpickled) as a checkpoint.
+
+    Tensors that are the same tensor (tied weights: same storage, offset, shape and strides) are
+    kept once; everything else — a transpose or another view of shared storage included — is kept.
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise CheckpointError(f"{source} not found", "check the path")
+    try:
+        loaded = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many types for bad pickles
+        raise CheckpointError(
+            f"{source} cannot be read by torch.load ({type(error).__name__})",
+            "give a file written by torch.save(model.state_dict())",
+        ) from None
+    unique: dict[str, torch.Tensor] = {}
+    seen: set[tuple[Any, ...]] = set()
+    for name, tensor in _state_dict_of(loaded).items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride(),
+               tensor.dtype)
+        if key not in seen:
+            seen.add(key)
+            unique[name] = tensor.contiguous()
+    provenance = operation_record("import-pt", {"source": str(source)})
+    return Checkpoint(unique, None, provenance, source, file_sha256(source))
+
+
+def _state_dict_of(loaded: Any) -> dict[str, torch.Tensor]:
+    if isinstance(loaded, dict) and not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(loaded.get(key), dict):
+                return _state_dict_of(loaded[key])
+    if isinstance(loaded, dict) and loaded and all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        if all(isinstance(key, str) for key in loaded):
+            return loaded
+    raise CheckpointError("the file holds no state_dict of tensors", "save the model's state_dict() with torch.save")

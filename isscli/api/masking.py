@@ -1,0 +1,66 @@
+"""``sparsify``: one-shot magnitude pruning to a share of zeros, without training (an unstructured baseline)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from isscli.api.common import (
+    ConfigSource,
+    OutputRequest,
+    as_checkpoint,
+    checked_output,
+    input_paths,
+    model_overrides,
+    write_checkpoint,
+)
+from isscli.checkpoint import Checkpoint
+from isscli.masks import check_sparsity, mask_counts, one_shot
+from isscli.models import load_model, model_tensors
+from isscli.provenance import operation_record
+
+
+@dataclass(kw_only=True)
+class SparsifyRequest(OutputRequest):
+    """Zero the ``sparsity`` share of smallest-|w| weights of the embedding and recurrent matrices."""
+
+    sparsity: float
+    arch: str | None = None
+    config: ConfigSource = None
+
+
+@dataclass
+class SparsifyResult:
+    checkpoint: Checkpoint  # with one boolean mask per masked matrix
+    output: Path | None
+    sparsity: float
+    kept: int
+    total: int
+    density: float
+    matrices: list[dict[str, Any]]  # tensor, shape, kept, total
+
+
+def sparsify(request: SparsifyRequest) -> SparsifyResult:
+    """Magnitude-prune a checkpoint at once; each matrix keeps the same share (a masked input loses in
+    proportion to what it keeps). Fine-tune the result with :func:`isscli.finetune`: the masks are kept.
+
+    Example:
+        >>> isscli.sparsify(SparsifyRequest(checkpoint="small.safetensors", sparsity=0.9)).density
+    """
+    check_sparsity(request.sparsity, "sparsity")
+    output = checked_output(request.output, input_paths(request.checkpoint), request.force)
+    loaded = as_checkpoint(request.checkpoint)
+    model = load_model(loaded, request.arch, model_overrides(request.config))
+    masks = one_shot(model, request.sparsity, loaded.masks or None)
+    info = {"method": "magnitude", "schedule": "one-shot", "sparsity": request.sparsity}
+    counts = mask_counts(masks)
+    provenance = operation_record("sparsify", {"sparsity": request.sparsity}, loaded, masks=info)
+    checkpoint = Checkpoint(model_tensors(model), model.config.to_dict(), provenance, masks=masks,
+                            mask_info={**info, **counts})
+    if output is not None:
+        write_checkpoint(checkpoint, output, input_paths(loaded), request.force)
+    matrices = [{"tensor": name, "shape": list(mask.shape), "kept": int(mask.sum()), "total": mask.numel()}
+                for name, mask in masks.items()]
+    return SparsifyResult(checkpoint, output, request.sparsity, counts["kept"], counts["total"], counts["density"],
+                          matrices)

@@ -1,0 +1,241 @@
+"""``prune`` and ``compact``: zero whole ISS components, then remove them, verifying that nothing changed."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from isscli.api.common import (
+    ConfigSource,
+    OutputRequest,
+    SpecSource,
+    as_checkpoint,
+    checked_output,
+    input_paths,
+    model_overrides,
+    resolve_spec,
+    write_checkpoint,
+)
+from isscli.checkpoint import Checkpoint
+from isscli.equivalence import output_difference
+from isscli.errors import IsscliError
+from isscli.models.registry import config_after_surgery, load_model, resolve_config
+from isscli.observer import Observer, SilentObserver
+from isscli.provenance import operation_record, plain
+from isscli.surgery import compact as compact_tensors
+from isscli.surgery import prune as prune_tensors
+
+#: Allowed output difference per unit of the largest |output| (rounding of sums in another order).
+TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
+SIZE_FIELDS = ("hidden_sizes", "embedding_size")  # compaction changes them
+MISSING_RECEIVER_HINT = (
+    "the spec misses (or mislabels) a receiver of some hidden unit: derive it with `isscli groups CKPT`"
+)
+
+
+class CompactionMismatch(IsscliError):
+    """The compacted model would not compute what the input model computes: nothing is written."""
+
+    exit_code = 1
+
+
+# -- prune ------------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class PruneRequest(OutputRequest):
+    """Zero every ISS component whose group norm is ≤ ``group_threshold`` (and weights < ``weight_threshold``)."""
+
+    group_threshold: float
+    weight_threshold: float | None = None
+    spec: SpecSource = None
+    renames: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SetPruning:
+    name: str
+    components: int
+    alive_before: int
+    alive_after: int
+
+
+@dataclass
+class PruneResult:
+    checkpoint: Checkpoint  # the pruned model, same shapes as the input
+    output: Path | None
+    group_threshold: float
+    weight_threshold: float | None
+    sets: list[SetPruning]
+    weight_sparsity_before: float
+    weight_sparsity_after: float
+
+    def to_json(self) -> dict[str, Any]:
+        return plain({key: value for key, value in vars(self).items() if key != "checkpoint"})
+
+
+def prune(request: PruneRequest) -> PruneResult:
+    """Zero whole ISS components (and optionally small single weights); the shapes stay as they are.
+
+    Args:
+        request: the checkpoint, ``group_threshold`` τ_g (components with ‖w_k‖ ≤ τ_g are zeroed),
+            optionally ``weight_threshold`` (single weights with |w| below it), the spec
+            (derived when None) and where to write the result.
+
+    Returns:
+        A :class:`PruneResult`: the pruned checkpoint, and per set how many components were
+        nonzero before and after.
+
+    Example:
+        >>> result = isscli.prune(isscli.PruneRequest(checkpoint="iss.safetensors", group_threshold=1e-4,
+        ...                                           output="pruned.safetensors"))
+        >>> [(s.name, s.alive_after) for s in result.sets]
+    """
+    for name in ("group_threshold", "weight_threshold"):
+        value = getattr(request, name)
+        if value is not None and not (value >= 0 and math.isfinite(value)):
+            raise IsscliError(f"`{name}` must be a number ≥ 0 (got {value})", f"give e.g. `{name}`=1e-4")
+    output = checked_output(request.output, input_paths(request.checkpoint), request.force)
+    loaded = as_checkpoint(request.checkpoint)
+    spec = resolve_spec(loaded, request.spec, request.renames)
+    pruned = prune_tensors(loaded.tensors, spec, request.group_threshold, request.weight_threshold)
+    parameters = {"group_threshold": request.group_threshold, "weight_threshold": request.weight_threshold,
+                  "spec": spec.to_json()}
+    checkpoint = Checkpoint(pruned.tensors, loaded.config, operation_record("prune", parameters, loaded),
+                            masks=loaded.masks, mask_info=loaded.mask_info)  # same shapes: masks still fit
+    if output is not None:
+        write_checkpoint(checkpoint, output, input_paths(loaded), request.force)
+    sets = [SetPruning(c.name, c.components, c.before, c.after) for c in pruned.sets]
+    return PruneResult(checkpoint, output, request.group_threshold, request.weight_threshold, sets,
+                       pruned.sparsity_before, pruned.sparsity_after)
+
+
+# -- compact ----------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class CompactRequest(OutputRequest):
+    """Remove every ISS component whose receivers are all zero; the smaller model computes the same outputs."""
+
+    spec: SpecSource = None
+    renames: Mapping[str, str] = field(default_factory=dict)
+    verify: bool = True  # run both models on random inputs; refuse to write if their outputs differ
+    arch: str | None = None
+    config: ConfigSource = None
+
+
+@dataclass
+class SetCompaction:
+    name: str
+    components_before: int
+    components_after: int
+    kept: list[int]  # indices of the kept components
+
+
+@dataclass
+class Verification:
+    """How the compacted model's outputs compare with the input model's on random inputs."""
+
+    max_output_difference: float
+    output_scale: float
+    tolerance: float
+    dtype: str
+
+
+@dataclass
+class CompactResult:
+    checkpoint: Checkpoint  # the smaller model
+    output: Path | None
+    sets: list[SetCompaction]
+    parameters_before: int
+    parameters_after: int
+    verification: Verification | None  # None: not verified (``verify=False``, or no runnable config)
+
+    @property
+    def hidden_sizes(self) -> list[list[int]] | None:
+        return (self.checkpoint.config or {}).get("hidden_sizes")
+
+    def to_json(self) -> dict[str, Any]:
+        return plain({key: value for key, value in vars(self).items() if key != "checkpoint"})
+
+
+def compact(request: CompactRequest, observer: Observer | None = None) -> CompactResult:
+    """Remove the ISS components whose receivers are all zero, and check that the outputs did not change.
+
+    Args:
+        request: the pruned checkpoint, the spec (derived when None), where to write, and
+            ``verify`` (default True): run both models on random inputs and refuse, with
+            :class:`CompactionMismatch`, when their outputs differ by more than rounding.
+        observer: told when a checkpoint without a config cannot be verified.
+
+    Returns:
+        A :class:`CompactResult`: the smaller checkpoint, units before/after per set, parameter
+        counts and the verification's figures.
+
+    Example:
+        >>> small = isscli.compact(isscli.CompactRequest(checkpoint="pruned.safetensors"))
+        >>> small.hidden_sizes, small.verification.max_output_difference
+    """
+    observer = observer or SilentObserver()
+    output = checked_output(request.output, input_paths(request.checkpoint), request.force)
+    loaded = as_checkpoint(request.checkpoint)
+    spec = resolve_spec(loaded, request.spec, request.renames)
+    result = compact_tensors(loaded.tensors, spec)
+    new_config = config_after_surgery(loaded.config, result.tensors)
+    overrides = model_overrides(request.config)
+    verification = None
+    if request.verify:
+        if runnable(loaded, request.arch, overrides):
+            verification = verify(loaded, result.tensors, request.arch, overrides)
+        else:
+            observer.note("not verified: the checkpoint has no config (give `config` or `arch` to verify)", True)
+    kept = {change.name: change.kept for change in result.sets}
+    parameters = {"spec": spec.to_json(), "verify": request.verify}
+    provenance = operation_record("compact", parameters, loaded, kept_units=kept,
+                                  max_output_difference=verification and verification.max_output_difference)
+    checkpoint = Checkpoint(result.tensors, new_config, provenance)
+    if output is not None:
+        write_checkpoint(checkpoint, output, input_paths(loaded), request.force)
+    sets = [SetCompaction(c.name, c.components, c.after, c.kept) for c in result.sets]
+    return CompactResult(checkpoint, output, sets, result.parameters_before, result.parameters_after, verification)
+
+
+def runnable(checkpoint: Checkpoint, arch: str | None, overrides: dict[str, Any] | None) -> bool:
+    """Whether a model can be built from the checkpoint (a config, given or inferred)."""
+    if checkpoint.config is not None or arch is not None or overrides is not None:
+        return True
+    try:
+        resolve_config(checkpoint)
+    except IsscliError:
+        return False
+    return True
+
+
+def verify(
+    before: Checkpoint, after: dict[str, torch.Tensor], arch: str | None, overrides: dict[str, Any] | None
+) -> Verification:
+    """Run the input model and the compacted tensors on random inputs; refuse outputs that differ."""
+    config, _ = resolve_config(before, arch, overrides)
+    reference = load_model(before, arch, overrides)
+    size_free = {key: value for key, value in (overrides or {}).items() if key not in SIZE_FIELDS}
+    try:
+        candidate = load_model(Checkpoint(after, config_after_surgery(before.config, after)), arch, size_free)
+    except IsscliError as error:
+        raise CompactionMismatch(
+            f"the compacted tensors do not form a consistent model ({error.message}); nothing was written",
+            MISSING_RECEIVER_HINT,
+        ) from None
+    difference, scale = output_difference(reference, candidate, config)
+    dtype = str(next(iter(before.tensors.values())).dtype).removeprefix("torch.")
+    tolerance = TOLERANCE.get(dtype, 1e-2) * max(1.0, scale)  # relative to the logits' size
+    if not difference <= tolerance:
+        raise CompactionMismatch(
+            f"the compacted model's outputs differ by {difference:.3g} (> {tolerance:g}); nothing was written",
+            MISSING_RECEIVER_HINT,
+        )
+    return Verification(difference, scale, tolerance, dtype)

@@ -1,0 +1,167 @@
+"""``train`` and ``finetune``: learn a model, and its ISS with group Lasso, a size target or weight masks.
+
+Both take a request (the same names as the CLI's flags; the training knobs of
+:class:`~isscli.recipes.TrainSettings` go in ``settings``) and return a :class:`TrainResult`.
+A run writes OUT (the best or the last epoch), ``OUT.log.jsonl`` and, while it runs,
+``OUT.resume.safetensors``; ``resume=True`` continues an interrupted run bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from isscli.api.assembly import assemble
+from isscli.api.common import CheckpointSource, ConfigSource, PathLike, SpecSource
+from isscli.errors import IsscliError
+from isscli.observer import Observer, SilentObserver
+from isscli.provenance import plain
+from isscli.recipes import PUBLISHED_TEST_PERPLEXITY, RECIPES, TrainSettings
+from isscli.tasks import Evaluation
+from isscli.training import EpochReport, Trainer
+
+
+class TrainingInterrupted(IsscliError):
+    """Ctrl-C during a run: OUT keeps the last kept epoch, and ``resume=True`` continues."""
+
+    exit_code = 130
+
+
+@dataclass(kw_only=True)
+class RunRequest:
+    """What ``train`` and ``finetune`` share. ``settings`` holds training knobs by name (``epochs``, ``lr``,
+    ``group_lasso`` (λ; ``lambda`` is accepted too), ``weight_threshold`` (τ), ``max_batches``, …)."""
+
+    output: PathLike | None = None
+    data: PathLike | None = None  # corpus folder; None: $ISSCLI_DATA, ../shared/data/ptb, the cache, the fallback
+    preset: str | None = None  # the recipe (and for train, the model)
+    config: ConfigSource = None  # model config fields overriding the preset's or the checkpoint's
+    dropout: float | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    settings_file: PathLike | None = None
+    spec: SpecSource = None
+    renames: Mapping[str, str] = field(default_factory=dict)
+    target_hidden: str | Sequence[int] | None = None  # units per ISS set, e.g. "400,350" or [400, 350]
+    target_params: str | int | None = None  # parameters after compaction, e.g. "20M"
+    target_speedup: float | None = None  # measured on this machine
+    prune_epochs: int | None = None
+    recover_epochs: int | None = None
+    device: str = "auto"
+    resume: bool = False
+    stop_after: int | None = None
+    force: bool = False
+
+
+@dataclass(kw_only=True)
+class TrainRequest(RunRequest):
+    """Train a model of ``preset`` from scratch (``group_lasso`` in ``settings`` learns ISS at once)."""
+
+    preset: str
+    output: PathLike
+    method: str = "dense"  # or "set": sparse evolutionary training of the embedding and recurrent matrices
+    density: float | None = None
+    zeta: float | None = None
+
+
+@dataclass(kw_only=True)
+class FinetuneRequest(RunRequest):
+    """Fine-tune ``checkpoint`` (left untouched); OUT defaults to ``CKPT.iss.safetensors``."""
+
+    checkpoint: CheckpointSource
+    arch: str | None = None
+    magnitude_sparsity: float | None = None
+    prune_start: int | None = None
+    prune_end: int | None = None
+    prune_every: int | None = None
+
+
+@dataclass
+class TrainResult:
+    """How a run ended. ``best_valid`` is the kept epoch's validation score, ``test`` OUT's test score."""
+
+    output: Path
+    log: Path
+    recipe: str
+    settings: TrainSettings
+    resumed_from_epoch: int
+    stopped_early: bool
+    best_epoch: int | None
+    best_valid: Evaluation | None
+    test: Evaluation | None
+    epochs: list[EpochReport]
+    hooks: dict[str, Any]  # per training hook, its summary (the λ controller's: targets, units, λ per epoch)
+    published_test_perplexity: float | None = None  # Zaremba et al.'s, for a published recipe run as published
+
+    def to_json(self) -> dict[str, Any]:
+        report = {
+            "output": str(self.output), "log": str(self.log), "recipe": self.recipe,
+            "settings": self.settings.to_dict(), "resumed_from_epoch": self.resumed_from_epoch,
+            "stopped_early": self.stopped_early, "best_epoch": self.best_epoch,
+            "best_valid": self.best_valid.to_dict() if self.best_valid else None,
+            "test": self.test.to_dict() if self.test else None,
+            "epochs": [epoch.to_record() for epoch in self.epochs],
+            "published_test_perplexity": self.published_test_perplexity,
+        }
+        return plain({**report, **self.hooks})
+
+
+def train(request: TrainRequest, observer: Observer | None = None) -> TrainResult:
+    """Train a model from scratch with a published recipe; ``group_lasso`` learns ISS at the same time (Table 1).
+
+    Args:
+        request: the preset (model and recipe), the output checkpoint, the corpus, training
+            settings by name, optionally a size target or SET (``method="set"``, ``density``).
+        observer: follows the run (epoch progress, notes); silent by default.
+
+    Returns:
+        A :class:`TrainResult`: the kept epoch and its validation score, the test score, every
+        epoch's report, and the size target's summary when there was one.
+
+    Example:
+        >>> isscli.train(isscli.TrainRequest(preset="small", output="small.safetensors", data="ptb/",
+        ...                                  settings={"epochs": 13})).test.perplexity
+    """
+    return _run(request, observer)
+
+
+def finetune(request: FinetuneRequest, observer: Observer | None = None) -> TrainResult:
+    """Fine-tune a checkpoint with group Lasso on its ISS (paper Eq. 2–4), a size target, or weight masks.
+
+    Args:
+        request: the checkpoint, the corpus, λ (``settings={"group_lasso": …}``) or a size target
+            (``target_hidden``, ``target_params``, ``target_speedup``), or magnitude pruning.
+        observer: follows the run; silent by default.
+
+    Returns:
+        A :class:`TrainResult` (see :func:`train`).
+
+    Example:
+        >>> isscli.finetune(isscli.FinetuneRequest(checkpoint="small.safetensors", data="ptb/",
+        ...                                        target_hidden=[100, 100])).output
+    """
+    return _run(request, observer)
+
+
+def _run(request: RunRequest, observer: Observer | None) -> TrainResult:
+    observer = observer or SilentObserver()
+    run = assemble(request, observer)
+    trainer = Trainer(run, observer)
+    try:
+        result = trainer.train(resume=request.resume, stop_after=request.stop_after)
+    except KeyboardInterrupt:
+        kept = "no model was written"
+        if trainer.best_epoch is not None:
+            kept = f"{run.paths.output} keeps the model of epoch {trainer.best_epoch}"
+        raise TrainingInterrupted(f"interrupted; {kept}", "rerun the same request with `resume` to continue") \
+            from None
+    recipe_name = run.parameters["recipe"]
+    published = None
+    if run.operation == "train" and recipe_name in PUBLISHED_TEST_PERPLEXITY and \
+            run.settings == RECIPES[recipe_name].resolved():
+        published = PUBLISHED_TEST_PERPLEXITY[recipe_name]
+    hooks = {hook.name: hook.summary() for hook in run.hooks if hook.summary() is not None}
+    return TrainResult(run.paths.output, run.paths.log, recipe_name, run.settings, result.resumed_from,
+                       result.stopped_early, result.best_epoch, result.best, result.test, result.epochs, hooks,
+                       published)
