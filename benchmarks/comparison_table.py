@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from isscli.checkpoint import load_checkpoint
+import isscli
 
 ROWS = (("dense", "dense", None), ("iss", "ISS (structured, compacted)", "bench-iss.json"),
         ("set", "SET (unstructured, CSR)", "bench-set.json"),
@@ -22,7 +22,7 @@ ROWS = (("dense", "dense", None), ("iss", "ISS (structured, compacted)", "bench-
 
 
 def stored_parameters(path: str) -> int:
-    checkpoint = load_checkpoint(path)
+    checkpoint = isscli.load(path)
     total = sum(tensor.numel() for tensor in checkpoint.tensors.values())
     return total - sum(int((~mask.bool()).sum()) for mask in (checkpoint.masks or {}).values())
 

@@ -35,11 +35,12 @@ multipliers "$OUT/spec-derived.json" "$OUT/spec.json" 1 1.5       # layer 1 lags
 multipliers "$OUT/spec-derived.json" "$OUT/spec-l0.json" 2 0.75   # then layer 0
 # 3a: 3 epochs of group Lasso at lr 1; 3b: 1 more with the multipliers swapped.
 [ -f "$OUT/iss1.safetensors" ] || $ISSCLI finetune "$OUT/dense.safetensors" --lambda "$LAMBDA" --spec "$OUT/spec.json" \
-    --threshold "$TAU" --keep last --epochs 3 --data "$DATA" -o "$OUT/iss1.safetensors" --json "$OUT/finetune1.json"
+    --weight-threshold "$TAU" --keep last --epochs 3 --data "$DATA" -o "$OUT/iss1.safetensors" --json "$OUT/finetune1.json"
 [ -f "$OUT/iss.safetensors" ] || $ISSCLI finetune "$OUT/iss1.safetensors" --lambda "$LAMBDA" --spec "$OUT/spec-l0.json" \
-    --threshold "$TAU" --keep last --epochs 1 --data "$DATA" -o "$OUT/iss.safetensors" --json "$OUT/finetune2.json"
-# 3c: prune, compact; eval dense, pruned and compact; bench compact against dense.
-source "$(dirname "$0")/iss_tail.sh"
+    --weight-threshold "$TAU" --keep last --epochs 1 --data "$DATA" -o "$OUT/iss.safetensors" --json "$OUT/finetune2.json"
+# 3c: prune, compact; eval dense, pruned and compact; bench compact against dense (OUT/shrink.json).
+$ISSCLI shrink "$OUT/iss.safetensors" --baseline "$OUT/dense.safetensors" -o "$OUT" --data "$DATA" \
+    --group-threshold "$TAU" --evaluate baseline,pruned,compact --bench-repeats 9 --force
 # 3f: λ = 0 recovery of the compacted model, with dropout.
 [ -f "$OUT/recovered.safetensors" ] || $ISSCLI finetune "$OUT/compact.safetensors" --lambda 0 --dropout "$DROPOUT" \
     --epochs 8 --lr 1 --decay-after 3 --lr-decay 0.5 --data "$DATA" -o "$OUT/recovered.safetensors" \

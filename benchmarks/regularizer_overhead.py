@@ -45,7 +45,7 @@ def make_trainer(preset: str, batch: int, bptt: int, device: torch.device) -> Tr
 
 
 def time_step(trainer: Trainer, group_lasso: float, tau: float, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
-    trainer.settings = trainer.settings.updated({"group_lasso": group_lasso, "threshold": tau})
+    trainer.settings = trainer.settings.updated({"group_lasso": group_lasso, "weight_threshold": tau})
     trainer.run.task.state = None  # every step starts alike
     started = time.perf_counter()
     trainer.train_step(batch, 1, 1)

@@ -15,6 +15,7 @@ mkdir -p "$OUT"
 
 [ -f "$OUT/dense.safetensors" ] || $ISSCLI train --preset bilstm-classifier --data "$DATA" \
     -o "$OUT/dense.safetensors" --json "$OUT/train.json"
-[ -f "$OUT/iss.safetensors" ] || $ISSCLI finetune "$OUT/dense.safetensors" --lambda "$LAMBDA" --threshold "$TAU" \
+[ -f "$OUT/iss.safetensors" ] || $ISSCLI finetune "$OUT/dense.safetensors" --lambda "$LAMBDA" --weight-threshold "$TAU" \
     --keep last --epochs "$FT_EPOCHS" --data "$DATA" -o "$OUT/iss.safetensors" --json "$OUT/finetune.json"
-source "$(dirname "$0")/iss_tail.sh"
+$ISSCLI shrink "$OUT/iss.safetensors" --baseline "$OUT/dense.safetensors" -o "$OUT" --data "$DATA" \
+    --group-threshold "$TAU" --evaluate baseline,pruned,compact --bench-repeats 9 --force

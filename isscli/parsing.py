@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from isscli.errors import IsscliError
 
-Number = TypeVar("Number", int, float)
+Number = TypeVar("Number", int, float, str)
 
 SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
 
@@ -28,14 +28,22 @@ def parse_list(
     :class:`IsscliError` names the parameter ``name`` and shows ``example``.
     """
     try:
-        values = [kind(part) for part in value.split(",")] if isinstance(value, str) else [kind(v) for v in value]
+        parts = [part.strip() for part in value.split(",")] if isinstance(value, str) else list(value)
+        values = [kind(part) for part in parts]
     except (TypeError, ValueError):
         values = []
-    bad = not values or any(not math.isfinite(v) or (minimum is not None and v < minimum) for v in values)
+    bad = not values or any(not _acceptable(v, minimum) for v in values)
     if bad:
         raise IsscliError(f"`{name}` {value!r} is not a comma-separated list of {what}",
                           f"write e.g. `{name}`={example}")
     return values
+
+
+def _acceptable(value: object, minimum: float | None) -> bool:
+    if isinstance(value, str):
+        return bool(value)
+    number = float(value)  # type: ignore[arg-type]
+    return math.isfinite(number) and (minimum is None or number >= minimum)
 
 
 def parse_count(value: str | int, name: str = "target_params") -> int:

@@ -93,3 +93,15 @@ def train_toy_lm(folder: Path, corpus: Path) -> Path:
     main(["train", "--preset", "tiny", "--config", str(config), "--data", str(corpus), "-o", str(output),
           "--epochs", "1", "--batch-size", "4", "--bptt", "8", "--max-batches", "20", "--eval-batch-size", "4"])
     return output
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A toy corpus of 200/30/30 lines (a test module may define its own ``corpus``)."""
+    return write_toy_corpus(tmp_path_factory.mktemp("toy-corpus"), (200, 30, 30))
+
+
+@pytest.fixture(scope="session")
+def dense(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 2-layer LSTM LM (16, 12 units) of :func:`train_toy_lm`, trained on :func:`corpus`."""
+    return train_toy_lm(tmp_path_factory.mktemp("toy-dense"), corpus)

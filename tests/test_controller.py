@@ -23,26 +23,16 @@ from isscli.regularizer import GroupLasso
 from isscli.runstate import load_run_state
 from isscli.spec import derive_spec
 from isscli.surgery import alive_components, group_norms
-from tests.conftest import train_toy_lm, write_toy_corpus
 
 BATCHES = ["--batch-size", "4", "--bptt", "8", "--max-batches", "20", "--eval-batch-size", "4"]
 TARGETS = {"rnn.l0": 6, "rnn.l1": 5}
 
 
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_toy_corpus(tmp_path_factory.mktemp("corpus"), (300, 40, 40))
+# `corpus` and `dense` (a 2-layer LSTM LM of 16 and 12 units, one short epoch) come from conftest.
 
 
-@pytest.fixture(scope="module")
-def base(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer LSTM LM (16, 12 units) trained for one short epoch."""
-    return train_toy_lm(tmp_path_factory.mktemp("base"), corpus)
-
-
-def finetune(run_cli, base: Path, corpus: Path, output: Path, *extra: object):  # noqa: ANN001, ANN201
-    return run_cli("finetune", base, "--data", corpus, "-o", output, "--preset", "tiny", *BATCHES, *extra)
+def finetune(run_cli, dense: Path, corpus: Path, output: Path, *extra: object):  # noqa: ANN001, ANN201
+    return run_cli("finetune", dense, "--data", corpus, "-o", output, "--preset", "tiny", *BATCHES, *extra)
 
 
 def records(output: Path) -> list[dict]:
@@ -63,9 +53,9 @@ def dead_groups(checkpoint: Path) -> dict[str, list[int]]:
             for iss in derive_spec(tensors).sets}
 
 
-def test_target_hidden_ends_at_exactly_the_targets_and_never_below(run_cli, base, corpus, tmp_path) -> None:  # noqa: ANN001
+def test_target_hidden_ends_at_exactly_the_targets_and_never_below(run_cli, dense, corpus, tmp_path) -> None:  # noqa: ANN001
     output = tmp_path / "target.safetensors"
-    result = finetune(run_cli, base, corpus, output, "--target-hidden", "6,5", "--prune-epochs", "3",
+    result = finetune(run_cli, dense, corpus, output, "--target-hidden", "6,5", "--prune-epochs", "3",
                       "--recover-epochs", "1", "--json", tmp_path / "report.json")
     assert result.code == 0, result.stderr
     assert "targets: rnn.l0 16→6, rnn.l1 12→5" in result.stderr
@@ -101,11 +91,11 @@ def test_target_hidden_ends_at_exactly_the_targets_and_never_below(run_cli, base
         assert int((norms == 0).sum()) == iss.components - TARGETS[iss.name]
 
 
-def test_thresholding_can_never_take_a_set_below_its_target(run_cli, base, corpus, tmp_path) -> None:  # noqa: ANN001
+def test_thresholding_can_never_take_a_set_below_its_target(run_cli, dense, corpus, tmp_path) -> None:  # noqa: ANN001
     # τ = 10 zeroes every regularized weight after each batch: a plain run dies in epoch 1 (test_training);
     # with a target, the strongest units keep their receivers and every set stays exactly at its target
     output = tmp_path / "harsh.safetensors"
-    result = finetune(run_cli, base, corpus, output, "--target-hidden", "6,5", "--weight-threshold", "10",
+    result = finetune(run_cli, dense, corpus, output, "--target-hidden", "6,5", "--weight-threshold", "10",
                       "--prune-epochs", "1", "--recover-epochs", "1", "--json", tmp_path / "r.json")
     assert result.code == 0, result.stderr
     report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["controller"]
@@ -113,10 +103,10 @@ def test_thresholding_can_never_take_a_set_below_its_target(run_cli, base, corpu
     assert units_after_compaction(run_cli, output) == TARGETS
 
 
-def test_a_capped_lambda_ends_with_the_weakest_groups_zeroed(run_cli, base, corpus, tmp_path) -> None:  # noqa: ANN001
+def test_a_capped_lambda_ends_with_the_weakest_groups_zeroed(run_cli, dense, corpus, tmp_path) -> None:  # noqa: ANN001
     output = tmp_path / "capped.safetensors"
-    before = load_checkpoint(base).tensors
-    result = finetune(run_cli, base, corpus, output, "--target-hidden", "6,5", "--lambda", "1e-7",
+    before = load_checkpoint(dense).tensors
+    result = finetune(run_cli, dense, corpus, output, "--target-hidden", "6,5", "--lambda", "1e-7",
                       "--prune-epochs", "1", "--recover-epochs", "1", "--json", tmp_path / "r.json")
     assert result.code == 0, result.stderr
     report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["controller"]
@@ -131,20 +121,20 @@ def test_a_capped_lambda_ends_with_the_weakest_groups_zeroed(run_cli, base, corp
         assert float(norms[survivors].mean()) > float(norms[dead].mean())
 
 
-def test_resume_mid_run_continues_exactly_and_dead_groups_stay_zero(run_cli, base, corpus, tmp_path) -> None:  # noqa: ANN001
+def test_resume_mid_run_continues_exactly_and_dead_groups_stay_zero(run_cli, dense, corpus, tmp_path) -> None:  # noqa: ANN001
     flags = ["--target-hidden", "6,5", "--prune-epochs", "2", "--recover-epochs", "2", "--seed", "3"]
     straight, resumed = tmp_path / "straight.safetensors", tmp_path / "resumed.safetensors"
-    assert finetune(run_cli, base, corpus, straight, *flags).code == 0
-    first = finetune(run_cli, base, corpus, resumed, *flags, "--stop-after", "2")  # stops right after pruning
+    assert finetune(run_cli, dense, corpus, straight, *flags).code == 0
+    first = finetune(run_cli, dense, corpus, resumed, *flags, "--stop-after", "2")  # stops right after pruning
     assert first.code == 0, first.stderr
     weights = load_run_state(resumed.with_suffix(".resume.safetensors")).model
     spec = derive_spec(weights)
     pruned_dead = {iss.name: torch.nonzero(~alive_components(weights, iss)).flatten().tolist() for iss in spec.sets}
     assert {name: len(dead) for name, dead in pruned_dead.items()} == {"rnn.l0": 10, "rnn.l1": 7}
 
-    changed = finetune(run_cli, base, corpus, resumed, *flags[2:], "--target-hidden", "7,5", "--resume")
+    changed = finetune(run_cli, dense, corpus, resumed, *flags[2:], "--target-hidden", "7,5", "--resume")
     assert changed.code == 2 and "--target" in changed.stderr.splitlines()[-1]
-    second = finetune(run_cli, base, corpus, resumed, *flags, "--resume")
+    second = finetune(run_cli, dense, corpus, resumed, *flags, "--resume")
     assert second.code == 0, second.stderr
     a, b = load_checkpoint(straight).tensors, load_checkpoint(resumed).tensors
     assert all(torch.equal(a[name], b[name]) for name in a)
@@ -163,9 +153,9 @@ def test_resume_mid_run_continues_exactly_and_dead_groups_stay_zero(run_cli, bas
     (["--prune-epochs", "2"], "belong to a target run"),
     (["--target-hidden", "6,5", "--recover-epochs", "0"], "must be ≥ 1"),
 ])
-def test_bad_targets_are_one_line_errors(run_cli, base, corpus, tmp_path, flags, message) -> None:  # noqa: ANN001
+def test_bad_targets_are_one_line_errors(run_cli, dense, corpus, tmp_path, flags, message) -> None:  # noqa: ANN001
     output = tmp_path / "never.safetensors"
-    result = finetune(run_cli, base, corpus, output, *flags)
+    result = finetune(run_cli, dense, corpus, output, *flags)
     assert result.code == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in result.stderr

@@ -15,11 +15,9 @@ from hypothesis import strategies as st
 
 from isscli.checkpoint import load_checkpoint, save_checkpoint
 from isscli.data.corpus import load_corpus
+from isscli.mask_hooks import GradualPruning, MaskHook, SetEvolution, set_hook
 from isscli.masks import (
     REGROW_VALUE,
-    GradualPruning,
-    MaskHook,
-    SetEvolution,
     erdos_renyi_counts,
     erdos_renyi_masks,
     gradual_sparsity,
@@ -27,7 +25,6 @@ from isscli.masks import (
     maskable_names,
     one_shot,
     prune_and_regrow,
-    set_hook,
     sparsity_keep,
 )
 from isscli.models import build_model, load_model, model_tensors

@@ -12,7 +12,6 @@ from isscli.api import FinetuneRequest
 from isscli.checkpoint import load_checkpoint
 from isscli.pictures import BASELINE_RGB, PARETO_RGB, POINT_RGB, tradeoff_plot
 from isscli.sweep import Point, make_points, pareto_front
-from tests.conftest import train_toy_lm, write_toy_corpus
 
 image = pytest.importorskip("matplotlib.image")
 
@@ -21,14 +20,6 @@ QUICK = ["--epochs", "1", "--batch-size", "4", "--bptt", "8", "--max-batches", "
 
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_toy_corpus(tmp_path_factory.mktemp("corpus"), (200, 30, 30))
-
-
-@pytest.fixture(scope="module")
-def dense(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_toy_lm(tmp_path_factory.mktemp("dense"), corpus)
 
 
 def colour_fraction(png: Path, rgb: tuple[float, float, float]) -> float:
@@ -71,6 +62,7 @@ def test_sweep_runs_each_point_once_and_draws_the_tradeoff(run_cli, dense, corpu
                     "--data", corpus, *QUICK, "--json", tmp_path / "first.json")
     assert first.code == 0, first.stderr
     assert "sweep" in first.stdout and "lambda-0.02" in first.stdout and "hidden-6x5" in first.stdout
+    assert all(len(line) <= 80 for line in first.stdout.splitlines()) and "…" not in first.stdout
     report = json.loads((tmp_path / "first.json").read_text(encoding="utf-8"))
     assert report["metric"] == "perplexity" and report["plot"] == str(folder / "tradeoff.png")
     rows = {row["label"]: row for row in report["points"]}

@@ -31,7 +31,7 @@ from isscli.controller.targets import (
     units_of,
 )
 from isscli.errors import IsscliError
-from isscli.masks import check_schedule, check_set_options, finetune_hook, set_hook
+from isscli.mask_hooks import check_schedule, check_set_options, finetune_hook, set_hook
 from isscli.models import PRESETS, build_model, load_model, model_tensors, preset_config
 from isscli.models.config import ModelConfig
 from isscli.models.registry import resolve_config

@@ -26,6 +26,7 @@ from isscli.observer import Observer, SilentObserver
 from isscli.provenance import lineage, plain
 
 RESULT_FILE = "shrink.json"
+PRUNED, COMPACTED = "pruned.safetensors", "compact.safetensors"
 #: The models ``evaluate`` may name: the baseline, the pruned (dense-shaped) and the compacted model.
 ROLES = ("baseline", "pruned", "compact")
 
@@ -98,9 +99,10 @@ def _start(request: ShrinkRequest) -> ShrinkResult:
     saved = folder / RESULT_FILE
     if request.resume and saved.is_file():
         return ShrinkResult.from_json(json.loads(saved.read_text(encoding="utf-8")))
-    if not request.force and saved.exists():
-        raise OutputError(f"{folder} holds the results of an earlier shrink", "pass `force` to replace them, "
-                                                                              "or `resume` to keep them")
+    existing = [name for name in (RESULT_FILE, PRUNED, COMPACTED) if (folder / name).exists()]
+    if existing and not request.force:
+        raise OutputError(f"{folder} already holds {', '.join(existing)}",
+                          "pass `force` to replace them, `resume` to keep the finished steps, or choose another folder")
     folder.mkdir(parents=True, exist_ok=True)
     return ShrinkResult(folder)
 
@@ -137,9 +139,9 @@ def shrink(request: ShrinkRequest, observer: Observer | None = None) -> ShrinkRe
         threshold = request.group_threshold if request.group_threshold is not None else training_threshold(checkpoint)
         observer.note(f"prune {checkpoint} (group norm ≤ {threshold:g})")
         pruned = prune(PruneRequest(checkpoint=checkpoint, group_threshold=threshold,
-                                    output=folder / "pruned.safetensors", force=True))
+                                    output=folder / PRUNED, force=True))
         observer.note("compact (verified against the pruned model)")
-        compacted = compact(CompactRequest(checkpoint=pruned.checkpoint, output=folder / "compact.safetensors",
+        compacted = compact(CompactRequest(checkpoint=pruned.checkpoint, output=folder / COMPACTED,
                                            force=True), observer)
         result.pruned, result.compacted, result.group_threshold = pruned.output, compacted.output, threshold
         result.hidden_sizes_before = (pruned.checkpoint.config or {}).get("hidden_sizes")

@@ -25,18 +25,19 @@ WORKLOAD_LABELS = {
 
 
 def milliseconds(timing: dict[str, float]) -> str:
-    return f"{timing['median_ms']:.4g} ({timing['min_ms']:.3g}–{timing['max_ms']:.3g})"
+    return f"{timing['median_ms']:.4g} ({timing['min_ms']:.4g}–{timing['max_ms']:.4g})"
 
 
 def render(report: dict[str, Any]) -> None:
     settings, machine, models = report["settings"], report["machine"], report["models"]
     rows = [
-        (m["role"], m["label"], " ".join("+".join(map(str, s)) for s in m["hidden_sizes"]), m["parameters"],
+        (m["role"], " ".join("+".join(map(str, s)) for s in m["hidden_sizes"]), m["parameters"],
          m["nonzero_weights"], round(m["bytes"] / 2**20, 1), m["multiply_adds_per_step"])
         for m in models
     ]
-    columns = ("role", "model", "hidden sizes", "parameters", "nonzero weights", "MiB", "mult-adds/step")
+    columns = ("role", "hidden", "params", "nonzero", "MiB", "MACs/step")
     console.print(table("models", columns, rows))
+    console.print("; ".join(f"{m['role']}: {m['label']}" for m in models), soft_wrap=False)
     compared = report["comparison"]
     timing_rows = []
     for workload, label in WORKLOAD_LABELS.items():

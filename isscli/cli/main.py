@@ -19,7 +19,21 @@ import typer
 from rich.markup import escape
 
 from isscli import __version__
-from isscli.cli import bench, compact, create, data, demo, evaluate, groups, prune, runs, show, sparsify, sweep
+from isscli.cli import (
+    bench,
+    compact,
+    create,
+    data,
+    demo,
+    evaluate,
+    groups,
+    prune,
+    runs,
+    show,
+    shrink,
+    sparsify,
+    sweep,
+)
 from isscli.cli.output import err_console
 from isscli.errors import IsscliError
 from isscli.provenance import invoked_by
@@ -35,7 +49,7 @@ app = typer.Typer(
 
 #: Library names without a flag of the same name in the command that ran.
 KNOWN_FLAGS = {"group_lasso": "--lambda", "checkpoint": "CKPT", "settings_file": "--settings", "lambdas": "--lambda",
-               "renames": "--rename"}
+               "renames": "--rename", "folder": "--output"}
 
 
 def _show_version(value: bool) -> None:
@@ -68,6 +82,7 @@ app.command("finetune")(runs.finetune)
 app.command("eval")(evaluate.evaluate)
 app.add_typer(data.app, name="data")
 app.command("bench")(bench.bench)
+app.command("shrink")(shrink.shrink)
 app.command("sweep", context_settings=sweep.CONTEXT)(sweep.sweep)
 
 

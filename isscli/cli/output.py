@@ -21,10 +21,14 @@ JSON_HELP = "Write the report as JSON to this file ('-' for stdout, which replac
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
-    """A table with right-aligned numbers, the house style of every report."""
-    result = Table(title=title, title_justify="left")
+    """A table with right-aligned numbers, the house style of every report.
+
+    Cells fold rather than end in "…": in a narrow terminal (80 columns) a long name or number
+    wraps onto the next line, and is never cut.
+    """
+    result = Table(title=escape(title), title_justify="left")
     for column in columns:
-        result.add_column(column)
+        result.add_column(column, overflow="fold")
     for row in rows:
         for index, value in enumerate(row):
             if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -51,12 +51,13 @@ def show(
                 s["norm_median"],
                 s["norm_max"],
                 f"{s['zero_weights']:.1%}",
-                s["histogram"],
             )
             for s in summaries
         ]
-        columns = ("set", "K", "nonzero", "removable", "median ‖w_k‖", "max ‖w_k‖", "zero weights", "group lengths")
+        columns = ("set", "K", "nonzero", "removable", "‖w_k‖ median", "‖w_k‖ max", "zeros")
         console.print(table(f"ISS of {checkpoint}", columns, rows))
+        for s in summaries:
+            console.print(f"{s['name']}: group lengths ‖w_k‖ from 0 to {s['norm_max']:.3g}  {s['histogram']}")
 
     emit(report, json_path, render)
     for path in written:

@@ -11,7 +11,7 @@ from isscli import api
 from isscli.cli.output import JSON_HELP, Notes, console, emit, note, table
 from isscli.errors import IsscliError
 from isscli.parsing import parse_list
-from isscli.sweep import SweepRequest, SweepResult, make_points, run_sweep
+from isscli.sweep import Point, SweepRequest, SweepResult, make_points, run_sweep
 
 CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 AXES = {"params": "parameters", "speed": "speedup"}
@@ -43,6 +43,15 @@ def base_request(extra: list[str], checkpoint: Optional[Path], preset: Optional[
         raise IsscliError(f"the options passed on to {name}: {error.format_message()}",
                           f"see `isscli {name} --help`") from None
     return run_request(cls, {**parsed, "data": data, "preset": preset})
+
+
+def points_of(lambdas: Optional[str], hidden: list[str], params: list[str], speedups: Optional[str]) -> list[Point]:
+    lambda_values = parse_list(lambdas, float, "lambdas", "numbers ≥ 0", "0.001,0.002", 0) if lambdas else []
+    speedup_values = parse_list(speedups, float, "target_speedup", "numbers", "4,8") if speedups else []
+    points = make_points(lambda_values, hidden, params, speedup_values)
+    if not points:
+        raise IsscliError("no sweep points", "give --lambda 0.001,0.002 or one or more --target-* options")
+    return points
 
 
 def sweep(
@@ -103,11 +112,7 @@ def sweep(
     if prune_threshold is not None:
         note("--prune-threshold is now --group-threshold; the old name will go", warning=True)
         group_threshold = prune_threshold if group_threshold is None else group_threshold
-    lambda_values = parse_list(lambdas, float, "lambdas", "numbers ≥ 0", "0.001,0.002", 0) if lambdas else []
-    speedups = parse_list(target_speedup, float, "target_speedup", "numbers", "4,8") if target_speedup else []
-    points = make_points(lambda_values, target_hidden, target_params, speedups)
-    if not points:
-        raise IsscliError("no sweep points", "give --lambda 0.001,0.002 or one or more --target-* options")
+    points = points_of(lambdas, target_hidden, target_params, target_speedup)
     request = SweepRequest(output, base_request(extra, checkpoint, preset, data), points, jobs, group_threshold,
                            bench_repeats, force)
     result = run_sweep(request, Notes(), plot=plot)

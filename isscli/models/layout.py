@@ -55,8 +55,8 @@ def _pick(candidates: list[str], hints: tuple[str, ...]) -> list[str]:
     return preferred or candidates
 
 
-def find_layout(tensors: dict[str, torch.Tensor]) -> Layout:
-    """Infer the :class:`Layout`; raise a one-line :class:`CheckpointError` where it cannot."""
+def _recurrent_stack(tensors: dict[str, torch.Tensor]) -> tuple[str, dict[tuple[int, int], torch.Tensor]]:
+    """The one recurrent stack's name prefix and its ``weight_hh`` tensors by (layer, direction)."""
     stacks: dict[str, dict[tuple[int, int], torch.Tensor]] = {}
     for name, tensor in tensors.items():
         match = RECURRENT_NAME.match(name)
@@ -73,11 +73,14 @@ def find_layout(tensors: dict[str, torch.Tensor]) -> Layout:
             f"several recurrent stacks found ({', '.join(repr(p) for p in sorted(stacks))})",
             "write a group spec by hand for models with several stacks and pass it with --spec",
         )
-    prefix, weights = next(iter(stacks.items()))
-    num_layers = max(layer for layer, _ in weights) + 1
+    return next(iter(stacks.items()))
+
+
+def _hidden_sizes(prefix: str, weights: dict[tuple[int, int], torch.Tensor]) -> tuple[list[list[int]], int]:
+    """Units per layer and direction, and the gate count (the same in every layer)."""
     hidden_sizes: list[list[int]] = []
     gates_seen = set()
-    for layer in range(num_layers):
+    for layer in range(max(layer for layer, _ in weights) + 1):
         directions = [d for d in (0, 1) if (layer, d) in weights]
         if directions not in ([0], [0, 1]):
             raise CheckpointError(f"recurrent layer {layer} is missing in {prefix!r}", "check the checkpoint")
@@ -94,6 +97,13 @@ def find_layout(tensors: dict[str, torch.Tensor]) -> Layout:
         hidden_sizes.append(sizes)
     if len(gates_seen) != 1 or next(iter(gates_seen)) not in CELL_BY_GATES:
         raise CheckpointError(f"inconsistent gate counts {sorted(gates_seen)} across layers", "check the checkpoint")
+    return hidden_sizes, next(iter(gates_seen))
+
+
+def find_layout(tensors: dict[str, torch.Tensor]) -> Layout:
+    """Infer the :class:`Layout`; raise a one-line :class:`CheckpointError` where it cannot."""
+    prefix, weights = _recurrent_stack(tensors)
+    hidden_sizes, gates = _hidden_sizes(prefix, weights)
     first_input = tensors.get(f"{prefix}weight_ih_l0")
     if first_input is None:
         raise CheckpointError(f"{prefix}weight_ih_l0 is missing", "check the checkpoint")
@@ -115,16 +125,8 @@ def find_layout(tensors: dict[str, torch.Tensor]) -> Layout:
         output, tied = embedding, True
     elif output is not None and embedding is not None and tensors[output].shape == tensors[embedding].shape:
         tied = bool(torch.equal(tensors[output], tensors[embedding]))
-    return Layout(
-        prefix,
-        next(iter(gates_seen)),
-        hidden_sizes,
-        input_size,
-        embedding,
-        output,
-        _output_bias(tensors, prefix, output, tied),
-        tied,
-    )
+    bias = _output_bias(tensors, prefix, output, tied)
+    return Layout(prefix, gates, hidden_sizes, input_size, embedding, output, bias, tied)
 
 
 def _output_bias(tensors: dict[str, torch.Tensor], prefix: str, output: str | None, tied: bool) -> str | None:

@@ -1,268 +1,29 @@
-"""Sweeps: the size/speed/quality trade-off of several λ values or size targets.
-
-Each *point* fine-tunes the dense model (or trains from scratch) through the library API
-(:func:`isscli.finetune` / :func:`isscli.train`) with its λ or target, then :func:`isscli.shrink`
-prunes, compacts and evaluates it and, after every training, benches it against the dense
-model. Every sweep also has a **dense point**: the same request with λ = 0 and no target, for
-as many epochs as the longest point, so that the dense model gets the same extra training as
-the ISS models (a fair comparison, not one against an under-trained parent).
-
-Everything goes to ``SWEEPDIR/points/LABEL/``; a point whose ``point.json`` exists is finished,
-a training whose ``train.json`` exists is not run again, an interrupted one continues with
-``resume``, and :func:`isscli.shrink` keeps the steps it already did: rerunning the same sweep
-(or a longer list of points) only runs what is missing. Trainings may run as parallel worker
-processes (``jobs``), each calling the same API; benchmarks always run one at a time, after
-the trainings, so that no timing shares the CPU with a training.
-
-The summary (``SWEEPDIR/points.jsonl`` and the report) holds, per point, λ or the target,
-the hidden sizes, the parameters, the test perplexity (accuracy for classifiers) and the
-measured speed-up; :func:`pareto_front` picks the points no other point beats on both axes.
-"""
+"""Running a sweep: each point's training, shrink and benchmark through the API, in process or in workers."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import multiprocessing
-import shutil
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from isscli.api.assembly import planned_epochs
 from isscli.api.pipeline import ShrinkRequest, ShrinkResult, shrink
-from isscli.api.runs import FinetuneRequest, RunRequest, TrainingInterrupted, TrainRequest, finetune, train
+from isscli.api.runs import TrainingInterrupted, TrainRequest, finetune, train
 from isscli.api.scoring import EvaluateRequest, evaluate
 from isscli.atomic import atomic_write_text
-from isscli.checkpoint import Checkpoint, load_checkpoint
-from isscli.errors import IsscliError, OutputError
+from isscli.checkpoint import load_checkpoint
+from isscli.errors import IsscliError
 from isscli.observer import Observer, SilentObserver
 from isscli.provenance import invoked_by, plain
+from isscli.sweep.plan import SCHEMA, Plan, SweepRequest, load_plan, prepare
+from isscli.sweep.points import Point, pareto_front
 from isscli.training import TrainingDiverged
 
-SCHEMA = "isscli.sweep/2"
-PLAN = "sweep.json"
-POINTS = "points"
-KINDS = ("lambda", "hidden", "params", "speedup", "dense")
-#: Request fields every point sets itself.
-RESERVED = ("output", "force", "resume", "stop_after", "target_hidden", "target_params", "target_speedup")
-
 Status = Literal["ok", "diverged", "failed"]
-
-
-# -- points -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Point:
-    """One λ value, one size target, or the dense model trained for ``value`` more epochs (kind ``dense``)."""
-
-    kind: str  # lambda | hidden | params | speedup | dense
-    value: str
-
-    @property
-    def label(self) -> str:
-        if self.kind == "dense":
-            return "dense-lambda0"
-        value = self.value.replace(",", "x").replace("/", "-")
-        return f"{self.kind}-{value}"
-
-    def describe(self) -> str:
-        return {"lambda": "λ = {}", "hidden": "units {}", "params": "≤ {} parameters", "speedup": "{}× faster",
-                "dense": "dense, λ = 0, {} epochs"}[self.kind].format(self.value)
-
-    def to_json(self) -> dict[str, str]:
-        return {"kind": self.kind, "value": self.value, "label": self.label}
-
-    def request(self, base: RunRequest, output: Path) -> RunRequest:
-        """The base request with this point's λ or target, writing ``output``."""
-        settings = dict(base.settings)
-        changes: dict[str, Any] = {"output": output, "force": True, "resume": False}
-        if self.kind == "lambda":
-            settings["group_lasso"] = float(self.value)
-            if isinstance(base, FinetuneRequest) and "keep" not in settings:
-                settings["keep"] = "last"  # ISS fine-tuning: the later epochs are the sparse ones
-        elif self.kind == "dense":
-            settings.update(group_lasso=0.0, l1=0.0, epochs=int(self.value))
-        else:
-            name = {"hidden": "target_hidden", "params": "target_params", "speedup": "target_speedup"}[self.kind]
-            changes[name] = float(self.value) if self.kind == "speedup" else self.value
-        if Path(output).with_suffix(".resume.safetensors").is_file():
-            changes.update(resume=True, force=False)
-        return dataclasses.replace(base, settings=settings, **changes)
-
-
-def make_points(lambdas: Sequence[float], hidden: Sequence[str], params: Sequence[str],
-                speedups: Sequence[float]) -> list[Point]:
-    """The points of a request, in order, duplicates dropped (the dense point is added by the plan)."""
-    points = [Point("lambda", f"{v:g}") for v in lambdas]
-    points += [Point("hidden", str(v).replace(" ", "")) for v in hidden]
-    points += [Point("params", str(v).replace(" ", "")) for v in params]
-    points += [Point("speedup", f"{v:g}") for v in speedups]
-    unique: list[Point] = []
-    for point in points:
-        if point not in unique:
-            unique.append(point)
-    return unique
-
-
-# -- the Pareto front ---------------------------------------------------------------------
-
-
-def pareto_front(xs: Sequence[float], ys: Sequence[float], lower_x: bool = True, lower_y: bool = True) -> list[int]:
-    """Indices of the points no other point dominates, sorted from the best x to the worst.
-
-    A point dominates another when it is at least as good on both axes and better on one;
-    ``lower_x``/``lower_y`` say which direction is better (parameters: lower; speed-up:
-    higher; perplexity: lower; accuracy: higher). Equal points do not dominate each other.
-    """
-    if len(xs) != len(ys):
-        raise ValueError("xs and ys differ in length")
-    sx = [x if lower_x else -x for x in xs]
-    sy = [y if lower_y else -y for y in ys]
-
-    def dominates(a: int, b: int) -> bool:
-        return sx[a] <= sx[b] and sy[a] <= sy[b] and (sx[a] < sx[b] or sy[a] < sy[b])
-
-    front = [i for i in range(len(sx)) if not any(dominates(j, i) for j in range(len(sx)) if j != i)]
-    return sorted(front, key=lambda i: (sx[i], sy[i]))
-
-
-# -- the plan -----------------------------------------------------------------------------
-
-
-@dataclass
-class SweepRequest:
-    """A sweep: the base request every point starts from, the points, and how to run them."""
-
-    folder: Path
-    base: FinetuneRequest | TrainRequest  # output, force, resume, stop_after and targets are set per point
-    points: list[Point]
-    jobs: int = 1  # trainings at once, as worker processes
-    group_threshold: float | None = None  # of each point's prune step; None: the training τ (λ points), 0 (others)
-    bench_repeats: int = 7
-    force: bool = False  # discard the points the folder holds
-
-
-@dataclass
-class Plan:
-    """What every point shares; saved as ``SWEEPDIR/sweep.json`` so that a rerun resumes the same sweep."""
-
-    folder: Path
-    base: FinetuneRequest | TrainRequest
-    group_threshold: float | None
-    bench_repeats: int
-    points: list[Point]
-
-    @property
-    def from_scratch(self) -> bool:
-        return isinstance(self.base, TrainRequest)
-
-    @property
-    def checkpoint(self) -> Path | None:
-        return None if self.from_scratch else Path(self.base.checkpoint)  # type: ignore[union-attr, arg-type]
-
-    def settings(self) -> dict[str, Any]:
-        """The part that must not change between runs of the same sweep."""
-        request = plain(self.base)
-        for name in ("checkpoint", "data"):
-            if request.get(name):
-                request[name] = str(Path(request[name]).resolve())
-        return {"operation": "train" if self.from_scratch else "finetune", "request": request,
-                "group_threshold": self.group_threshold, "bench_repeats": self.bench_repeats}
-
-    def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "settings": self.settings(), "points": [p.to_json() for p in self.points]}
-
-    def point_folder(self, point: Point) -> Path:
-        return self.folder / POINTS / point.label
-
-    def point(self, label: str) -> Point:
-        for point in self.points:
-            if point.label == label:
-                return point
-        raise IsscliError(f"the sweep in {self.folder} has no point {label!r}", "list the points in sweep.json")
-
-    def threshold(self, point: Point) -> float | None:
-        """The prune step's group threshold: given, else the training τ for λ points and 0 (exact) otherwise."""
-        if self.group_threshold is not None:
-            return self.group_threshold
-        return None if point.kind == "lambda" else 0.0
-
-
-def base_request(base: RunRequest) -> FinetuneRequest | TrainRequest:
-    """The base request as a sweep keeps it: paths only (workers rebuild it from sweep.json)."""
-    changes: dict[str, Any] = {name: None for name in ("target_hidden", "target_params", "target_speedup",
-                                                      "stop_after")}
-    if isinstance(base, FinetuneRequest):
-        source = base.checkpoint
-        if isinstance(source, Checkpoint):
-            if source.path is None:
-                raise IsscliError("a sweep needs its checkpoint as a file", "save it and give its path")
-            source = source.path
-        if not Path(source).is_file():
-            raise IsscliError(f"checkpoint {source} not found", "check the path")
-        changes["checkpoint"] = Path(source)
-    if base.spec is not None and not isinstance(base.spec, (str, Path)):
-        raise IsscliError("a sweep needs its spec as a file", "save it with `isscli groups` and give its path")
-    return dataclasses.replace(base, **changes)  # type: ignore[return-value]
-
-
-def request_from_json(operation: str, raw: dict[str, Any]) -> FinetuneRequest | TrainRequest:
-    cls = TrainRequest if operation == "train" else FinetuneRequest
-    return cls(**raw)
-
-
-def prepare(request: SweepRequest, observer: Observer) -> Plan:
-    """Create the folder or check that it holds the same sweep; add the dense point; merge earlier points."""
-    folder = Path(request.folder)
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"{folder} is a file", "give a folder for the sweep")
-    if not request.points:
-        raise IsscliError("no sweep points", "give λ values or size targets")
-    if request.jobs < 1 or request.bench_repeats < 1:
-        raise IsscliError("`jobs` and `bench_repeats` must be ≥ 1", "fix the option")
-    plan = Plan(folder, base_request(request.base), request.group_threshold, request.bench_repeats,
-                list(request.points))
-    saved_path = folder / PLAN
-    if request.force and folder.is_dir():
-        shutil.rmtree(folder / POINTS, ignore_errors=True)
-        for path in (saved_path, folder / "points.jsonl", folder / "baseline.json", folder / "tradeoff.png"):
-            path.unlink(missing_ok=True)
-    earlier: list[Point] = []
-    if saved_path.is_file():
-        saved = json.loads(saved_path.read_text(encoding="utf-8"))
-        changed = sorted(k for k, v in plan.settings().items() if saved.get("settings", {}).get(k) != v)
-        if changed:
-            raise IsscliError(
-                f"{folder} holds a sweep with other settings (changed: {', '.join(changed)})",
-                "rerun with the same checkpoint, data and training options, choose another folder, or pass --force",
-            )
-        earlier = [Point(p["kind"], p["value"]) for p in saved.get("points", [])]
-    new = [p for p in plan.points if p not in earlier]
-    dense = [p for p in earlier if p.kind == "dense"]
-    if not dense:
-        budget = max(planned_epochs(p.request(plan.base, folder / "x.safetensors"), observer) for p in new)
-        dense = [Point("dense", str(budget))]
-    plan.points = [p for p in earlier if p.kind != "dense"] + new + dense
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(saved_path, json.dumps(plan.to_json(), indent=2) + "\n")
-    return plan
-
-
-def load_plan(folder: Path) -> Plan:
-    path = folder / PLAN
-    if not path.is_file():
-        raise IsscliError(f"no sweep in {folder}", "start it with isscli sweep")
-    raw = json.loads(path.read_text(encoding="utf-8"))
-    settings = raw["settings"]
-    return Plan(folder, request_from_json(settings["operation"], settings["request"]), settings["group_threshold"],
-                settings["bench_repeats"], [Point(p["kind"], p["value"]) for p in raw["points"]])
-
 
 # -- running a point ----------------------------------------------------------------------
 

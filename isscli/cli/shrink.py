@@ -1,0 +1,57 @@
+"""``isscli shrink``: after learning ISS, prune → compact (verified) → evaluate → bench in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from isscli import api
+from isscli.cli.common import DeviceOption, ForceOption, request_from
+from isscli.cli.output import JSON_HELP, Notes, console, emit, table
+from isscli.cli.runs import DataOption
+from isscli.parsing import parse_list
+
+
+def shrink(
+    checkpoint: Path = typer.Argument(..., metavar="CKPT", help="The model that learned ISS (left untouched)."),
+    folder: Path = typer.Option(..., "-o", "--output", help="Folder for pruned/compact.safetensors and shrink.json."),
+    baseline: Optional[Path] = typer.Option(
+        None, "--baseline", help="The dense model to evaluate and bench against. Default: the pruned model."
+    ),
+    data: Optional[Path] = DataOption,
+    group_threshold: Optional[float] = typer.Option(
+        None, "--group-threshold",
+        help="τ of the prune step (groups with norm ≤ τ). Default: the weight threshold CKPT was trained with.",
+    ),
+    models: str = typer.Option(
+        "baseline,compact", "--evaluate", help="Models to evaluate, comma-separated: baseline, pruned, compact."
+    ),
+    split: str = typer.Option("test", "--split", help="The split to evaluate on."),
+    bench: bool = typer.Option(True, "--bench/--no-bench", help="Time the compact model against the baseline."),
+    bench_repeats: int = typer.Option(7, "--bench-repeats", min=1, help="Timed repeats of the bench step."),
+    device: str = DeviceOption,
+    resume: bool = typer.Option(False, "--resume", help="Keep the steps FOLDER/shrink.json says are done."),
+    force: bool = ForceOption,
+    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+) -> None:
+    """Prune CKPT, compact it (verified exact), evaluate and bench it against the dense model: one table."""
+    roles = parse_list(models, str, "evaluate", "model names", "baseline,pruned,compact")
+    result = api.shrink(request_from(api.ShrinkRequest, locals(), evaluate=roles), Notes())
+
+    def render() -> None:
+        sizes = {"baseline": result.hidden_sizes_before, "pruned": result.hidden_sizes_before,
+                 "compact": result.hidden_sizes_after}
+        rows = [(role, " × ".join(str(sum(layer)) for layer in sizes[role] or []), score.parameters,
+                 round(score.accuracy if score.accuracy is not None else score.perplexity, 4))
+                for role, score in result.evaluations.items()]
+        metric = "accuracy" if any(s.accuracy is not None for s in result.evaluations.values()) else "perplexity"
+        console.print(table(f"shrink {checkpoint} ({split} split)", ("model", "hidden", "parameters", metric), rows))
+        if result.max_output_difference is not None:
+            console.print(f"compaction verified: max |output difference| = {result.max_output_difference:.3g}")
+        if result.bench is not None and result.speedup is not None:
+            console.print(f"compact vs baseline: [bold]{result.speedup:.2f}×[/] faster (batch 10 × 30 steps, median "
+                          f"of {bench_repeats})")
+
+    emit(result.to_json(), json_path, render)

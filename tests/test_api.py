@@ -1,0 +1,112 @@
+"""The library API on its own: a script with no CLI goes finetune → prune → compact (verified) → evaluate →
+bench; requests are named like the CLI's flags; library messages become flags only in the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pytest
+
+import isscli
+from isscli.cli.main import app, flag_names, in_flags
+from isscli.provenance import invocation, invoked_by
+
+
+def test_a_library_script_shrinks_a_model_and_prints_nothing(dense, corpus, tmp_path, capsys) -> None:  # noqa: ANN001
+    quick = {"epochs": 1, "max_batches": 10, "batch_size": 4, "bptt": 8, "eval_batch_size": 4}
+    tuned = isscli.finetune(isscli.FinetuneRequest(
+        checkpoint=dense, output=tmp_path / "iss.safetensors", data=corpus, target_hidden=[6, 5],
+        prune_epochs=1, recover_epochs=1, settings=quick, device="cpu"))
+    assert isinstance(tuned, isscli.TrainResult) and tuned.best_epoch == 2 and tuned.test is not None
+    assert tuned.settings.weight_threshold == 1e-4  # a target run thresholds at the paper's τ
+    pruned = isscli.prune(isscli.PruneRequest(checkpoint=tuned.output, group_threshold=0.0))
+    assert pruned.output is None and [s.alive_after for s in pruned.sets] == [6, 5]
+    small = isscli.compact(isscli.CompactRequest(checkpoint=pruned.checkpoint, output=tmp_path / "small.safetensors"))
+    assert small.hidden_sizes == [[6], [5]] and small.output == tmp_path / "small.safetensors"
+    assert small.verification is not None and small.verification.max_output_difference <= small.verification.tolerance
+    score = isscli.evaluate(isscli.EvaluateRequest(checkpoint=small.output, data=corpus, batch_size=4, device="cpu"))
+    reference = isscli.evaluate(isscli.EvaluateRequest(checkpoint=tuned.output, data=corpus, batch_size=4,
+                                                       device="cpu"))
+    assert score.perplexity == pytest.approx(reference.perplexity, rel=1e-5) and score.parameters < reference.parameters
+    timing = isscli.bench(isscli.BenchRequest(checkpoint=small.output, against=dense, repeats=2, warmup=0,
+                                              fail_below=1e6))
+    assert timing.speedup is not None and timing.speedup > 0 and timing.gate == {
+        "fail_below": 1e6, "speedup": timing.speedup, "passed": False}  # a gate says, it does not raise
+    assert capsys.readouterr() == ("", "")  # nothing printed, not even a note
+    provenance = isscli.load(small.output).provenance or {}
+    assert provenance["invocation"] == {"via": "api"} and provenance["operation"] == "compact"
+    assert provenance["parent_provenance"]["operation"] == "prune"
+    grandparent = provenance["parent_provenance"]["parent_provenance"]
+    assert grandparent["operation"] == "finetune" and grandparent["parameters"]["target_hidden"] == [6, 5]
+    assert grandparent["parent_sha256"] == isscli.load(dense).sha256
+
+
+def test_compact_refuses_to_write_an_inexact_model_and_can_skip_the_check(dense, tmp_path) -> None:  # noqa: ANN001
+    loaded = isscli.load(dense)
+    spec = isscli.derive_spec(loaded)
+    tensors = dict(loaded.tensors)
+    tensors["rnn.weight_hh_l0"] = tensors["rnn.weight_hh_l0"].clone()
+    tensors["rnn.weight_hh_l0"][:, 0] = 0  # unit 0's own recurrent column is zero, its next-layer column is not
+    forgetful = isscli.GroupSpec([dataclasses.replace(spec.sets[0], slices=[
+        piece for piece in spec.sets[0].slices if piece.tensor != "rnn.weight_ih_l1"]), spec.sets[1]])
+    checkpoint = isscli.Checkpoint(tensors, loaded.config)
+    output = tmp_path / "never.safetensors"
+    with pytest.raises(isscli.CompactionMismatch, match="outputs differ|consistent model"):
+        isscli.compact(isscli.CompactRequest(checkpoint=checkpoint, spec=forgetful, output=output))
+    assert not output.exists()
+    unchecked = isscli.compact(isscli.CompactRequest(checkpoint=checkpoint, spec=forgetful, verify=False))
+    assert unchecked.verification is None and unchecked.sets[0].components_after == 15
+
+
+def test_every_request_field_is_a_flag_of_its_command() -> None:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    context = __import__("typer").Context(group)
+    commands = {"train": isscli.TrainRequest, "finetune": isscli.FinetuneRequest, "prune": isscli.PruneRequest,
+                "compact": isscli.CompactRequest, "eval": isscli.EvaluateRequest, "bench": isscli.BenchRequest,
+                "shrink": isscli.ShrinkRequest, "sparsify": isscli.SparsifyRequest}
+    spelled_otherwise = {"renames": "rename", "settings": None, "evaluate": "models"}
+    for name, request in commands.items():
+        parameters = {param.name for param in group.get_command(context, name).params}
+        for field in dataclasses.fields(request):
+            spelled = spelled_otherwise.get(field.name, field.name)
+            assert spelled is None or spelled in parameters, (name, field.name)
+
+
+def test_library_messages_name_parameters_and_the_cli_shows_flags() -> None:
+    with pytest.raises(isscli.IsscliError) as caught:
+        isscli.prune(isscli.PruneRequest(checkpoint="x.safetensors", group_threshold=float("nan")))
+    assert "`group_threshold` must be a number ≥ 0" in str(caught.value)
+    names = flag_names(["prune", "x.safetensors"])
+    assert in_flags(str(caught.value), names).startswith("--group-threshold must be a number ≥ 0")
+    assert in_flags("raise `group_lasso`, see `isscli groups CKPT`", flag_names(["finetune", "m"])) == \
+        "raise --lambda, see `isscli groups CKPT`"  # commands in backticks stay as they are
+    assert in_flags("`target_hidden` 7", flag_names(["sweep", "m"])) == "--target-hidden 7"
+
+
+def test_invocations_nest_and_default_to_the_api() -> None:
+    assert invocation() == {"via": "api"}
+    with invoked_by("sweep", point="a"):
+        with invoked_by("demo"):
+            assert invocation() == {"via": "demo"}
+        assert invocation() == {"via": "sweep", "point": "a"}
+    assert invocation() == {"via": "api"}
+
+
+def test_importing_the_library_does_not_import_the_cli() -> None:
+    code = "import sys, isscli; print(json.dumps(sorted(m for m in sys.modules if m.startswith('isscli.cli'))))"
+    result = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout) == []
+
+
+def test_settings_keep_their_kind() -> None:
+    from isscli.recipes import recipe
+
+    assert recipe("tiny").updated({"epochs": 2.0}).epochs == 2
+    for bad in ({"epochs": "3"}, {"epochs": 2.5}, {"lr": True}, {"optimizer": 1}, {"lr": float("inf")}):
+        with pytest.raises(isscli.IsscliError):
+            recipe("tiny").updated(bad)
