@@ -30,6 +30,7 @@ from isscli.errors import CheckpointError
 CONFIG_KEY = "isscli.config"
 PROVENANCE_KEY = "isscli.provenance"
 MASKS_KEY = "isscli.masks"
+VOCABULARY_KEY = "isscli.vocabulary"
 #: Tensor-name prefix of the weight masks; such tensors are masks only when the header has ``isscli.masks``.
 MASK_PREFIX = "mask."
 
@@ -45,6 +46,7 @@ class Checkpoint:
     sha256: str | None = None
     masks: dict[str, torch.Tensor] = field(default_factory=dict)  # boolean, by tensor name; True = kept
     mask_info: dict[str, Any] | None = None  # how the masks were made (method, density, …)
+    vocabulary: list[str] | None = None  # word of each embedding row, in id order (None: not recorded)
 
     def num_parameters(self) -> int:
         return sum(t.numel() for t in self.tensors.values())
@@ -109,7 +111,22 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     provenance = _parse_json_metadata(path, metadata, PROVENANCE_KEY)
     mask_info = _parse_json_metadata(path, metadata, MASKS_KEY)
     masks = _split_masks(path, tensors) if mask_info is not None else {}
-    return Checkpoint(tensors, config, provenance, path, file_sha256(path), masks, mask_info)
+    vocabulary = _parse_vocabulary(path, metadata)
+    return Checkpoint(tensors, config, provenance, path, file_sha256(path), masks, mask_info, vocabulary)
+
+
+def _parse_vocabulary(path: Path, metadata: dict[str, str]) -> list[str] | None:
+    if VOCABULARY_KEY not in metadata:
+        return None
+    try:
+        words = json.loads(metadata[VOCABULARY_KEY])
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: header entry {VOCABULARY_KEY!r} is not valid JSON ({error.msg})",
+                              "re-create the checkpoint") from None
+    if not isinstance(words, list) or not all(isinstance(w, str) for w in words) or len(set(words)) != len(words):
+        raise CheckpointError(f"{path}: header entry {VOCABULARY_KEY!r} is not a list of distinct words",
+                              "re-create the checkpoint")
+    return words
 
 
 def _split_masks(path: Path, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -134,8 +151,10 @@ def save_checkpoint(
     overwrite: bool = False,
     masks: dict[str, torch.Tensor] | None = None,
     mask_info: dict[str, Any] | None = None,
+    vocabulary: list[str] | None = None,
 ) -> Path:
-    """Write ``tensors`` (and boolean ``masks``, as ``mask.<name>``) atomically; ``inputs`` are never overwritten."""
+    """Write ``tensors`` (and boolean ``masks``, as ``mask.<name>``; the ``vocabulary`` in the header) atomically;
+    ``inputs`` are never overwritten."""
     path = Path(path)
     check_output_path(path, inputs, overwrite)
     metadata = {"format": "pt"}
@@ -148,5 +167,7 @@ def save_checkpoint(
         metadata[MASKS_KEY] = json.dumps(mask_info or {}, sort_keys=True)
         contiguous.update({MASK_PREFIX + name: mask.detach().to(torch.bool).contiguous().cpu()
                            for name, mask in masks.items()})
+    if vocabulary is not None:
+        metadata[VOCABULARY_KEY] = json.dumps(list(vocabulary), ensure_ascii=False)
     atomic_write(path, lambda temp: save_file(contiguous, str(temp), metadata=metadata))
     return path

@@ -279,7 +279,8 @@ class Trainer:
         for hook in self.run.hooks:
             masks, mask_info = hook.checkpoint_masks() or (masks, mask_info)
         save_checkpoint(self.run.paths.output, model_tensors(self.model), self.model.config.to_dict(),
-                        provenance, inputs=inputs, overwrite=True, masks=masks, mask_info=mask_info)
+                        provenance, inputs=inputs, overwrite=True, masks=masks, mask_info=mask_info,
+                        vocabulary=self.run.vocabulary)
 
     def evaluate_best(self, split: str) -> Evaluation | None:
         """The written checkpoint's score: reloading it also proves the file is sound."""

@@ -175,6 +175,7 @@ class TrainingRun:
     parent: Checkpoint | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     hooks: list[TrainingHook] = field(default_factory=list)
+    vocabulary: list[str] | None = None  # the word of each embedding row, written into every checkpoint
 
     def identity(self) -> dict[str, Any]:
         """What must not change between an interrupted run and its continuation."""

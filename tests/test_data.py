@@ -47,10 +47,12 @@ def test_valid_words_outside_the_vocabulary_become_unk_when_it_exists(tmp_path: 
     assert [corpus.vocabulary.words[i] for i in corpus.splits["valid"]] == ["a", UNK, EOS]
 
 
-def test_valid_words_outside_the_vocabulary_are_an_error_without_unk(tmp_path: Path) -> None:
+def test_raw_text_gains_unk_for_the_words_train_lacks(tmp_path: Path) -> None:
     folder = write_corpus(tmp_path, "a b\n", "a zebra\n", "b\n")
-    with pytest.raises(IsscliError, match="'zebra' is not in the training vocabulary"):
-        load_corpus(folder)
+    corpus = load_corpus(folder)
+    assert corpus.vocabulary.words == ["<eos>", "a", "b", UNK]  # <unk> is added last: the other ids stay
+    assert [corpus.vocabulary.words[i] for i in corpus.splits["valid"]] == ["a", UNK, EOS]
+    assert corpus.unknown()["valid"] == {"count": 1, "share": 1 / 3, "mapped": 1}
 
 
 def test_split_files_are_found_under_several_names(tmp_path: Path) -> None:

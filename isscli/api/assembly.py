@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from isscli.api.common import as_checkpoint, input_paths, model_overrides, output_path, resolve_spec
-from isscli.api.corpora import check_vocabulary, load_task
+from isscli.api.corpora import check_vocabulary, load_task, vocabulary_choice
 from isscli.checkpoint import Checkpoint
 from isscli.controller import ControllerSettings, IssController
 from isscli.controller.targets import (
@@ -274,7 +274,9 @@ def assemble(request: RunRequest, observer: Observer) -> TrainingRun:
         if request.magnitude_sparsity is None and not start.parent.masks:  # type: ignore[attr-defined, union-attr]
             observer.note("no `group_lasso` or `l1`: this fine-tunes without learning ISS")
     device = resolve_device(request.device)
-    task, data = load_task(start.family, request.data, settings, device, observer)
+    choice = vocabulary_choice(request.vocab, request.vocab_order, request.max_vocab, request.min_count,
+                               start.parent, observer)
+    task, data, words = load_task(start.family, request.data, settings, device, observer, choice)
     torch.manual_seed(settings.seed)
     model = start.build(data).to(device)
     spec = resolve_spec(Checkpoint(model_tensors(model), path=start.parent and start.parent.path), request.spec,
@@ -286,7 +288,8 @@ def assemble(request: RunRequest, observer: Observer) -> TrainingRun:
                   "spec": spec.to_json()}
     for dropped in ("settings_file", "force", "resume", "stop_after"):
         parameters.pop(dropped, None)
-    return TrainingRun(start.operation, model, task, settings, spec, paths, device, start.parent, parameters, hooks)
+    return TrainingRun(start.operation, model, task, settings, spec, paths, device, start.parent, parameters, hooks,
+                       words)
 
 
 def planned_epochs(request: RunRequest, observer: Observer) -> int:

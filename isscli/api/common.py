@@ -99,5 +99,6 @@ def checked_output(output: PathLike | None, inputs: tuple[Path, ...], force: boo
 def write_checkpoint(checkpoint: Checkpoint, output: Path, inputs: tuple[Path, ...], force: bool) -> None:
     """Write a result checkpoint atomically (never over an input); its path and sha256 are then the file's."""
     save_checkpoint(output, checkpoint.tensors, checkpoint.config, checkpoint.provenance, inputs=inputs,
-                    overwrite=force, masks=checkpoint.masks, mask_info=checkpoint.mask_info)
+                    overwrite=force, masks=checkpoint.masks, mask_info=checkpoint.mask_info,
+                    vocabulary=checkpoint.vocabulary)
     checkpoint.path, checkpoint.sha256 = output, file_sha256(output)

@@ -1,4 +1,10 @@
-"""The corpus a model learns from or is scored on, as a :class:`~isscli.tasks.Task`, and its vocabulary checks."""
+"""The corpus a model learns from or is scored on, as a :class:`~isscli.tasks.Task`, and its vocabulary.
+
+Which word each embedding row is must never be guessed (:mod:`isscli.data.vocabulary`):
+:func:`vocabulary_choice` takes the checkpoint's stored vocabulary, else the one given
+(``vocab``), else the order named (``vocab_order``), and refuses a foreign checkpoint that
+carries none rather than read it with an assumed order.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,9 @@ from typing import Any
 
 import torch
 
+from isscli.checkpoint import Checkpoint
 from isscli.data import load_corpus, load_sentences, resolve_data
+from isscli.data.vocabulary import VocabularyChoice, first_difference, read_vocabulary_file
 from isscli.errors import IsscliError
 from isscli.models.config import ModelConfig
 from isscli.observer import Observer
@@ -16,30 +24,82 @@ from isscli.recipes import TrainSettings
 from isscli.tasks import ClassifierTask, LanguageModelTask, Task
 
 
+def vocabulary_choice(
+    vocab: str | Path | None, vocab_order: str | None, max_vocab: int | None = None, min_count: int | None = None,
+    checkpoint: Checkpoint | None = None, observer: Observer | None = None,
+) -> VocabularyChoice:
+    """How the run numbers words: the checkpoint's vocabulary, ``vocab``, ``vocab_order``, or (training from
+    scratch, or an isscli checkpoint of before 0.2) isscli's frequency order."""
+    given = read_vocabulary_file(Path(vocab)) if vocab is not None else None
+    stored = tuple(checkpoint.vocabulary) if checkpoint is not None and checkpoint.vocabulary is not None else None
+    name = str(checkpoint.path) if checkpoint is not None and checkpoint.path else "the checkpoint"
+    if stored is not None:
+        if given is not None:
+            difference = first_difference(stored, given, name, str(vocab))
+            if difference:
+                raise IsscliError(f"`vocab` disagrees with the vocabulary {name} was trained with: {difference}",
+                                  "drop `vocab` (the checkpoint's own is used), or give the right file")
+        if max_vocab is not None or min_count is not None:
+            raise IsscliError(f"{name} carries its vocabulary, which `max_vocab`/`min_count` cannot change",
+                              "drop them")
+        if vocab_order is not None and observer is not None:
+            observer.note(f"{name} carries its vocabulary: `vocab_order` is not needed")
+        return VocabularyChoice(words=stored, source=f"the vocabulary stored in {name}", from_checkpoint=True)
+    if given is not None:
+        return VocabularyChoice(words=given, source=f"the vocabulary of {vocab}")
+    if vocab_order is not None or checkpoint is None or trained_vocabulary(checkpoint.provenance):
+        order = vocab_order or "frequency"
+        return VocabularyChoice(order=order, max_vocab=max_vocab, min_count=min_count,
+                                source=f"built from the training text, {order} order")
+    rows = next((t.shape[0] for n, t in checkpoint.tensors.items() if n.endswith("encoder.weight")), None)
+    what = f"its {rows:,} embedding rows" if rows else "its embedding rows"
+    raise IsscliError(
+        f"{name} carries no vocabulary, so which word each of {what} stands for is unknown",
+        "give `vocab`=FILE (one word per line, in id order), or `vocab_order`=first-seen (PyTorch's "
+        "word_language_model numbering) or `vocab_order`=frequency (isscli's)",
+    )
+
+
 def load_task(
-    family: str, data: str | Path | None, settings: TrainSettings, device: torch.device, observer: Observer
-) -> tuple[Task, dict[str, Any]]:
-    """The family's corpus as a :class:`Task`, and its description for provenance and reports."""
+    family: str, data: str | Path | None, settings: TrainSettings, device: torch.device, observer: Observer,
+    choice: VocabularyChoice,
+) -> tuple[Task, dict[str, Any], list[str]]:
+    """The family's corpus as a :class:`Task`, its description for provenance and reports, and its vocabulary."""
     if family == "classifier":
         if data is None:
             raise IsscliError("classifiers need `data`", "give e.g. `data`=../shared/data/sst2")
-        sentences = load_sentences(Path(data), settings.seed)
+        if choice.order != "frequency" or choice.max_vocab is not None or choice.min_count is not None:
+            raise IsscliError("`vocab_order`, `max_vocab` and `min_count` apply to language models",
+                              "drop them (a classifier's vocabulary is <pad>, <unk>, then by frequency)")
+        sentences = load_sentences(Path(data), settings.seed, choice.words)
         task: Task = ClassifierTask(sentences, settings.batch_size, settings.eval_batch_size, settings.seed, device)
-        return task, {**sentences.describe(), "num_classes": sentences.num_classes}
+        description = {**sentences.describe(), "num_classes": sentences.num_classes,
+                       "vocabulary_from_checkpoint": choice.from_checkpoint}
+        return task, description, list(sentences.vocabulary.words)
     source = resolve_data(None if data is None else Path(data))
     if source.note:
         observer.note(source.note, warning=True)
-    corpus = load_corpus(source.path)
+    corpus = load_corpus(source.path, choice)
+    unknown = corpus.unknown()
+    if any(report["mapped"] for report in unknown.values()):
+        shares = ", ".join(f"{split} {report['mapped']:,} ({report['share']:.2%} <unk> in all)"
+                           for split, report in unknown.items())
+        observer.note(f"words outside the vocabulary read as <unk>: {shares}; {len(corpus.vocabulary):,} words, "
+                      f"{choice.source}")
+    if corpus.layout != "folder":
+        observer.note(f"{source.path}: {corpus.layout}")
     task = LanguageModelTask(corpus, settings.batch_size, settings.bptt, settings.eval_batch_size, device)
-    return task, {**corpus.describe(), "origin": source.origin}
+    description = {**corpus.describe(), "origin": source.origin, "vocabulary_from_checkpoint": choice.from_checkpoint}
+    return task, description, list(corpus.vocabulary.words)
 
 
 def check_vocabulary(config: ModelConfig, data: dict[str, Any], provenance: dict[str, Any] | None) -> None:
     """The corpus must have the model's vocabulary: its size, and the words it was trained on when known."""
     if config.vocab_size != data["vocabulary_size"]:
         raise IsscliError(
-            f"the model has {config.vocab_size} words but {data['path']} has {data['vocabulary_size']}",
-            "use the corpus the model was trained on",
+            f"the model has {config.vocab_size} words but {data['path']} has {data['vocabulary_size']} "
+            f"({data.get('vocabulary_source', 'built from its training text')})",
+            "use the corpus and the vocabulary the model was trained with (`vocab`)",
         )
     trained_on = trained_vocabulary(provenance)
     if trained_on and data.get("vocabulary_sha256") and trained_on != data["vocabulary_sha256"]:
@@ -55,4 +115,13 @@ def trained_vocabulary(provenance: dict[str, Any] | None) -> str | None:
         data = (record.get("parameters") or {}).get("data") or record.get("data") or {}
         if data.get("vocabulary_sha256"):
             return data["vocabulary_sha256"]
+    return None
+
+
+def uniform_guess_warning(perplexity: float, vocabulary_size: int, data: dict[str, Any]) -> str | None:
+    """A perplexity at or above the vocabulary size is worse than guessing uniformly: likely another numbering
+    (unless the words are numbered by the checkpoint's own vocabulary: then the model is just poor)."""
+    if perplexity >= vocabulary_size and not data.get("vocabulary_from_checkpoint"):
+        return (f"perplexity {perplexity:,.1f} is at or above the vocabulary size {vocabulary_size:,} (worse than a "
+                "uniform guess): the checkpoint's words are likely numbered otherwise than this corpus's")
     return None

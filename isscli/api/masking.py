@@ -57,7 +57,7 @@ def sparsify(request: SparsifyRequest) -> SparsifyResult:
     counts = mask_counts(masks)
     provenance = operation_record("sparsify", {"sparsity": request.sparsity}, loaded, masks=info)
     checkpoint = Checkpoint(model_tensors(model), model.config.to_dict(), provenance, masks=masks,
-                            mask_info={**info, **counts})
+                            mask_info={**info, **counts}, vocabulary=loaded.vocabulary)
     if output is not None:
         write_checkpoint(checkpoint, output, input_paths(loaded), request.force)
     matrices = [{"tensor": name, "shape": list(mask.shape), "kept": int(mask.sum()), "total": mask.numel()}

@@ -39,6 +39,8 @@ class ShrinkRequest:
     folder: PathLike
     baseline: PathLike | None = None  # the dense model; None: the pruned model (same shape as the checkpoint)
     data: PathLike | None = None
+    vocab: PathLike | None = None  # for evaluating checkpoints that carry no vocabulary (see EvaluateRequest)
+    vocab_order: str | None = None
     group_threshold: float | None = None  # None: the training's weight threshold τ (its provenance), else 0
     evaluate: Sequence[str] = ("baseline", "compact")
     split: str = "test"
@@ -155,8 +157,9 @@ def shrink(request: ShrinkRequest, observer: Observer | None = None) -> ShrinkRe
     for role in request.evaluate:
         if role not in result.evaluations:
             observer.note(f"evaluate the {role} model on the {request.split} split")
-            result.evaluations[role] = evaluate(EvaluateRequest(checkpoint=models[role], data=request.data,
-                                                                split=request.split, device=request.device))
+            result.evaluations[role] = evaluate(EvaluateRequest(
+                checkpoint=models[role], data=request.data, vocab=request.vocab, vocab_order=request.vocab_order,
+                split=request.split, device=request.device))
             save()
     if request.bench and result.bench is None:
         observer.note(f"bench the compact model against {models['baseline']}")

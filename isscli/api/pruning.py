@@ -107,7 +107,8 @@ def prune(request: PruneRequest) -> PruneResult:
     parameters = {"group_threshold": request.group_threshold, "weight_threshold": request.weight_threshold,
                   "spec": spec.to_json()}
     checkpoint = Checkpoint(pruned.tensors, loaded.config, operation_record("prune", parameters, loaded),
-                            masks=loaded.masks, mask_info=loaded.mask_info)  # same shapes: masks still fit
+                            masks=loaded.masks, mask_info=loaded.mask_info,  # same shapes: masks still fit
+                            vocabulary=loaded.vocabulary)
     if output is not None:
         write_checkpoint(checkpoint, output, input_paths(loaded), request.force)
     sets = [SetPruning(c.name, c.components, c.before, c.after) for c in pruned.sets]
@@ -198,7 +199,7 @@ def compact(request: CompactRequest, observer: Observer | None = None) -> Compac
     parameters = {"spec": spec.to_json(), "verify": request.verify}
     provenance = operation_record("compact", parameters, loaded, kept_units=kept,
                                   max_output_difference=verification and verification.max_output_difference)
-    checkpoint = Checkpoint(result.tensors, new_config, provenance)
+    checkpoint = Checkpoint(result.tensors, new_config, provenance, vocabulary=loaded.vocabulary)
     if output is not None:
         write_checkpoint(checkpoint, output, input_paths(loaded), request.force)
     sets = [SetCompaction(c.name, c.components, c.after, c.kept) for c in result.sets]

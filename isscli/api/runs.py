@@ -15,12 +15,13 @@ from typing import Any
 
 from isscli.api.assembly import assemble
 from isscli.api.common import CheckpointSource, ConfigSource, PathLike, SpecSource
+from isscli.api.corpora import uniform_guess_warning
 from isscli.errors import IsscliError
 from isscli.observer import Observer, SilentObserver
 from isscli.provenance import plain
 from isscli.recipes import PUBLISHED_TEST_PERPLEXITY, RECIPES, TrainSettings
 from isscli.tasks import Evaluation
-from isscli.training import EpochReport, Trainer
+from isscli.training import EpochReport, Trainer, TrainingRun
 
 
 class TrainingInterrupted(IsscliError):
@@ -35,7 +36,11 @@ class RunRequest:
     ``group_lasso`` (λ; ``lambda`` is accepted too), ``weight_threshold`` (τ), ``max_batches``, …)."""
 
     output: PathLike | None = None
-    data: PathLike | None = None  # corpus folder; None: $ISSCLI_DATA, ../shared/data/ptb, the cache, the fallback
+    data: PathLike | None = None  # corpus folder or text file; None: $ISSCLI_DATA, ../shared/data/ptb, …
+    vocab: PathLike | None = None  # the words in id order (a text file, one per line; or JSON)
+    vocab_order: str | None = None  # frequency | first-seen: how to number the words of the training text
+    max_vocab: int | None = None  # cap the vocabulary built from text (the rest becomes <unk>)
+    min_count: int | None = None
     preset: str | None = None  # the recipe (and for train, the model)
     config: ConfigSource = None  # model config fields overriding the preset's or the checkpoint's
     dropout: float | None = None
@@ -93,6 +98,7 @@ class TrainResult:
     epochs: list[EpochReport]
     hooks: dict[str, Any]  # per training hook, its summary (the λ controller's: targets, units, λ per epoch)
     published_test_perplexity: float | None = None  # Zaremba et al.'s, for a published recipe run as published
+    start_valid: Evaluation | None = None  # finetune: the checkpoint's validation score before any training
 
     def to_json(self) -> dict[str, Any]:
         report = {
@@ -103,6 +109,7 @@ class TrainResult:
             "test": self.test.to_dict() if self.test else None,
             "epochs": [epoch.to_record() for epoch in self.epochs],
             "published_test_perplexity": self.published_test_perplexity,
+            "start_valid": self.start_valid.to_dict() if self.start_valid else None,
         }
         return plain({**report, **self.hooks})
 
@@ -147,6 +154,7 @@ def finetune(request: FinetuneRequest, observer: Observer | None = None) -> Trai
 def _run(request: RunRequest, observer: Observer | None) -> TrainResult:
     observer = observer or SilentObserver()
     run = assemble(request, observer)
+    start = starting_score(run, request.force, observer) if run.operation == "finetune" else None
     trainer = Trainer(run, observer)
     try:
         result = trainer.train(resume=request.resume, stop_after=request.stop_after)
@@ -164,4 +172,20 @@ def _run(request: RunRequest, observer: Observer | None) -> TrainResult:
     hooks = {hook.name: hook.summary() for hook in run.hooks if hook.summary() is not None}
     return TrainResult(run.paths.output, run.paths.log, recipe_name, run.settings, result.resumed_from,
                        result.stopped_early, result.best_epoch, result.best, result.test, result.epochs, hooks,
-                       published)
+                       published, start)
+
+
+def starting_score(run: TrainingRun, force: bool, observer: Observer) -> Evaluation:
+    """The checkpoint's validation score before fine-tuning: a run that starts worse than a uniform guess is
+    reading the words with another numbering, and is refused unless ``force``."""
+    score = run.task.evaluate(run.model, "valid")
+    what = f"accuracy {score.accuracy:.2%}" if score.accuracy is not None else f"perplexity {score.perplexity:.2f}"
+    observer.note(f"start: valid {what} (the checkpoint as given, before fine-tuning)")
+    warning = None if score.accuracy is not None else \
+        uniform_guess_warning(score.perplexity, run.model.config.vocab_size, run.parameters["data"])
+    if warning and not force:
+        raise IsscliError(warning, "give the vocabulary it was trained with (`vocab` or `vocab_order`), or pass "
+                                   "`force` to fine-tune anyway")
+    if warning:
+        observer.note(warning, True)
+    return score

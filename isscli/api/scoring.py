@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from isscli.api.common import CheckpointSource, ConfigSource, PathLike, as_checkpoint, model_overrides
-from isscli.api.corpora import check_vocabulary, load_task
+from isscli.api.corpora import check_vocabulary, load_task, uniform_guess_warning, vocabulary_choice
 from isscli.errors import IsscliError
 from isscli.models import load_model
 from isscli.observer import Observer, SilentObserver
@@ -22,6 +22,8 @@ class EvaluateRequest:
 
     checkpoint: CheckpointSource
     data: PathLike | None = None  # None: the usual search ($ISSCLI_DATA, ../shared/data/ptb, …)
+    vocab: PathLike | None = None  # for a checkpoint that carries no vocabulary: the words in id order
+    vocab_order: str | None = None  # or how they are numbered: frequency | first-seen
     split: str = "test"
     batch_size: int = 10  # streams (LM) or sentences (classifier) per batch
     bptt: int = 35
@@ -41,6 +43,7 @@ class EvaluateResult:
     count: int  # tokens or sentences scored
     parameters: int
     accuracy: float | None = None  # classifiers
+    warning: str | None = None  # e.g. a perplexity worse than a uniform guess (another word numbering?)
 
     def to_json(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -70,8 +73,15 @@ def evaluate(request: EvaluateRequest, observer: Observer | None = None) -> Eval
     model = load_model(loaded, request.arch, model_overrides(request.config)).to(device)
     settings = RECIPES["small"].updated({"batch_size": request.batch_size, "eval_batch_size": request.batch_size,
                                          "bptt": request.bptt, "seed": request.seed})
-    task, data = load_task(model.config.family, request.data, settings, device, observer or SilentObserver())
+    observer = observer or SilentObserver()
+    choice = vocabulary_choice(request.vocab, request.vocab_order, checkpoint=loaded, observer=observer)
+    task, data, _ = load_task(model.config.family, request.data, settings, device, observer, choice)
     check_vocabulary(model.config, data, loaded.provenance)
     score = task.evaluate(model, request.split)
+    warning = None if score.accuracy is not None else \
+        uniform_guess_warning(score.perplexity, model.config.vocab_size, data)
+    if warning:
+        observer.note(warning, True)
     return EvaluateResult(str(loaded.path) if loaded.path else "(in memory)", data["path"], request.split,
-                          score.loss, score.perplexity, score.count, loaded.num_parameters(), score.accuracy)
+                          score.loss, score.perplexity, score.count, loaded.num_parameters(), score.accuracy,
+                          warning)

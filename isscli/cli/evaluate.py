@@ -9,13 +9,15 @@ import typer
 
 from isscli import api
 from isscli.cli.common import ArchOption, ConfigOption, DeviceOption, request_from
-from isscli.cli.output import JSON_HELP, Notes, console, emit, table
-from isscli.cli.runs import DataOption
+from isscli.cli.output import JSON_HELP, Notes, console, emit, note, table
+from isscli.cli.runs import DataOption, VocabOption, VocabOrderOption
 
 
 def evaluate(
     checkpoint: Path = typer.Argument(..., help="The checkpoint to score."),
     data: Optional[Path] = DataOption,
+    vocab: Optional[Path] = VocabOption,
+    vocab_order: Optional[str] = VocabOrderOption,
     split: str = typer.Option("test", "--split", help="train, valid or test."),
     batch_size: int = typer.Option(10, "--batch-size", help="Streams (LM) or sentences (classifier) per batch."),
     bptt: int = typer.Option(35, "--bptt", help="Steps per chunk for LMs (the state is carried across chunks)."),
@@ -38,3 +40,5 @@ def evaluate(
         console.print(table(f"eval {checkpoint}", columns, [row]))
 
     emit(result.to_json(), json_path, render)
+    if result.warning:
+        note(f"warning: {result.warning}", warning=True)

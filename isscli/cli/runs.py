@@ -32,8 +32,16 @@ SETTINGS = tuple(f.name for f in fields(TrainSettings))
 
 #: The help of every option train and finetune share.
 HELP = {
-    "data": "Corpus folder: PTB format (ptb.{train,valid,test}.txt) for LMs, SST-2/MR for classifiers. Default for "
-            "LMs: $ISSCLI_DATA, ../shared/data/ptb, the download cache, a download, the shipped fallback.",
+    "data": "Corpus folder: PTB format (ptb.{train,valid,test}.txt) for LMs — or one text file, split by lines "
+            "90/5/5 — and SST-2/MR for classifiers. Default for LMs: $ISSCLI_DATA, ../shared/data/ptb, the download "
+            "cache, a download, the shipped fallback.",
+    "vocab": "The words in id order: a text file (one word per line), a JSON list, or a JSON object word → id. "
+             "Needed for a checkpoint that carries no vocabulary (e.g. a plain state_dict); isscli's checkpoints "
+             "carry theirs.",
+    "vocab_order": "Number the words of the training text: frequency (isscli's: by count) or first-seen (PyTorch's "
+                   "word_language_model: by first appearance in train, valid, test).",
+    "max_vocab": "Keep at most this many words (the most frequent; the rest become <unk>).",
+    "min_count": "Keep only words seen at least this often in train (the rest become <unk>).",
     "group_lasso": "Group Lasso strength λ, in the paper's units (loss summed over steps, averaged over the batch): "
                    "0.00245 is the paper's 2×1500 LM from scratch. 0: off. With a size target: the largest λ allowed.",
     "weight_threshold": "τ: zero regularized weights with |w| < τ after every batch. Default 1e-4 when λ, --l1 or a "
@@ -77,6 +85,10 @@ HELP = {
 #: name → (type, default, flags) of the options train and finetune share, in --help order.
 SHARED = {
     "data": (Optional[Path], None, ("--data", "-d")),
+    "vocab": (Optional[Path], None, ("--vocab",)),
+    "vocab_order": (Optional[str], None, ("--vocab-order",)),
+    "max_vocab": (Optional[int], None, ("--max-vocab",)),
+    "min_count": (Optional[int], None, ("--min-count",)),
     "group_lasso": (Optional[float], None, ("--lambda",)),
     "weight_threshold": (Optional[float], None, ("--weight-threshold",)),
     "threshold": (Optional[float], None, ("--threshold", "-t")),
@@ -121,6 +133,8 @@ def shared_option(name: str) -> Any:
 
 
 DataOption = shared_option("data")
+VocabOption = shared_option("vocab")
+VocabOrderOption = shared_option("vocab_order")
 
 
 def run_request(cls: type[api.TrainRequest] | type[api.FinetuneRequest], arguments: dict[str, Any]) -> Any:

@@ -10,7 +10,7 @@ import typer
 from isscli import api
 from isscli.cli.common import DeviceOption, ForceOption, request_from
 from isscli.cli.output import JSON_HELP, Notes, console, emit, table
-from isscli.cli.runs import DataOption
+from isscli.cli.runs import DataOption, VocabOption, VocabOrderOption
 from isscli.parsing import parse_list
 
 
@@ -21,6 +21,8 @@ def shrink(
         None, "--baseline", help="The dense model to evaluate and bench against. Default: the pruned model."
     ),
     data: Optional[Path] = DataOption,
+    vocab: Optional[Path] = VocabOption,
+    vocab_order: Optional[str] = VocabOrderOption,
     group_threshold: Optional[float] = typer.Option(
         None, "--group-threshold",
         help="τ of the prune step (groups with norm ≤ τ). Default: the weight threshold CKPT was trained with.",

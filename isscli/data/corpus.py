@@ -1,11 +1,12 @@
 """Word-level language-modelling corpora in the PTB format, and Zaremba-style batching.
 
 A corpus is a folder with a train, a valid and a test file (``ptb.train.txt``,
-``train.txt``, ``wiki.valid.tokens``, ``dev.txt``…), one sentence a line, tokens separated
-by spaces. Every line ends with ``<eos>``. The vocabulary comes from the training file only,
+``train.txt``, ``wiki.valid.tokens``, ``dev.txt``…), or one text file cut by lines into the
+three (:data:`SINGLE_FILE_SPLIT`); one sentence a line, tokens separated by spaces, and every
+line ends with ``<eos>``. Which id each word gets is the business of
+:mod:`isscli.data.vocabulary`: by default the vocabulary comes from the training text,
 ordered by decreasing count then alphabetically (as in Zaremba et al.'s reader), so the same
-training file always gives the same word ids. Words of valid/test that the training file
-lacks map to ``<unk>`` when the vocabulary has it, and are an error otherwise.
+training file always gives the same word ids (PTB's included); words it lacks become ``<unk>``.
 
 Batching follows Zaremba et al. (2014): each split is cut into ``batch_size`` contiguous
 streams, read ``bptt`` steps at a time; the hidden state is carried from one chunk to the next
@@ -14,71 +15,23 @@ streams, read ``bptt`` steps at a time; the hidden state is carried from one chu
 
 from __future__ import annotations
 
-import hashlib
-from collections import Counter
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from isscli.data.text import EOS, UNK, read_text, text_lines
+from isscli.data.vocabulary import Vocabulary, VocabularyChoice, build_words
+
+__all__ = ["EOS", "UNK", "Corpus", "Vocabulary", "batchify", "bptt_chunks", "count_chunks", "find_split_files",
+           "load_corpus", "text_lines"]
 from isscli.errors import IsscliError
 
-EOS = "<eos>"
-UNK = "<unk>"
 SPLITS = ("train", "valid", "test")
 #: Other names a split's file may carry (SST-2's ``dev.txt``).
 SPLIT_NAMES = {"train": ("train",), "valid": ("valid", "dev"), "test": ("test",)}
 TEXT_SUFFIXES = (".txt", ".tokens")
-
-
-@dataclass
-class Vocabulary:
-    """Words and their ids; ``fingerprint`` identifies it in provenance records."""
-
-    words: list[str]
-
-    def __post_init__(self) -> None:
-        self.index = {word: i for i, word in enumerate(self.words)}
-
-    def __len__(self) -> int:
-        return len(self.words)
-
-    @classmethod
-    def from_counts(cls, counts: Counter[str], specials: Iterable[str] = ()) -> Vocabulary:
-        """``specials`` first, in order; then by decreasing count, ties alphabetically."""
-        first = list(specials)
-        rest = sorted((w for w in counts if w not in first), key=lambda w: (-counts[w], w))
-        return cls(first + rest)
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256("\n".join(self.words).encode("utf-8")).hexdigest()
-
-    def encode(self, tokens: list[str], where: str, unknown: str | None = UNK) -> torch.Tensor:
-        """Word ids of ``tokens``; words outside the vocabulary become ``unknown`` or an error."""
-        fallback = self.index.get(unknown) if unknown is not None else None
-        ids = []
-        for token in tokens:
-            found = self.index.get(token, fallback)
-            if found is None:
-                raise IsscliError(
-                    f"{where}: word {token!r} is not in the training vocabulary, which has no {UNK}",
-                    f"map rare words to {UNK} in every split, as PTB does",
-                )
-            ids.append(found)
-        return torch.tensor(ids, dtype=torch.long)
-
-
-def read_text(path: Path, encoding: str = "utf-8") -> str:
-    """A split's text; decoding errors become one-line errors that name the file."""
-    try:
-        return path.read_text(encoding=encoding)
-    except UnicodeDecodeError as error:
-        raise IsscliError(
-            f"{path} is not {encoding} text (byte {error.start})", "convert it to UTF-8, or check the data folder"
-        ) from None
-    except OSError as error:
-        raise IsscliError(f"cannot read {path} ({error.strerror})", "check the data folder") from None
 
 
 def find_split_files(folder: Path) -> dict[str, Path]:
@@ -104,19 +57,8 @@ def find_split_files(folder: Path) -> dict[str, Path]:
     return found
 
 
-def text_lines(text: str) -> list[str]:
-    """Lines split at ``\\n`` only: ``str.splitlines`` would also split at Latin-1's U+0085 (in MR)."""
-    lines = [line.rstrip("\r") for line in text.split("\n")]
-    return lines[:-1] if lines and lines[-1] == "" else lines
-
-
-def read_tokens(path: Path) -> list[str]:
-    """Every line's tokens followed by ``<eos>``."""
-    tokens: list[str] = []
-    for line in text_lines(read_text(path)):
-        tokens.extend(line.split())
-        tokens.append(EOS)
-    return tokens
+#: How a single text file is cut into splits, by lines: the first 90% train, then 5% valid, 5% test.
+SINGLE_FILE_SPLIT = (0.9, 0.05, 0.05)
 
 
 @dataclass
@@ -126,29 +68,78 @@ class Corpus:
     folder: Path
     vocabulary: Vocabulary
     splits: dict[str, torch.Tensor]
+    vocabulary_source: str = "built from the training text"
+    layout: str = "folder"  # or how a single file was split
+    out_of_vocabulary: dict[str, int] = field(default_factory=dict)  # per split: words the vocabulary lacks
+
+    def unknown(self) -> dict[str, dict[str, float]]:
+        """Per split: tokens read as ``<unk>`` (``count``, ``share``), of which ``mapped`` were other words."""
+        index = self.vocabulary.index.get(UNK)
+        report = {}
+        for split, ids in self.splits.items():
+            count = int((ids == index).sum()) if index is not None else 0
+            report[split] = {"count": count, "share": count / max(ids.numel(), 1),
+                             "mapped": self.out_of_vocabulary.get(split, 0)}
+        return report
 
     def describe(self) -> dict[str, object]:
         """What went into a run, for provenance and logs."""
         return {
             "path": str(self.folder),
+            "layout": self.layout,
             "vocabulary_size": len(self.vocabulary),
             "vocabulary_sha256": self.vocabulary.fingerprint(),
+            "vocabulary_source": self.vocabulary_source,
             "tokens": {split: int(ids.numel()) for split, ids in self.splits.items()},
+            "unknown": self.unknown(),
         }
 
 
-def load_corpus(folder: Path | str) -> Corpus:
-    """Read a PTB-format folder; the vocabulary comes from its training file."""
-    folder = Path(folder)
-    files = find_split_files(folder)
-    train = read_tokens(files["train"])
-    if len(train) < 2:
-        raise IsscliError(f"{files['train']} is empty", "give a training file with text in it")
-    vocabulary = Vocabulary.from_counts(Counter(train))
-    splits = {"train": vocabulary.encode(train, str(files["train"]))}
-    for split in ("valid", "test"):
-        splits[split] = vocabulary.encode(read_tokens(files[split]), str(files[split]))
-    return Corpus(folder, vocabulary, splits)
+def split_lines(path: Path) -> dict[str, list[str]]:
+    """One text file cut by lines into train/valid/test (:data:`SINGLE_FILE_SPLIT`), in order: deterministic."""
+    lines = text_lines(read_text(path))
+    if len(lines) < 3:
+        raise IsscliError(f"{path} has {len(lines)} line(s), too few to split into train, valid and test",
+                          "give a longer text, or a folder with train/valid/test files")
+    valid = max(1, round(SINGLE_FILE_SPLIT[1] * len(lines)))
+    test = max(1, round(SINGLE_FILE_SPLIT[2] * len(lines)))
+    cut = {"train": lines[: len(lines) - valid - test], "valid": lines[len(lines) - valid - test: len(lines) - test],
+           "test": lines[len(lines) - test:]}
+    return {split: tokens_of(chunk) for split, chunk in cut.items()}
+
+
+def tokens_of(lines: list[str]) -> list[str]:
+    """Every line's tokens followed by ``<eos>``."""
+    tokens: list[str] = []
+    for line in lines:
+        tokens.extend(line.split())
+        tokens.append(EOS)
+    return tokens
+
+
+def load_corpus(source: Path | str, choice: VocabularyChoice | None = None) -> Corpus:
+    """Read a PTB-format folder, or one text file split by lines; number its words as ``choice`` says.
+
+    Words outside the vocabulary become ``<unk>`` (:mod:`isscli.data.vocabulary`); a given
+    vocabulary without ``<unk>`` must hold every word of the text.
+    """
+    source, choice = Path(source), choice or VocabularyChoice()
+    if source.is_file():
+        tokens = split_lines(source)
+        shares = "/".join(f"{round(share * 100)}" for share in SINGLE_FILE_SPLIT)
+        layout = f"one file, split by lines {shares} (train/valid/test, in order)"
+        names = {split: f"{source} ({split})" for split in SPLITS}
+    else:
+        files = find_split_files(source)
+        tokens = {split: tokens_of(text_lines(read_text(path))) for split, path in files.items()}
+        layout, names = "folder", {split: str(path) for split, path in files.items()}
+    if len(tokens["train"]) < 2:
+        raise IsscliError(f"{names['train']} is empty", "give a training file with text in it")
+    words = choice.words if choice.given else build_words(tokens, choice)
+    vocabulary = Vocabulary(list(words))
+    splits = {split: vocabulary.encode(tokens[split], names[split], choice.source) for split in SPLITS}
+    missing = {split: sum(word not in vocabulary.index for word in tokens[split]) for split in SPLITS}
+    return Corpus(source, vocabulary, splits, choice.source, layout, missing)
 
 
 def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:

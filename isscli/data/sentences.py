@@ -10,13 +10,15 @@ classifier masks it out) and ``<unk>`` id 1.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from isscli.data.corpus import UNK, Vocabulary, find_split_files, read_text, text_lines
+from isscli.data.corpus import find_split_files
+from isscli.data.text import UNK, read_text, text_lines
+from isscli.data.vocabulary import Vocabulary
 from isscli.errors import IsscliError
 
 PAD = "<pad>"
@@ -97,14 +99,21 @@ def read_examples(folder: Path, seed: int) -> dict[str, Examples]:
     return {split: parse_examples(read_text(path), str(path)) for split, path in files.items()}
 
 
-def load_sentences(folder: Path | str, seed: int = 0) -> SentenceCorpus:
-    """Read an SST-2-style folder or an MR folder (``rt-polarity.all``, split with ``seed``)."""
+def load_sentences(folder: Path | str, seed: int = 0, words: Sequence[str] | None = None) -> SentenceCorpus:
+    """Read an SST-2-style folder or an MR folder (``rt-polarity.all``, split with ``seed``).
+
+    ``words`` (a checkpoint's or a file's vocabulary) numbers the words; by default the
+    vocabulary is built from the training sentences.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise IsscliError(f"data folder {folder} not found", "give a folder with train/dev/test.txt or rt-polarity.all")
     examples = read_examples(folder, seed)
-    counts = Counter(word for sentence in examples["train"].sentences for word in sentence)
-    vocabulary = Vocabulary.from_counts(counts, specials=(PAD, UNK))
+    if words is not None:
+        vocabulary = Vocabulary(list(words))
+    else:
+        counts = Counter(word for sentence in examples["train"].sentences for word in sentence)
+        vocabulary = Vocabulary.from_counts(counts, specials=(PAD, UNK))
     num_classes = max(max(e.labels) for e in examples.values()) + 1
     splits = {
         split: EncodedSplit(

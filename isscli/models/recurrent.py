@@ -140,10 +140,3 @@ class RecurrentStack(nn.Module):
             new_state.append(layer_state)
         return layer_input, new_state
 
-
-def detach_state(state: list[list[LayerState]]) -> list[list[LayerState]]:
-    """Cut the graph between batches (truncated back-propagation through time)."""
-    return [
-        [tuple(t.detach() for t in entry) if isinstance(entry, tuple) else entry.detach() for entry in layer]
-        for layer in state
-    ]
