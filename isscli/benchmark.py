@@ -26,14 +26,19 @@ from isscli import unstructured
 from isscli.accounting import multiply_adds_per_step, parameter_bytes, parameter_count
 from isscli.checkpoint import Checkpoint
 from isscli.equivalence import max_output_difference
+from isscli.export.onnx import to_onnx, verify_onnx
+from isscli.export.runtime import onnx_session, onnx_workload
 from isscli.models import build_model, load_model, preset_config
 from isscli.timing import Timings, Workload, capture_cuda_graph, clock_for, machine, time_interleaved
 
-SCHEMA = "isscli.bench/1"
+SCHEMA = "isscli.bench/2"
 SHAPES_PRESET = "large"
 #: workload name → (part of the model, batch size; ``None`` = the chosen batch)
 WORKLOADS: dict[str, tuple[str, int | None]] = {"full": ("full", None), "recurrent": ("recurrent", None),
                                                  "latency": ("full", 1)}
+RUNTIMES = ("torch", "onnxruntime")
+#: Repeats whose (max − min) exceeds this share of their median make a figure noise, and the report says so.
+NOISY_SPREAD = 0.5
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,13 @@ class Settings:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     cuda_graphs: bool = False
     seed: int = 0
+    runtime: str = "torch"  # or onnxruntime: each model exported to ONNX and run in ONNX Runtime (CPU)
+    threads: int | None = None
+
+    @property
+    def workloads(self) -> dict[str, tuple[str, int | None]]:
+        """ONNX Runtime runs whole models only: no ``recurrent`` workload there."""
+        return {k: v for k, v in WORKLOADS.items() if self.runtime == "torch" or v[0] == "full"}
 
 
 @dataclass
@@ -58,6 +70,7 @@ class Contender:
     csr: bool = False
     details: dict[str, Any] = field(default_factory=dict)  # extra report fields, e.g. a check's result
     masked: bool = False  # a checkpoint with weight masks (SET, magnitude pruning): unstructured sparsity
+    session: Any = None  # its ONNX Runtime session, with ``runtime="onnxruntime"``
 
 
 def from_shapes(role: str, sizes: list[list[int]], seed: int = 0) -> Contender:
@@ -136,11 +149,15 @@ def time_contenders(contenders: list[Contender], settings: Settings) -> dict[str
     """Timings by role and workload; each workload times all models interleaved."""
     clock = clock_for(settings.device)
     results: dict[str, dict[str, Timings]] = {c.role: {} for c in contenders}
-    for workload, (part, batch) in WORKLOADS.items():
+    for workload, (part, batch) in settings.workloads.items():
         runs = {}
         size = batch or settings.batch
         for contender in contenders:
-            run = inference(contender.model, part, size, settings.steps, settings.device, settings.seed)
+            if contender.session is not None:
+                run = onnx_workload(contender.session, contender.model.config, part, size, settings.steps,
+                                    settings.seed)
+            else:
+                run = inference(contender.model, part, size, settings.steps, settings.device, settings.seed)
             if settings.cuda_graphs:
                 run = capture_cuda_graph(run, settings.device, f"{contender.role} ({workload})")
             runs[contender.role] = run
@@ -174,7 +191,26 @@ def describe(contender: Contender) -> dict[str, Any]:
 
 
 def speedups(baseline: dict[str, Timings], other: dict[str, Timings]) -> dict[str, float]:
-    return {workload: baseline[workload].median_ms / other[workload].median_ms for workload in WORKLOADS}
+    return {workload: baseline[workload].median_ms / other[workload].median_ms for workload in baseline}
+
+
+def in_onnxruntime(contenders: list[Contender], threads: int | None) -> None:
+    """Export every model to ONNX, check it against PyTorch, and give it an ONNX Runtime session."""
+    for contender in contenders:
+        proto = to_onnx(contender.model)
+        contender.details["onnx_max_output_difference"] = verify_onnx(contender.model, proto)[0]
+        contender.session = onnx_session(proto, threads)
+
+
+def noise(timings: dict[str, dict[str, Timings]]) -> dict[str, Any]:
+    """The widest spread of repeats, (max − min) / median, and whether it makes the figures noise."""
+    spread, role, workload = max((t.max_ms / t.median_ms - t.min_ms / t.median_ms, r, w)
+                                 for r, by_workload in timings.items() for w, t in by_workload.items())
+    report: dict[str, Any] = {"spread": spread, "role": role, "workload": workload, "noisy": spread > NOISY_SPREAD}
+    if report["noisy"]:
+        report["warning"] = (f"the figures are noise: the {role}'s repeats ({workload}) vary by {spread:.0%} of their "
+                             "median — rerun with more repeats on a quieter machine")
+    return report
 
 
 def comparison(entries: dict[str, dict[str, Any]], timings: dict[str, dict[str, Timings]]) -> dict[str, Any] | None:
@@ -196,21 +232,24 @@ def comparison(entries: dict[str, dict[str, Any]], timings: dict[str, dict[str, 
 
 def run(contenders: list[Contender], settings: Settings) -> dict[str, Any]:
     """Move the models to the device, time them, and build the report (schema in docs/bench.md)."""
+    if settings.runtime == "onnxruntime":
+        in_onnxruntime(contenders, settings.threads)
     entries = {c.role: describe(c) for c in contenders}
     for contender in contenders:
         contender.model.to(settings.device)
     with torch.inference_mode():
         timings = time_contenders(contenders, settings)
     for role, entry in entries.items():
-        entry["timings"] = {workload: timings[role][workload].to_json() for workload in WORKLOADS}
+        entry["timings"] = {workload: timings[role][workload].to_json() for workload in settings.workloads}
     return {
         "schema": SCHEMA,
         "settings": {
             "batch": settings.batch, "latency_batch": WORKLOADS["latency"][1], "steps": settings.steps,
             "repeats": settings.repeats, "warmup": settings.warmup, "device": str(settings.device),
-            "cuda_graphs": settings.cuda_graphs, "seed": settings.seed,
+            "cuda_graphs": settings.cuda_graphs, "seed": settings.seed, "runtime": settings.runtime,
         },
         "machine": machine(settings.device),
         "models": list(entries.values()),
         "comparison": comparison(entries, timings),
+        "noise": noise(timings),
     }

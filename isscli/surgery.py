@@ -107,9 +107,10 @@ def prune(
     spec: GroupSpec,
     group_threshold: float,
     weight_threshold: float | None = None,
+    chosen: list[torch.Tensor] | None = None,
 ) -> PrunedTensors:
-    """Zero every component whose group norm is ≤ ``group_threshold``; optionally single weights below
-    ``weight_threshold``.
+    """Zero every component whose group norm is ≤ ``group_threshold`` (or, per set, those ``chosen``);
+    optionally single weights below ``weight_threshold``.
 
     All norms are measured on the input before anything is zeroed, so the result does not
     depend on the order of the sets (neighbouring sets share tensors).
@@ -117,7 +118,7 @@ def prune(
     names = penalized_tensor_names(spec)
     result = {name: tensor.clone() for name, tensor in tensors.items()}
     before = [int(alive_components(tensors, iss).sum()) for iss in spec.sets]
-    doomed = [group_norms(tensors, iss) <= group_threshold for iss in spec.sets]
+    doomed = chosen if chosen is not None else [group_norms(tensors, iss) <= group_threshold for iss in spec.sets]
     for iss, mask in zip(spec.sets, doomed):
         zero_components(result, iss, mask)
     if weight_threshold is not None:

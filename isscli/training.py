@@ -231,12 +231,15 @@ class Trainer:
     def epoch_report(self, epoch: int, lr: float, train_loss: float, valid: Evaluation, seconds: float) -> EpochReport:
         names = self.regularizer.tensor_names
         weights = {name: self.parameters[name].detach() for name in names}
+        norms = self.regularizer.split(self.regularizer.squared_norms().sqrt())
+        smallest = {name: float(values[values > 0].min()) if bool((values > 0).any()) else 0.0
+                    for name, values in norms.items()}
         return EpochReport(
             epoch=epoch, lr=lr, train_loss=train_loss, valid=valid,
             penalty=self.regularizer.penalty(),
             alive=self.regularizer.alive(),
             components={iss.name: iss.components for iss in self.run.spec.sets},
-            sparsity=weight_sparsity(weights, names), seconds=seconds,
+            sparsity=weight_sparsity(weights, names), seconds=seconds, smallest_norm=smallest,
         )
 
     # -- the guard ------------------------------------------------------------------------

@@ -80,6 +80,7 @@ class EpochReport:
     sparsity: float
     seconds: float
     best: bool = False
+    smallest_norm: dict[str, float] = field(default_factory=dict)  # per set, of its nonzero groups: what τ must pass
 
     @property
     def train_perplexity(self) -> float:

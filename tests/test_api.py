@@ -7,6 +7,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +111,49 @@ def test_settings_keep_their_kind() -> None:
     for bad in ({"epochs": "3"}, {"epochs": 2.5}, {"lr": True}, {"optimizer": 1}, {"lr": float("inf")}):
         with pytest.raises(isscli.IsscliError):
             recipe("tiny").updated(bad)
+
+
+def test_prune_by_size_keeps_the_strongest_groups(run_cli, tiny_lm: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    from isscli.surgery import alive_components, group_norms
+
+    loaded = isscli.load(tiny_lm)
+    spec = isscli.derive_spec(loaded)
+    by_size = isscli.prune(isscli.PruneRequest(checkpoint=loaded, target_hidden="4,3"))
+    assert [s.alive_after for s in by_size.sets] == [4, 3]
+    for iss in spec.sets:
+        kept = alive_components(by_size.checkpoint.tensors, iss)
+        norms = group_norms(loaded.tensors, iss)
+        assert float(norms[kept].min()) >= float(norms[~kept].max())  # the strongest stay
+    share = isscli.prune(isscli.PruneRequest(checkpoint=loaded, keep_fraction=0.5))
+    assert [s.alive_after for s in share.sets] == [3, 2]  # ⌊0.5·6⌋, ⌊0.5·5⌋
+    small = isscli.compact(isscli.CompactRequest(checkpoint=by_size.checkpoint))
+    assert small.hidden_sizes == [[4], [3]]
+    nothing = run_cli("prune", tiny_lm, "--group-threshold", "1e-9", "-o", tmp_path / "p.safetensors")
+    assert nothing.code == 0 and "nothing was zeroed" in nothing.stderr and "the smallest is" in nothing.stderr
+    both = run_cli("prune", tiny_lm, "--group-threshold", "1", "--keep-fraction", "0.5",
+                   "-o", tmp_path / "q.safetensors")
+    assert both.code == 2 and "give one of --group-threshold, --target-hidden or --keep-fraction" in both.stderr
+
+
+def test_quality_gates_exit_1_and_every_json_report_has_a_schema(run_cli, dense, corpus, tmp_path) -> None:  # noqa: ANN001
+    score = run_cli("eval", dense, "--data", corpus, "--json", "-")
+    report = json.loads(score.stdout)
+    assert report["schema"] == "isscli.eval/1" and report["gate"] is None
+    perplexity = report["perplexity"]
+    passed = run_cli("eval", dense, "--data", corpus, "--fail-above", perplexity * 1.01, "--json", "-")
+    assert passed.code == 0 and json.loads(passed.stdout)["gate"]["passed"] is True
+    failed = run_cli("eval", dense, "--data", corpus, "--fail-above", perplexity * 0.99)
+    assert failed.code == 1 and "misses the gate" in failed.stderr and "FAILED" in failed.stdout
+    against = run_cli("eval", dense, "--data", corpus, "--baseline", dense, "--max-loss", "0", "--json", "-")
+    gate = json.loads(against.stdout)["gate"]
+    assert against.code == 0 and gate["baseline"] == pytest.approx(perplexity) and gate["passed"]
+    lonely = run_cli("eval", dense, "--data", corpus, "--max-loss", "0.05")
+    assert lonely.code == 2 and "--baseline and --max-loss go together" in lonely.stderr
+    wrong_kind = run_cli("eval", dense, "--data", corpus, "--fail-below", "0.5")
+    assert wrong_kind.code == 2 and "--fail-below gates a classifier" in wrong_kind.stderr
+    pruned = tmp_path / "p.safetensors"
+    for args, schema in ((["groups", dense], "isscli.groups/1"), (["show", dense], "isscli.show/1"),
+                         (["prune", dense, "--keep-fraction", "0.5", "-o", pruned], "isscli.prune/1"),
+                         (["compact", pruned, "-o", tmp_path / "c.safetensors"], "isscli.compact/1"),
+                         (["bench", pruned, "--repeats", "1", "--warmup", "0", "--steps", "2"], "isscli.bench/2")):
+        assert json.loads(run_cli(*args, "--json", "-").stdout)["schema"] == schema, args

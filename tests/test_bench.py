@@ -139,7 +139,7 @@ def test_json_report_fields_and_schema(run_cli, pair: tuple[Path, Path]) -> None
     jsonschema.validate(report, doc_json("JSON schema"))
     assert report["settings"] | {"device": "cpu"} == {
         "batch": 3, "latency_batch": 1, "steps": 3, "repeats": 2, "warmup": 0, "device": "cpu",
-        "cuda_graphs": False, "seed": 0,
+        "cuda_graphs": False, "seed": 0, "runtime": "torch",
     }
     assert report["machine"]["torch"] == torch.__version__ and report["machine"]["threads"] == 1
     model, baseline = report["models"]
@@ -165,7 +165,7 @@ def test_table_and_json_file(run_cli, pair: tuple[Path, Path], tmp_path: Path) -
     result = run_cli("bench", small, "--against", dense, *FAST, "--json", tmp_path / "bench.json")
     assert result.code == 0, result.stderr
     assert "speed-up" in result.stdout and "multiply-add reduction" in result.stdout
-    assert json.loads((tmp_path / "bench.json").read_text())["schema"] == "isscli.bench/1"
+    assert json.loads((tmp_path / "bench.json").read_text())["schema"] == "isscli.bench/2"
 
 
 def test_single_model_has_no_comparison(run_cli, pair: tuple[Path, Path]) -> None:

@@ -44,5 +44,5 @@ def test_every_table_fits_80_columns(run_cli, narrow, tmp_path: Path) -> None:  
     assert_fits(run_cli("sparsify", lm, "--sparsity", "0.5", "-o", tmp_path / "sparse.safetensors"), "sparsify")
     order = ("--vocab-order", "frequency")  # fresh models carry no vocabulary
     assert_fits(run_cli("eval", small, "--data", corpus, "--batch-size", "4", *order), "eval")
-    assert_fits(run_cli("shrink", small, "-o", tmp_path / "shrunk", "--data", corpus, "--group-threshold", "0.3", *order,
-                        "--evaluate", "baseline,pruned,compact", "--bench-repeats", "2"), "shrink")
+    assert_fits(run_cli("shrink", small, "-o", tmp_path / "shrunk", "--data", corpus, "--group-threshold", "0.3",
+                        *order, "--evaluate", "baseline,pruned,compact", "--bench-repeats", "2"), "shrink")

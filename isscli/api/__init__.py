@@ -7,6 +7,7 @@ examples: docs/api.md.
 
 from isscli.api.benching import BenchRequest, BenchResult, bench
 from isscli.api.checkpoints import check_spec, derive_spec, import_state_dict, load, new_model, save
+from isscli.api.exporting import ExportRequest, export_model
 from isscli.api.masking import SparsifyRequest, SparsifyResult, sparsify
 from isscli.api.pipeline import ShrinkRequest, ShrinkResult, shrink
 from isscli.api.pruning import (
@@ -24,8 +25,8 @@ from isscli.api.scoring import EvaluateRequest, EvaluateResult, evaluate
 
 __all__ = [
     "BenchRequest", "BenchResult", "CompactRequest", "CompactResult", "CompactionMismatch", "EvaluateRequest",
-    "EvaluateResult", "FinetuneRequest", "PruneRequest", "PruneResult", "ShrinkRequest", "ShrinkResult",
-    "SparsifyRequest", "SparsifyResult", "TrainRequest", "TrainResult", "TrainingInterrupted", "Verification",
-    "bench", "check_spec", "compact", "derive_spec", "evaluate", "finetune", "import_state_dict", "load",
-    "new_model", "prune", "save", "shrink", "sparsify", "train",
+    "EvaluateResult", "ExportRequest", "FinetuneRequest", "PruneRequest", "PruneResult", "ShrinkRequest",
+    "ShrinkResult", "SparsifyRequest", "SparsifyResult", "TrainRequest", "TrainResult", "TrainingInterrupted",
+    "Verification", "bench", "check_spec", "compact", "derive_spec", "evaluate", "export_model", "finetune",
+    "import_state_dict", "load", "new_model", "prune", "save", "shrink", "sparsify", "train",
 ]

@@ -93,6 +93,7 @@ def recipe_for(config: ModelConfig, name: str | None, observer: Observer) -> tup
         return name, recipe(name)
     for preset, raw in PRESETS.items():
         if preset in RECIPES and raw["family"] == config.family and raw["hidden_sizes"] == config.hidden_sizes:
+            observer.note(f"recipe: {preset!r}, whose model has the checkpoint's sizes (choose with `preset`)")
             return preset, RECIPES[preset]
     fallback = "bilstm-classifier" if config.family == "classifier" else "small"
     observer.note(f"no recipe matches hidden sizes {config.hidden_sizes}: using the {fallback!r} one "

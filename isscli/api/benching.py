@@ -37,6 +37,7 @@ class BenchRequest:
     device: str = "cpu"
     threads: int | None = None
     cuda_graphs: bool = False
+    runtime: str = "torch"  # or onnxruntime: each model exported to ONNX (checked) and timed in ONNX Runtime, CPU
     unstructured: bool = False  # CSR kernels for unstructured sparsity (see ``isscli bench --help``)
     fail_below: float | None = None  # the gate: ``result.gate["passed"]`` is False below this speed-up
     seed: int = 0
@@ -46,13 +47,14 @@ class BenchRequest:
 
 @dataclass
 class BenchResult:
-    """The report of schema ``isscli.bench/1`` (docs/bench.md), field by field."""
+    """The report of schema ``isscli.bench/2`` (docs/bench.md), field by field."""
 
     schema: str
     settings: dict[str, Any]
     machine: dict[str, Any]
     models: list[dict[str, Any]]  # role, label, sizes, parameters, multiply-adds, timings per workload
     comparison: dict[str, Any] | None  # speed-ups against the baseline (None without one)
+    noise: dict[str, Any] | None = None  # the widest spread of repeats, and a warning when the figures are noise
     gate: dict[str, Any] | None = None
 
     @property
@@ -81,6 +83,12 @@ def check(request: BenchRequest) -> None:
     if request.fail_below is not None and not (request.fail_below > 0 and math.isfinite(request.fail_below)):
         raise IsscliError(f"`fail_below` {request.fail_below:g} is not a positive speed-up",
                           "give e.g. `fail_below`=7.48")
+    if request.runtime not in benchmark.RUNTIMES:
+        raise IsscliError(f"unknown `runtime` {request.runtime!r}", f"use {' or '.join(benchmark.RUNTIMES)}")
+    on_cpu = request.device == "cpu" and not request.cuda_graphs
+    if request.runtime == "onnxruntime" and (request.unstructured or not on_cpu):
+        raise IsscliError("`runtime`=onnxruntime runs dense models on the CPU",
+                          "drop `unstructured`, `cuda_graphs` and `device`, or use `runtime`=torch")
     for name in ("batch", "steps", "repeats"):
         if getattr(request, name) < 1:
             raise IsscliError(f"`{name}` must be ≥ 1", "fix the option")
@@ -128,7 +136,7 @@ def bench(request: BenchRequest, observer: Observer | None = None) -> BenchResul
         contenders = benchmark.unstructured_contenders(contenders[0], contenders[1] if has_baseline else None,
                                                       request.seed)
     settings = benchmark.Settings(request.batch, request.steps, request.repeats, request.warmup, device,
-                                  request.cuda_graphs, request.seed)
+                                  request.cuda_graphs, request.seed, request.runtime, request.threads)
     result = BenchResult(**benchmark.run(contenders, settings))
     if request.fail_below is not None:
         speedup = result.speedup

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +22,15 @@ from isscli.api.common import (
     write_checkpoint,
 )
 from isscli.checkpoint import Checkpoint
+from isscli.controller.targets import targets_from_sizes
 from isscli.equivalence import output_difference
 from isscli.errors import IsscliError
 from isscli.models.registry import config_after_surgery, load_model, resolve_config
 from isscli.observer import Observer, SilentObserver
+from isscli.parsing import parse_list
 from isscli.provenance import operation_record, plain
+from isscli.spec import GroupSpec, IssSet
+from isscli.surgery import alive_components, group_norms
 from isscli.surgery import compact as compact_tensors
 from isscli.surgery import prune as prune_tensors
 
@@ -49,9 +53,13 @@ class CompactionMismatch(IsscliError):
 
 @dataclass(kw_only=True)
 class PruneRequest(OutputRequest):
-    """Zero every ISS component whose group norm is ≤ ``group_threshold`` (and weights < ``weight_threshold``)."""
+    """Zero ISS components: those whose group norm is ≤ ``group_threshold``, or the weakest ones down to
+    ``target_hidden`` units per set or to ``keep_fraction`` of each set's units (and weights < ``weight_threshold``).
+    Give exactly one of the three."""
 
-    group_threshold: float
+    group_threshold: float | None = None
+    target_hidden: str | Sequence[int] | None = None  # units per set to keep, in spec order
+    keep_fraction: float | None = None  # the share of units every set keeps, in (0, 1]
     weight_threshold: float | None = None
     spec: SpecSource = None
     renames: Mapping[str, str] = field(default_factory=dict)
@@ -63,13 +71,15 @@ class SetPruning:
     components: int
     alive_before: int
     alive_after: int
+    norm_min: float  # of the group norms ‖w_k‖ of the nonzero components before pruning: where a threshold bites
+    norm_median: float
 
 
 @dataclass
 class PruneResult:
     checkpoint: Checkpoint  # the pruned model, same shapes as the input
     output: Path | None
-    group_threshold: float
+    group_threshold: float | None
     weight_threshold: float | None
     sets: list[SetPruning]
     weight_sparsity_before: float
@@ -96,24 +106,64 @@ def prune(request: PruneRequest) -> PruneResult:
         ...                                           output="pruned.safetensors"))
         >>> [(s.name, s.alive_after) for s in result.sets]
     """
-    for name in ("group_threshold", "weight_threshold"):
-        value = getattr(request, name)
-        if value is not None and not (value >= 0 and math.isfinite(value)):
-            raise IsscliError(f"`{name}` must be a number ≥ 0 (got {value})", f"give e.g. `{name}`=1e-4")
+    check_prune_request(request)
     output = checked_output(request.output, input_paths(request.checkpoint), request.force)
     loaded = as_checkpoint(request.checkpoint)
     spec = resolve_spec(loaded, request.spec, request.renames)
-    pruned = prune_tensors(loaded.tensors, spec, request.group_threshold, request.weight_threshold)
-    parameters = {"group_threshold": request.group_threshold, "weight_threshold": request.weight_threshold,
+    cut = weakest_components(loaded.tensors, spec, request) if request.group_threshold is None else None
+    pruned = prune_tensors(loaded.tensors, spec, request.group_threshold or 0.0, request.weight_threshold, cut)
+    parameters = {"group_threshold": request.group_threshold, "target_hidden": request.target_hidden,
+                  "keep_fraction": request.keep_fraction, "weight_threshold": request.weight_threshold,
                   "spec": spec.to_json()}
     checkpoint = Checkpoint(pruned.tensors, loaded.config, operation_record("prune", parameters, loaded),
                             masks=loaded.masks, mask_info=loaded.mask_info,  # same shapes: masks still fit
                             vocabulary=loaded.vocabulary)
     if output is not None:
         write_checkpoint(checkpoint, output, input_paths(loaded), request.force)
-    sets = [SetPruning(c.name, c.components, c.before, c.after) for c in pruned.sets]
+    norms = [alive_norms(loaded.tensors, iss) for iss in spec.sets]
+    sets = [SetPruning(c.name, c.components, c.before, c.after, float(n.min()) if n.numel() else 0.0,
+                       float(n.median()) if n.numel() else 0.0) for c, n in zip(pruned.sets, norms, strict=True)]
     return PruneResult(checkpoint, output, request.group_threshold, request.weight_threshold, sets,
                        pruned.sparsity_before, pruned.sparsity_after)
+
+
+def check_prune_request(request: PruneRequest) -> None:
+    ways = ("group_threshold", "target_hidden", "keep_fraction")
+    given = [name for name in ways if getattr(request, name) is not None]
+    if len(given) != 1:
+        raise IsscliError(f"give one of `group_threshold`, `target_hidden` or `keep_fraction` (got {len(given)})",
+                          "e.g. `group_threshold`=1e-4, or `target_hidden`=100,80 to keep the strongest units")
+    for name in ("group_threshold", "weight_threshold"):
+        value = getattr(request, name)
+        if value is not None and not (value >= 0 and math.isfinite(value)):
+            raise IsscliError(f"`{name}` must be a number ≥ 0 (got {value})", f"give e.g. `{name}`=1e-4")
+    if request.keep_fraction is not None and not 0 < request.keep_fraction <= 1:
+        raise IsscliError(f"`keep_fraction` {request.keep_fraction} is outside (0, 1]", "give e.g. `keep_fraction`=0.5")
+
+
+def alive_norms(tensors: dict[str, torch.Tensor], iss: IssSet) -> torch.Tensor:
+    """The group norms of a set's nonzero components."""
+    return group_norms(tensors, iss)[alive_components(tensors, iss)]
+
+
+def weakest_components(tensors: dict[str, torch.Tensor], spec: GroupSpec, request: PruneRequest) -> list[torch.Tensor]:
+    """Per set, the components to zero: the weakest (smallest ‖w_k‖) beyond the units the request keeps."""
+    if request.target_hidden is not None:
+        sizes = parse_list(request.target_hidden, int, "target_hidden", "unit counts, one per ISS set", "100,80",
+                           minimum=1)
+        keep = targets_from_sizes(spec, sizes)
+    else:
+        keep = {iss.name: max(1, math.floor(float(request.keep_fraction or 1) * iss.components)) for iss in spec.sets}
+    doomed = []
+    for iss in spec.sets:
+        norms = group_norms(tensors, iss)
+        mask = torch.zeros(iss.components, dtype=torch.bool)
+        if keep[iss.name] > iss.components:
+            raise IsscliError(f"`target_hidden`: set {iss.name} has {iss.components} units, fewer than "
+                              f"{keep[iss.name]}", f"give at most {iss.components}")
+        mask[norms.argsort(descending=True, stable=True)[keep[iss.name]:]] = True
+        doomed.append(mask)
+    return doomed
 
 
 # -- compact ----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,10 @@ class EvaluateRequest:
     device: str = "auto"
     arch: str | None = None
     config: ConfigSource = None
+    fail_above: float | None = None  # the gate of a language model: perplexity at most this
+    fail_below: float | None = None  # the gate of a classifier: accuracy at least this (a share, 0.75)
+    baseline: CheckpointSource | None = None  # the gate against a model: scored on the same split …
+    max_loss: float | None = None  # … it may be this much worse: perplexity × (1 + max_loss), accuracy − max_loss
 
 
 @dataclass
@@ -44,6 +49,7 @@ class EvaluateResult:
     parameters: int
     accuracy: float | None = None  # classifiers
     warning: str | None = None  # e.g. a perplexity worse than a uniform guess (another word numbering?)
+    gate: dict[str, Any] | None = None  # the quality gate's limit, the value and whether it ``passed``
 
     def to_json(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -64,6 +70,7 @@ def evaluate(request: EvaluateRequest, observer: Observer | None = None) -> Eval
     Example:
         >>> isscli.evaluate(isscli.EvaluateRequest(checkpoint="compact.safetensors", data="ptb/")).perplexity
     """
+    check_gates(request)
     if request.split not in SPLITS:
         raise IsscliError(f"unknown `split` {request.split!r}", f"use {', '.join(SPLITS)}")
     if request.batch_size < 1 or request.bptt < 1:
@@ -82,6 +89,47 @@ def evaluate(request: EvaluateRequest, observer: Observer | None = None) -> Eval
         uniform_guess_warning(score.perplexity, model.config.vocab_size, data)
     if warning:
         observer.note(warning, True)
-    return EvaluateResult(str(loaded.path) if loaded.path else "(in memory)", data["path"], request.split,
-                          score.loss, score.perplexity, score.count, loaded.num_parameters(), score.accuracy,
-                          warning)
+    result = EvaluateResult(str(loaded.path) if loaded.path else "(in memory)", data["path"], request.split,
+                            score.loss, score.perplexity, score.count, loaded.num_parameters(), score.accuracy,
+                            warning)
+    result.gate = quality_gate(request, result, observer)
+    return result
+
+
+def check_gates(request: EvaluateRequest) -> None:
+    for name in ("fail_above", "fail_below", "max_loss"):
+        value = getattr(request, name)
+        if value is not None and not (value >= 0 and math.isfinite(value)):
+            raise IsscliError(f"`{name}` must be a number ≥ 0 (got {value})", "fix the option")
+    if (request.baseline is None) != (request.max_loss is None):
+        raise IsscliError("`baseline` and `max_loss` go together", "give both (e.g. `max_loss`=0.05), or neither")
+
+
+def quality_gate(request: EvaluateRequest, result: EvaluateResult, observer: Observer) -> dict[str, Any] | None:
+    """The gate's verdict: a perplexity at most ``fail_above``, an accuracy at least ``fail_below``, and against
+    ``baseline`` a perplexity at most (1 + ``max_loss``) × its, or an accuracy at least its − ``max_loss``."""
+    classifier = result.accuracy is not None
+    value = result.accuracy if classifier else result.perplexity
+    limits = []
+    if request.fail_above is not None and not classifier:
+        limits.append(("fail_above", request.fail_above))
+    if request.fail_below is not None and classifier:
+        limits.append(("fail_below", request.fail_below))
+    for name in ("fail_above", "fail_below"):
+        if getattr(request, name) is not None and name not in dict(limits):
+            raise IsscliError(f"`{name}` gates {'a language model' if name == 'fail_above' else 'a classifier'}",
+                              "use `fail_above` (perplexity) for LMs and `fail_below` (accuracy) for classifiers")
+    reference = None
+    if request.baseline is not None:
+        base = evaluate(EvaluateRequest(checkpoint=request.baseline, data=request.data, vocab=request.vocab,
+                                        vocab_order=request.vocab_order, split=request.split,
+                                        batch_size=request.batch_size, bptt=request.bptt, seed=request.seed,
+                                        device=request.device, arch=request.arch, config=request.config), observer)
+        reference = base.accuracy if classifier else base.perplexity
+        loss = float(request.max_loss or 0.0)
+        limits.append(("max_loss", reference - loss if classifier else reference * (1 + loss)))
+    if not limits:
+        return None
+    passed = all(value >= limit if classifier else value <= limit for _, limit in limits)
+    return {"metric": "accuracy" if classifier else "perplexity", "value": value, "limits": dict(limits),
+            "baseline": reference, "passed": bool(passed and math.isfinite(value or math.nan))}

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
 from isscli import api
 from isscli.cli.common import ArchOption, ConfigOption, request_from
@@ -41,17 +42,22 @@ def render(report: dict[str, Any]) -> None:
     compared = report["comparison"]
     timing_rows = []
     for workload, label in WORKLOAD_LABELS.items():
+        if workload not in models[0]["timings"]:
+            continue  # ONNX Runtime times whole models only
         row = [label.format(batch=settings["batch"]), *(milliseconds(m["timings"][workload]) for m in models)]
         if compared is not None:
             row.append(f"{compared['speedups']['model'][workload]:.2f}×")
         timing_rows.append(row)
     columns = ("workload", *(m["role"] for m in models), *(("speed-up",) if compared else ()))
     graphs = ", CUDA graphs" if settings["cuda_graphs"] else ""
+    runtime = ", ONNX Runtime" if settings.get("runtime") == "onnxruntime" else ""
     title = (f"ms per {settings['steps']}-step inference, median (min–max) of {settings['repeats']} "
-             f"interleaved repeats on {settings['device']}{graphs}")
+             f"interleaved repeats on {settings['device']}{graphs}{runtime}")
     console.print(table(title, columns, timing_rows))
     gpu = f", {machine['gpu']} (CUDA {machine['cuda']})" if machine["gpu"] else ""
     console.print(f"machine: {machine['cpu']}, threads: {machine['threads']}, torch {machine['torch']}{gpu}")
+    if (report.get("noise") or {}).get("noisy"):
+        console.print(f"[yellow]{escape(report['noise']['warning'])}[/]")
     if compared is None:
         return
     console.print(
@@ -89,6 +95,11 @@ def bench(
     repeats: int = typer.Option(7, "--repeats", min=1, help="Timed repeats per model; the median is reported."),
     warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed runs per model first."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    runtime: str = typer.Option(
+        "torch", "--runtime",
+        help="torch (isscli's models) or onnxruntime: each model exported to ONNX, checked, and timed in ONNX Runtime "
+             "(CPU; full inference and batch-1 latency).",
+    ),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (torch.set_num_threads)."),
     cuda_graphs: bool = typer.Option(
         False, "--cuda-graphs", help="Capture each inference in a CUDA graph (with --device cuda)."

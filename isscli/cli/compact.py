@@ -56,5 +56,5 @@ def compact(
         if difference is not None:
             console.print(f"verified: max |output difference| = {difference:.3g} on random inputs")
 
-    emit(report, json_path, render)
+    emit(report, json_path, render, "isscli.compact/1")
     note(f"compacted checkpoint written to {result.output}")

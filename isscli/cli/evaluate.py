@@ -11,6 +11,13 @@ from isscli import api
 from isscli.cli.common import ArchOption, ConfigOption, DeviceOption, request_from
 from isscli.cli.output import JSON_HELP, Notes, console, emit, note, table
 from isscli.cli.runs import DataOption, VocabOption, VocabOrderOption
+from isscli.errors import IsscliError
+
+
+class QualityBelowGate(IsscliError):
+    """The score misses ``--fail-above``/``--fail-below``/``--max-loss``: a failed check, not a bad input."""
+
+    exit_code = 1
 
 
 def evaluate(
@@ -25,9 +32,18 @@ def evaluate(
     device: str = DeviceOption,
     arch: Optional[str] = ArchOption,
     config: Optional[str] = ConfigOption,
+    fail_above: Optional[float] = typer.Option(
+        None, "--fail-above", help="Quality gate of an LM: exit 1 if the perplexity is above this."),
+    fail_below: Optional[float] = typer.Option(
+        None, "--fail-below", help="Quality gate of a classifier: exit 1 if the accuracy (e.g. 0.75) is below this."),
+    baseline: Optional[Path] = typer.Option(
+        None, "--baseline", help="Quality gate against a model (e.g. the dense one), scored on the same split …"),
+    max_loss: Optional[float] = typer.Option(
+        None, "--max-loss", help="… exit 1 if the perplexity exceeds (1 + this) × the baseline's (0.05: 5% worse), "
+                                 "or the accuracy is more than this below the baseline's."),
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
-    """Perplexity of a language model (accuracy of a classifier) on one split of a corpus."""
+    """Perplexity of a language model (accuracy of a classifier) on one split of a corpus; optionally a CI gate."""
     result = api.evaluate(request_from(api.EvaluateRequest, locals()), Notes())
 
     def render() -> None:
@@ -38,7 +54,18 @@ def evaluate(
             columns = ("data", "split", "sentences", "loss", "accuracy")
             row = (result.data, result.split, result.count, result.loss, f"{result.accuracy:.2%}")
         console.print(table(f"eval {checkpoint}", columns, [row]))
+        if result.gate is not None:
+            against = f" (baseline {result.gate['baseline']:.4g})" if result.gate["baseline"] is not None else ""
+            limits = ", ".join(f"{limit:.4g}" for limit in result.gate["limits"].values())
+            verdict = "passed" if result.gate["passed"] else "[bold red]FAILED[/]"
+            console.print(f"quality gate: {result.gate['metric']} {result.gate['value']:.4g} against {limits}"
+                          f"{against}: {verdict}")
 
-    emit(result.to_json(), json_path, render)
+    emit(result.to_json(), json_path, render, "isscli.eval/1")
     if result.warning:
         note(f"warning: {result.warning}", warning=True)
+    gate = result.gate
+    if gate is not None and not gate["passed"]:
+        limits = ", ".join(f"--{name.replace('_', '-')} → {limit:.4g}" for name, limit in gate["limits"].items())
+        raise QualityBelowGate(f"{gate['metric']} {gate['value']:.4g} misses the gate ({limits})",
+                               "the model is not good enough; see the report")

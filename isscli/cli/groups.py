@@ -97,7 +97,7 @@ def show(
     spec = resolve_spec(loaded, check, renames_from(rename, rename_file))
     report = spec_report(spec, loaded)
     title = f"ISS groups of {checkpoint}" + (f" (spec {check} is valid)" if check else "")
-    emit(report, json_path, lambda: render_spec(report, title))
+    emit(report, json_path, lambda: render_spec(report, title), "isscli.groups/1")
     if output is not None:
         atomic_write_text(output, spec.dumps())
         note(f"spec written to {output}")

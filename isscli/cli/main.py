@@ -26,6 +26,7 @@ from isscli.cli import (
     data,
     demo,
     evaluate,
+    export,
     groups,
     prune,
     runs,
@@ -83,6 +84,7 @@ app.command("eval")(evaluate.evaluate)
 app.add_typer(data.app, name="data")
 app.command("bench")(bench.bench)
 app.command("shrink")(shrink.shrink)
+app.command("export")(export.export)
 app.command("sweep", context_settings=sweep.CONTEXT)(sweep.sweep)
 
 

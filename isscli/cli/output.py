@@ -47,8 +47,13 @@ def format_value(value: Any) -> str:
     return escape(str(value))
 
 
-def emit(report: dict[str, Any], json_path: Path | None, render: Callable[[], None]) -> None:
-    """Show ``report`` to people (``render``) and/or write it as JSON for machines."""
+def emit(
+    report: dict[str, Any], json_path: Path | None, render: Callable[[], None], schema: str | None = None
+) -> None:
+    """Show ``report`` to people (``render``) and/or write it as JSON for machines, versioned by ``schema``
+    (``isscli.<command>/<version>``: a report's fields change only with its version)."""
+    if schema is not None:
+        report = {"schema": schema, **report}
     if json_path is not None and str(json_path) == "-":
         print(json.dumps(report, indent=2))
         return

@@ -20,8 +20,13 @@ from isscli.cli.output import console, err_console
 from isscli.training import EpochReport
 
 
-def format_alive(alive: dict[str, int], components: dict[str, int]) -> str:
-    return " ".join(f"{name} {alive[name]}/{components[name]}" for name in alive)
+def format_alive(alive: dict[str, int], components: dict[str, int], smallest: dict[str, float] | None = None) -> str:
+    """``rnn.l0 180/200`` per set; with ``smallest``, the smallest nonzero group norm, which a threshold must pass."""
+    parts = []
+    for name in alive:
+        floor = f" (‖w‖ ≥ {smallest[name]:.2g})" if smallest and alive[name] else ""
+        parts.append(f"{name} {alive[name]}/{components[name]}{floor}")
+    return " ".join(parts)
 
 
 def epoch_line(report: EpochReport, epochs: int) -> str:
@@ -33,7 +38,7 @@ def epoch_line(report: EpochReport, epochs: int) -> str:
              else f"train ppl {report.train_perplexity:.2f}")
     return (
         f"epoch {report.epoch:>{len(str(epochs))}}/{epochs}  lr {report.lr:.4g}  {train}  {score}  "
-        f"ISS {format_alive(report.alive, report.components)}  sparsity {report.sparsity:.1%}  "
+        f"ISS {format_alive(report.alive, report.components, report.smallest_norm)}  sparsity {report.sparsity:.1%}  "
         f"{report.seconds:.0f} s" + ("  [green]best[/]" if report.best else "")
     )
 

@@ -1,4 +1,4 @@
-"""``isscli prune``: zero the ISS components whose group norm is at most τ."""
+"""``isscli prune``: zero the ISS components whose group norm is at most τ, or the weakest down to a size."""
 
 from __future__ import annotations
 
@@ -11,13 +11,18 @@ from isscli import api
 from isscli.api.common import output_path
 from isscli.cli.common import ForceOption, RenameFileOption, RenameOption, SpecOption, request_from
 from isscli.cli.output import JSON_HELP, console, emit, note, table
-from isscli.errors import IsscliError
 
 
 def prune(
     checkpoint: Path = typer.Argument(..., help="The checkpoint to prune (left untouched)."),
     group_threshold: Optional[float] = typer.Option(
-        None, "--group-threshold", help="τ: zero every ISS component whose group norm ‖w_k‖ is ≤ τ (required)."
+        None, "--group-threshold", help="τ: zero every ISS component whose group norm ‖w_k‖ is ≤ τ."
+    ),
+    target_hidden: Optional[str] = typer.Option(
+        None, "--target-hidden", help="Instead: keep this many units per ISS set (e.g. 100,80), zeroing the weakest."
+    ),
+    keep_fraction: Optional[float] = typer.Option(
+        None, "--keep-fraction", help="Instead: keep this share of every set's units (e.g. 0.5), zeroing the weakest."
     ),
     threshold: Optional[float] = typer.Option(None, "--threshold", "-t", hidden=True,
                                               help="Old name of --group-threshold."),
@@ -33,22 +38,28 @@ def prune(
     force: bool = ForceOption,
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
-    """Zero whole ISS components (and optionally small weights); write a new checkpoint of the same shape."""
+    """Zero whole ISS components (and optionally small weights); write a new checkpoint of the same shape.
+
+    Give one of --group-threshold (by norm), --target-hidden or --keep-fraction (by size: the weakest groups go).
+    """
     if threshold is not None:
         note("--threshold of prune is now --group-threshold (group norm ≤ τ); the old name will go", warning=True)
         group_threshold = threshold if group_threshold is None else group_threshold
-    if group_threshold is None:
-        raise IsscliError("prune needs `group_threshold`", "give e.g. --group-threshold 1e-4")
     request = request_from(api.PruneRequest, locals(), output=output_path(output, checkpoint, "pruned"))
     result = api.prune(request)
 
     def render() -> None:
-        rows = [(s.name, s.components, s.alive_before, s.alive_after, s.alive_before - s.alive_after)
-                for s in result.sets]
-        columns = ("set", "K", "nonzero before", "nonzero after", "zeroed")
-        console.print(table(f"prune {checkpoint} (τ = {group_threshold:g})", columns, rows))
+        rows = [(s.name, s.components, s.alive_before, s.alive_after, s.alive_before - s.alive_after,
+                 round(s.norm_min, 6), round(s.norm_median, 6)) for s in result.sets]
+        columns = ("set", "K", "nonzero", "after", "zeroed", "‖w_k‖ min", "‖w_k‖ median")
+        how = f"τ = {group_threshold:g}" if group_threshold is not None else "the weakest groups"
+        console.print(table(f"prune {checkpoint} ({how})", columns, rows))
         console.print(f"weight sparsity of the grouped tensors: {result.weight_sparsity_before:.2%} → "
                       f"{result.weight_sparsity_after:.2%}")
 
-    emit({"checkpoint": str(checkpoint), **result.to_json()}, json_path, render)
+    emit({"checkpoint": str(checkpoint), **result.to_json()}, json_path, render, "isscli.prune/1")
+    if group_threshold is not None and all(s.alive_after == s.alive_before for s in result.sets):
+        smallest = min(s.norm_min for s in result.sets)
+        note(f"no group norm is ≤ {group_threshold:g} (the smallest is {smallest:.3g}): nothing was zeroed — "
+             "give a larger --group-threshold, or a size with --target-hidden / --keep-fraction", warning=True)
     note(f"pruned checkpoint written to {result.output}")

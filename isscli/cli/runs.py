@@ -169,7 +169,7 @@ def report(result: api.TrainResult, json_path: Optional[Path]) -> None:
                 reference = f" (Zaremba et al.: {result.published_test_perplexity})"
             console.print(f"test {describe(result.test)}{reference}")
 
-    emit(result.to_json(), json_path, render)
+    emit(result.to_json(), json_path, render, "isscli.train/1")
     if result.best_epoch is not None:
         note(f"checkpoint of epoch {result.best_epoch} written to {result.output}; log in {result.log}")
 

@@ -59,6 +59,6 @@ def show(
         for s in summaries:
             console.print(f"{s['name']}: group lengths ‖w_k‖ from 0 to {s['norm_max']:.3g}  {s['histogram']}")
 
-    emit(report, json_path, render)
+    emit(report, json_path, render, "isscli.show/1")
     for path in written:
         note(f"picture written to {path}")

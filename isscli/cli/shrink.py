@@ -56,4 +56,4 @@ def shrink(
             console.print(f"compact vs baseline: [bold]{result.speedup:.2f}×[/] faster (batch 10 × 30 steps, median "
                           f"of {bench_repeats})")
 
-    emit(result.to_json(), json_path, render)
+    emit(result.to_json(), json_path, render, "isscli.shrink/1")

@@ -44,5 +44,5 @@ def sparsify(
                             ("tensor", "shape", "kept", "entries", "density"), rows))
         console.print(f"kept {result.kept:,} of {result.total:,} weights (density {result.density:.2%})")
 
-    emit(report, json_path, render)
+    emit(report, json_path, render, "isscli.sparsify/1")
     note(f"masked checkpoint written to {result.output}")

@@ -1,0 +1,37 @@
+"""``isscli export``: the model as an ONNX file, checked in ONNX Runtime before it is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from isscli import api
+from isscli.cli.common import ArchOption, ConfigOption, ForceOption, request_from
+from isscli.cli.output import JSON_HELP, console, emit, note, table
+
+
+def export(
+    checkpoint: Path = typer.Argument(..., metavar="CKPT", help="An LM or classifier checkpoint (compacted or not)."),
+    output: Path = typer.Option(..., "-o", "--output", help="The file to write, e.g. model.onnx."),
+    format: str = typer.Option("onnx", "--format", help="onnx (ONNX Runtime, and every runtime that reads ONNX)."),
+    opset: int = typer.Option(17, "--opset", min=13, help="The ONNX opset to target."),
+    arch: Optional[str] = ArchOption,
+    config: Optional[str] = ConfigOption,
+    force: bool = ForceOption,
+    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+) -> None:
+    """Export CKPT to ONNX with its per-layer sizes, dynamic batch and time axes and, for LMs, the recurrent state
+    as inputs and outputs; the graph is run in ONNX Runtime against PyTorch before anything is written."""
+    result = api.export_model(request_from(api.ExportRequest, locals()))
+
+    def render() -> None:
+        rows = [("inputs", " ".join(result.inputs)), ("outputs", " ".join(result.outputs)),
+                ("hidden sizes", " ".join("+".join(map(str, s)) for s in result.hidden_sizes))]
+        console.print(table(f"export {checkpoint} → {output}", ("graph", "names"), rows))
+        console.print(f"verified in ONNX Runtime: max |output difference| = {result.max_output_difference:.3g} "
+                      f"(tolerance {result.tolerance:.3g})")
+
+    emit(result.to_json(), json_path, render, "isscli.export/1")
+    note(f"ONNX model written to {result.output}")
