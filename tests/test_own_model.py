@@ -149,6 +149,22 @@ def test_their_model_finetunes_with_its_vocabulary_which_isscli_then_carries(run
     assert run_cli("compact", pruned, "-o", small).code == 0
     assert load_checkpoint(small).vocabulary == theirs["words"]
     assert run_cli("eval", small, "--data", folder).code == 0
+    # the compacted model runs outside isscli: in ONNX Runtime it computes what their own code computes
+    onnxruntime = pytest.importorskip("onnxruntime")
+    exported = tmp_path / "small.onnx"
+    assert run_cli("export", small, "--format", "onnx", "-o", exported).code == 0
+    ours = RNNModel(len(theirs["words"]), 16, 24, 2)
+    ours.load_state_dict(load_checkpoint(pruned).tensors)  # their module, the pruned (dense-shaped) weights
+    ours.eval()
+    tokens = theirs["data"]["test"][:60].view(12, 5)
+    with torch.no_grad():
+        expected, _ = ours(tokens)
+    session = onnxruntime.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    feeds = {"tokens": tokens.numpy()}
+    feeds.update({i.name: torch.zeros(1, 5, i.shape[2]).numpy() for i in session.get_inputs() if i.name != "tokens"})
+    logits = session.run(["logits"], feeds)[0]
+    assert logits.shape == (12, 5, len(theirs["words"]))
+    assert float((torch.from_numpy(logits) - expected).abs().max()) <= 1e-4 * max(1.0, float(expected.abs().max()))
     other = tmp_path / "other.txt"
     other.write_text("\n".join(sorted(theirs["words"])) + "\n", encoding="utf-8")
     clash = run_cli("eval", small, "--data", folder, "--vocab", other)

@@ -115,3 +115,34 @@ def test_ptb_keeps_its_ids() -> None:
         "train": 929_589, "valid": 73_760, "test": 82_430}
     assert [int(ids[:5].sum()) for ids in corpus.splits.values()] == [49_862, 1_917, 924]
     assert all(report["mapped"] == 0 for report in corpus.unknown().values())  # PTB's <unk> are in the text
+
+
+def test_raw_text_trains_finetunes_compacts_and_evaluates(run_cli, tmp_path: Path) -> None:  # noqa: ANN001
+    import random
+
+    rng = random.Random(3)
+    words = [f"w{i}" for i in range(60)]
+    book = tmp_path / "book.txt"  # raw text: rare words, no <unk>, one file
+    book.write_text("".join(" ".join(rng.choice(words[: rng.choice((20, 60))]) for _ in range(8)) + "\n"
+                            for _ in range(400)), encoding="utf-8")
+    config = tmp_path / "model.json"
+    config.write_text(json.dumps({"embedding_size": 8, "hidden_sizes": [[10], [8]]}), encoding="utf-8")
+    quick = ["--epochs", "1", "--max-batches", "8", "--batch-size", "4", "--bptt", "8", "--eval-batch-size", "4",
+             "--device", "cpu"]
+    dense, tuned = tmp_path / "dense.safetensors", tmp_path / "tuned.safetensors"
+    trained = run_cli("train", "--preset", "tiny", "--config", config, "--data", book, "--max-vocab", "30",
+                      "-o", dense, *quick, "--json", "-")
+    assert trained.code == 0, trained.stderr
+    data = json.loads(trained.stdout)["data"]
+    assert data["vocabulary_size"] == 30 and data["layout"].startswith("one file, split by lines 90/5/5")
+    assert data["unknown"]["valid"]["mapped"] > 0 and 0 < data["unknown"]["test"]["share"] < 1
+    assert "words outside the vocabulary read as <unk>" in trained.stderr
+    assert run_cli("finetune", dense, "--data", book, "--target-hidden", "5,4", "--prune-epochs", "1",
+                   "--recover-epochs", "1", "-o", tuned, *quick).code == 0
+    pruned, small = tmp_path / "pruned.safetensors", tmp_path / "small.safetensors"
+    assert run_cli("prune", tuned, "--group-threshold", "0", "-o", pruned).code == 0
+    assert run_cli("compact", pruned, "-o", small).code == 0
+    scored = run_cli("eval", small, "--data", book, "--json", "-")
+    assert scored.code == 0, scored.stderr
+    report = json.loads(scored.stdout)
+    assert report["unknown"]["test"] == data["unknown"]["test"]  # the stored vocabulary reads the text the same way

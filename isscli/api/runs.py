@@ -99,6 +99,7 @@ class TrainResult:
     hooks: dict[str, Any]  # per training hook, its summary (the λ controller's: targets, units, λ per epoch)
     published_test_perplexity: float | None = None  # Zaremba et al.'s, for a published recipe run as published
     start_valid: Evaluation | None = None  # finetune: the checkpoint's validation score before any training
+    data: dict[str, Any] | None = None  # the corpus: path, vocabulary (size, source), tokens, <unk> per split
 
     def to_json(self) -> dict[str, Any]:
         report = {
@@ -110,6 +111,7 @@ class TrainResult:
             "epochs": [epoch.to_record() for epoch in self.epochs],
             "published_test_perplexity": self.published_test_perplexity,
             "start_valid": self.start_valid.to_dict() if self.start_valid else None,
+            "data": self.data,
         }
         return plain({**report, **self.hooks})
 
@@ -172,7 +174,7 @@ def _run(request: RunRequest, observer: Observer | None) -> TrainResult:
     hooks = {hook.name: hook.summary() for hook in run.hooks if hook.summary() is not None}
     return TrainResult(run.paths.output, run.paths.log, recipe_name, run.settings, result.resumed_from,
                        result.stopped_early, result.best_epoch, result.best, result.test, result.epochs, hooks,
-                       published, start)
+                       published, start, run.parameters.get("data"))
 
 
 def starting_score(run: TrainingRun, force: bool, observer: Observer) -> Evaluation:

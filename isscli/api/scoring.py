@@ -50,6 +50,7 @@ class EvaluateResult:
     accuracy: float | None = None  # classifiers
     warning: str | None = None  # e.g. a perplexity worse than a uniform guess (another word numbering?)
     gate: dict[str, Any] | None = None  # the quality gate's limit, the value and whether it ``passed``
+    unknown: dict[str, Any] | None = None  # LMs: per split, the tokens read as <unk> (count, share, mapped)
 
     def to_json(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -93,6 +94,7 @@ def evaluate(request: EvaluateRequest, observer: Observer | None = None) -> Eval
                             score.loss, score.perplexity, score.count, loaded.num_parameters(), score.accuracy,
                             warning)
     result.gate = quality_gate(request, result, observer)
+    result.unknown = data.get("unknown")
     return result
 
 

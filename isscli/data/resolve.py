@@ -41,8 +41,9 @@ def shared_candidates() -> list[Path]:
 
 
 def _named(path: Path, origin: str) -> DataSource:
-    if not path.is_dir():
-        raise IsscliError(f"data folder {path} ({origin}) not found", "give a folder with train/valid/test text files")
+    if not path.exists():
+        raise IsscliError(f"data {path} ({origin}) not found",
+                          "give a folder with train/valid/test text files, or one text file")
     return DataSource(path, origin)
 
 
