@@ -11,33 +11,7 @@ from isscli.models import build_model, model_tensors
 from isscli.models.registry import config_after_surgery
 from isscli.spec import check_spec, derive_spec
 from isscli.surgery import alive_components, compact, prune, removable_components, zero_components
-
-CELLS = ["lstm", "gru", "rnn_tanh"]
-
-
-@st.composite
-def architectures(draw: st.DrawFn) -> dict:
-    family = draw(st.sampled_from(["lm", "classifier", "rhn"]))
-    if family == "rhn":
-        width = draw(st.integers(1, 6))
-        return {
-            "family": "rhn",
-            "vocab_size": 17,
-            "embedding_size": width,
-            "hidden_sizes": [[width]],
-            "depth": draw(st.integers(1, 3)),
-        }
-    bidirectional = family == "classifier" and draw(st.booleans())
-    layers = draw(st.integers(1, 3))
-    sizes = [[draw(st.integers(1, 6)) for _ in range(2 if bidirectional else 1)] for _ in range(layers)]
-    config = {"family": family, "cell": draw(st.sampled_from(CELLS)), "vocab_size": 17, "hidden_sizes": sizes}
-    if family == "lm" and draw(st.booleans()):
-        config.update(tie_weights=True, embedding_size=sum(sizes[-1]))
-    else:
-        config["embedding_size"] = draw(st.integers(1, 6))
-    if family == "classifier":
-        config.update(num_classes=3, pooling=draw(st.sampled_from(["max", "mean", "last"])))
-    return config
+from tests.strategies import architectures
 
 
 @st.composite

@@ -36,6 +36,7 @@ from isscli.export.plain_lm import PlainLM  # noqa: E402
 from isscli.models import build_model, load_model, model_tensors  # noqa: E402
 from isscli.spec import derive_spec  # noqa: E402
 from isscli.surgery import zero_components  # noqa: E402
+from tests import strategies  # noqa: E402
 from tests.conftest import file_state  # noqa: E402
 
 CELLS = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
@@ -141,19 +142,8 @@ def test_bidirectional_classifier_pools_padded_batches_as_in_pytorch(pooling: st
     assert difference <= TIGHT * max(1.0, scale)
 
 
-@st.composite
-def architectures(draw: st.DrawFn) -> dict:
-    family = draw(st.sampled_from(["lm", "classifier"]))
-    directions = 2 if family == "classifier" and draw(st.booleans()) else 1
-    sizes = [[draw(st.integers(1, 6)) for _ in range(directions)] for _ in range(draw(st.integers(1, 3)))]
-    config = {"family": family, "cell": draw(st.sampled_from(CELLS)), "vocab_size": 13, "hidden_sizes": sizes}
-    if family == "lm" and draw(st.booleans()):
-        config.update(tie_weights=True, embedding_size=sum(sizes[-1]))
-    else:
-        config["embedding_size"] = draw(st.integers(1, 6))
-    if family == "classifier":
-        config.update(num_classes=draw(st.integers(2, 4)), pooling=draw(st.sampled_from(["max", "mean", "last"])))
-    return config
+def architectures() -> st.SearchStrategy[dict]:
+    return strategies.architectures(families=("lm", "classifier"), cells=CELLS, vocab_size=13)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

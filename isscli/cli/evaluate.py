@@ -9,8 +9,8 @@ import typer
 
 from isscli import api
 from isscli.cli.common import ArchOption, ConfigOption, DeviceOption, request_from
-from isscli.cli.output import JSON_HELP, Notes, console, emit, note, table
-from isscli.cli.runs import DataOption, VocabOption, VocabOrderOption
+from isscli.cli.options import option
+from isscli.cli.output import Notes, console, emit, note, table
 from isscli.errors import IsscliError
 
 
@@ -22,9 +22,9 @@ class QualityBelowGate(IsscliError):
 
 def evaluate(
     checkpoint: Path = typer.Argument(..., help="The checkpoint to score."),
-    data: Optional[Path] = DataOption,
-    vocab: Optional[Path] = VocabOption,
-    vocab_order: Optional[str] = VocabOrderOption,
+    data: Optional[Path] = option("data"),
+    vocab: Optional[Path] = option("vocab"),
+    vocab_order: Optional[str] = option("vocab_order"),
     split: str = typer.Option("test", "--split", help="train, valid or test."),
     batch_size: int = typer.Option(10, "--batch-size", help="Streams (LM) or sentences (classifier) per batch."),
     bptt: int = typer.Option(35, "--bptt", help="Steps per chunk for LMs (the state is carried across chunks)."),
@@ -32,16 +32,11 @@ def evaluate(
     device: str = DeviceOption,
     arch: Optional[str] = ArchOption,
     config: Optional[str] = ConfigOption,
-    fail_above: Optional[float] = typer.Option(
-        None, "--fail-above", help="Quality gate of an LM: exit 1 if the perplexity is above this."),
-    fail_below: Optional[float] = typer.Option(
-        None, "--fail-below", help="Quality gate of a classifier: exit 1 if the accuracy (e.g. 0.75) is below this."),
-    baseline: Optional[Path] = typer.Option(
-        None, "--baseline", help="Quality gate against a model (e.g. the dense one), scored on the same split …"),
-    max_loss: Optional[float] = typer.Option(
-        None, "--max-loss", help="… exit 1 if the perplexity exceeds (1 + this) × the baseline's (0.05: 5% worse), "
-                                 "or the accuracy is more than this below the baseline's."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    fail_above: Optional[float] = option("fail_above"),
+    fail_below: Optional[float] = option("fail_below"),
+    baseline: Optional[Path] = option("baseline"),
+    max_loss: Optional[float] = option("max_loss"),
+    json_path: Optional[Path] = option("json_path"),
 ) -> None:
     """Perplexity of a language model (accuracy of a classifier) on one split of a corpus; optionally a CI gate."""
     result = api.evaluate(request_from(api.EvaluateRequest, locals()), Notes())

@@ -10,25 +10,19 @@ import typer
 from isscli import api
 from isscli.api.common import output_path
 from isscli.cli.common import ForceOption, RenameFileOption, RenameOption, SpecOption, request_from
-from isscli.cli.output import JSON_HELP, console, emit, note, table
+from isscli.cli.options import option
+from isscli.cli.output import console, emit, note, table
 
 
 def prune(
     checkpoint: Path = typer.Argument(..., help="The checkpoint to prune (left untouched)."),
-    group_threshold: Optional[float] = typer.Option(
-        None, "--group-threshold", help="τ: zero every ISS component whose group norm ‖w_k‖ is ≤ τ."
-    ),
-    target_hidden: Optional[str] = typer.Option(
-        None, "--target-hidden", help="Instead: keep this many units per ISS set (e.g. 100,80), zeroing the weakest."
-    ),
-    keep_fraction: Optional[float] = typer.Option(
-        None, "--keep-fraction", help="Instead: keep this share of every set's units (e.g. 0.5), zeroing the weakest."
-    ),
-    threshold: Optional[float] = typer.Option(None, "--threshold", "-t", hidden=True,
-                                              help="Old name of --group-threshold."),
-    weight_threshold: Optional[float] = typer.Option(
-        None, "--weight-threshold", help="Also zero single weights with |w| < this (the paper uses τ = 1e-4)."
-    ),
+    group_threshold: Optional[float] = option("group_threshold"),
+    target_hidden: Optional[str] = option("target_hidden", "Instead: keep this many units per ISS set (e.g. "
+                                                           "100,80), zeroing the weakest."),
+    keep_fraction: Optional[float] = option("keep_fraction"),
+    threshold: Optional[float] = option("threshold"),
+    weight_threshold: Optional[float] = option("weight_threshold", "Also zero single weights with |w| < this (the "
+                                                                   "paper uses τ = 1e-4)."),
     spec: Optional[Path] = SpecOption,
     rename: list[str] = RenameOption,
     rename_file: Optional[Path] = RenameFileOption,
@@ -36,7 +30,7 @@ def prune(
         None, "-o", "--output", help="Output checkpoint. Default: CKPT.pruned.safetensors."
     ),
     force: bool = ForceOption,
-    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    json_path: Optional[Path] = option("json_path"),
 ) -> None:
     """Zero whole ISS components (and optionally small weights); write a new checkpoint of the same shape.
 

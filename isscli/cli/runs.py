@@ -23,118 +23,42 @@ from isscli.cli.common import (
     ConfigOption,
     request_from,
 )
-from isscli.cli.output import JSON_HELP, console, emit, note
+from isscli.cli.options import option
+from isscli.cli.output import console, emit, note
 from isscli.cli.progress import ProgressDisplay
 from isscli.recipes import RECIPES, TrainSettings
 from isscli.tasks import Evaluation
 
 SETTINGS = tuple(f.name for f in fields(TrainSettings))
 
-#: The help of every option train and finetune share.
-HELP = {
-    "data": "Corpus folder: PTB format (ptb.{train,valid,test}.txt) for LMs — or one text file, split by lines "
-            "90/5/5 — and SST-2/MR for classifiers. Default for LMs: $ISSCLI_DATA, ../shared/data/ptb, the download "
-            "cache, a download, the shipped fallback.",
-    "vocab": "The words in id order: a text file (one word per line), a JSON list, or a JSON object word → id. "
-             "Needed for a checkpoint that carries no vocabulary (e.g. a plain state_dict); isscli's checkpoints "
-             "carry theirs.",
-    "vocab_order": "Number the words of the training text: frequency (isscli's: by count) or first-seen (PyTorch's "
-                   "word_language_model: by first appearance in train, valid, test).",
-    "max_vocab": "Keep at most this many words (the most frequent; the rest become <unk>).",
-    "min_count": "Keep only words seen at least this often in train (the rest become <unk>).",
-    "group_lasso": "Group Lasso strength λ, in the paper's units (loss summed over steps, averaged over the batch): "
-                   "0.00245 is the paper's 2×1500 LM from scratch. 0: off. With a size target: the largest λ allowed.",
-    "weight_threshold": "τ: zero regularized weights with |w| < τ after every batch. Default 1e-4 when λ, --l1 or a "
-                        "target is on, else off.",
-    "threshold": "Old name of --weight-threshold.",
-    "l1": "L1 strength D (Appendix A uses 1e-4): adds D·Σ|w| over the grouped tensors.",
-    "target_hidden": "Learn ISS down to these units per ISS set, in spec order (one per direction of a bidirectional "
-                     "layer), e.g. 400,350: a controller steers λ per set and ends with exactly these sizes.",
-    "target_params": "Learn ISS down to this many parameters after compaction (e.g. 20M, 1.5k): the same share of "
-                     "units is kept in every set, the largest that fits.",
-    "target_speedup": "Learn ISS down to a model this many times faster than the dense one, as measured on this "
-                      "machine (bench harness, batch 10 × 30 steps): the same share of units is kept in every set.",
-    "prune_epochs": "With a target: epochs of the pruning phase (default: --epochs, else the recipe's).",
-    "recover_epochs": "With a target: epochs of λ = 0 fine-tuning of the survivors after pruning (default: a quarter "
-                      "of --prune-epochs, at least 1).",
-    "spec": "Group spec (native or authors' JSON). Default: derived from the checkpoint.",
-    "rename": "Map a spec tensor name to a checkpoint name, OLD=NEW (repeatable).",
-    "rename_file": "JSON object mapping spec tensor names to checkpoint names.",
-    "dropout": "Dropout probability (1 − keep ratio; the paper's ISS runs keep 0.6).",
-    "epochs": "Number of epochs (Zaremba: 13 small, 39 medium, 55 large).",
-    "batch_size": "Mini-batch size (recipe: 20).",
-    "bptt": "Unrolled steps per batch (recipe: 20 small, 35 medium/large).",
-    "lr": "Learning rate (recipe: 1.0, plain SGD).",
-    "lr_decay": "lr multiplier per epoch after --decay-after.",
-    "decay_after": "Epochs at the full lr before the decay starts.",
-    "decay_every": "Apply --lr-decay once every this many epochs (default 1).",
-    "max_grad_norm": "Clip the gradient of the whole objective to this global norm.",
-    "optimizer": "sgd (the paper's) or adam.",
-    "settings_file": "JSON file of training settings (see docs/training.md); flags win.",
-    "seed": "Random seed: initialisation, dropout, shuffling (default 0).",
-    "device": "cpu, cuda, cuda:N or auto (cuda when available).",
-    "max_batches": "Stop each epoch after this many batches (quick checks).",
-    "eval_batch_size": "Batch size of validation and test passes (default 10).",
-    "divergence_factor": "Stop when valid perplexity exceeds this × its best (default 4).",
-    "keep": "Which epoch OUT holds: best (lowest valid perplexity, default) or last (ISS fine-tuning).",
-    "stop_after": "Stop after this epoch, leaving the run resumable.",
-    "resume": "Continue an interrupted run from OUT.resume.safetensors.",
-    "force": "Replace the output file if it exists (never an input).",
-    "json_path": JSON_HELP,
-}
-#: name → (type, default, flags) of the options train and finetune share, in --help order.
-SHARED = {
-    "data": (Optional[Path], None, ("--data", "-d")),
-    "vocab": (Optional[Path], None, ("--vocab",)),
-    "vocab_order": (Optional[str], None, ("--vocab-order",)),
-    "max_vocab": (Optional[int], None, ("--max-vocab",)),
-    "min_count": (Optional[int], None, ("--min-count",)),
-    "group_lasso": (Optional[float], None, ("--lambda",)),
-    "weight_threshold": (Optional[float], None, ("--weight-threshold",)),
-    "threshold": (Optional[float], None, ("--threshold", "-t")),
-    "l1": (Optional[float], None, ("--l1",)),
-    "target_hidden": (Optional[str], None, ("--target-hidden",)),
-    "target_params": (Optional[str], None, ("--target-params",)),
-    "target_speedup": (Optional[float], None, ("--target-speedup",)),
-    "prune_epochs": (Optional[int], None, ("--prune-epochs",)),
-    "recover_epochs": (Optional[int], None, ("--recover-epochs",)),
-    "spec": (Optional[Path], None, ("--spec", "-s")),
-    "rename": (list[str], [], ("--rename",)),
-    "rename_file": (Optional[Path], None, ("--rename-file",)),
-    "dropout": (Optional[float], None, ("--dropout",)),
-    "epochs": (Optional[int], None, ("--epochs",)),
-    "batch_size": (Optional[int], None, ("--batch-size",)),
-    "bptt": (Optional[int], None, ("--bptt",)),
-    "lr": (Optional[float], None, ("--lr",)),
-    "lr_decay": (Optional[float], None, ("--lr-decay",)),
-    "decay_after": (Optional[int], None, ("--decay-after",)),
-    "decay_every": (Optional[int], None, ("--decay-every",)),
-    "max_grad_norm": (Optional[float], None, ("--max-grad-norm",)),
-    "optimizer": (Optional[str], None, ("--optimizer",)),
-    "settings_file": (Optional[Path], None, ("--settings",)),
-    "seed": (Optional[int], None, ("--seed",)),
-    "device": (str, "auto", ("--device",)),
-    "max_batches": (Optional[int], None, ("--max-batches",)),
-    "eval_batch_size": (Optional[int], None, ("--eval-batch-size",)),
-    "divergence_factor": (Optional[float], None, ("--divergence-factor",)),
-    "keep": (Optional[str], None, ("--keep",)),
-    "stop_after": (Optional[int], None, ("--stop-after",)),
-    "resume": (bool, False, ("--resume",)),
-    "force": (bool, False, ("--force",)),
-    "json_path": (Optional[Path], None, ("--json",)),
-}
-HIDDEN = ("threshold",)  # old spellings, still accepted
-
-
-def shared_option(name: str) -> Any:
-    """The typer option of a shared parameter (also used by ``isscli eval`` for ``--data``)."""
-    _, default, flags = SHARED[name]
-    return typer.Option(default, *flags, help=HELP[name], hidden=name in HIDDEN)
-
-
-DataOption = shared_option("data")
-VocabOption = shared_option("vocab")
-VocabOrderOption = shared_option("vocab_order")
+#: The options train and finetune share, by type, in --help order (flags and help: :mod:`isscli.cli.options`).
+SHARED: tuple[tuple[Any, tuple[str, ...]], ...] = (
+    (Optional[Path], ("data", "vocab")),
+    (Optional[str], ("vocab_order",)),
+    (Optional[int], ("max_vocab", "min_count")),
+    (Optional[float], ("group_lasso", "weight_threshold", "threshold", "l1")),
+    (Optional[str], ("target_hidden", "target_params")),
+    (Optional[float], ("target_speedup",)),
+    (Optional[int], ("prune_epochs", "recover_epochs")),
+    (Optional[Path], ("spec",)),
+    (list[str], ("rename",)),
+    (Optional[Path], ("rename_file",)),
+    (Optional[float], ("dropout",)),
+    (Optional[int], ("epochs", "batch_size", "bptt")),
+    (Optional[float], ("lr", "lr_decay")),
+    (Optional[int], ("decay_after", "decay_every")),
+    (Optional[float], ("max_grad_norm",)),
+    (Optional[str], ("optimizer",)),
+    (Optional[Path], ("settings_file",)),
+    (Optional[int], ("seed",)),
+    (str, ("device",)),
+    (Optional[int], ("max_batches", "eval_batch_size")),
+    (Optional[float], ("divergence_factor",)),
+    (Optional[str], ("keep",)),
+    (Optional[int], ("stop_after",)),
+    (bool, ("resume", "force")),
+    (Optional[Path], ("json_path",)),
+)
 
 
 def run_request(cls: type[api.TrainRequest] | type[api.FinetuneRequest], arguments: dict[str, Any]) -> Any:
@@ -189,8 +113,8 @@ def run_command(operation: Callable[..., api.TrainResult], request_class: type) 
 
     def decorate(function: Callable) -> Callable:
         own = list(inspect.signature(function, eval_str=True).parameters.values())
-        shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=shared_option(name), annotation=kind)
-                  for name, (kind, _, _) in SHARED.items()]
+        shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option(name), annotation=kind)
+                  for kind, names in SHARED for name in names]
 
         def command(**arguments: Any) -> None:
             run_with_display(operation, run_request(request_class, arguments), arguments["json_path"])
@@ -208,14 +132,9 @@ def train(
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the best-valid checkpoint."),
     config: Optional[str] = typer.Option(
         None, "--config", help="Model config JSON (or a preset name) overriding the preset's fields."),
-    method: str = typer.Option(
-        "dense", "--method",
-        help="dense, or set: sparse evolutionary training (SET-LSTM) of the embedding and recurrent matrices."),
-    density: Optional[float] = typer.Option(
-        None, "--density", help="--method set: share of the embedding and recurrent connections kept, in (0, 1]."),
-    zeta: Optional[float] = typer.Option(
-        None, "--zeta", help="--method set: share of each matrix's connections removed and regrown after every "
-                             "epoch (default 0.3)."),
+    method: str = option("method"),
+    density: Optional[float] = option("density"),
+    zeta: Optional[float] = option("zeta"),
 ) -> None:
     """Train a model from scratch with a published recipe; --lambda learns ISS at the same time (paper Table 1)."""
 
@@ -227,16 +146,10 @@ def finetune(
     preset: Optional[str] = typer.Option(
         None, "--preset", "-p", help="Recipe to start from. Default: the one whose model has the checkpoint's sizes."
     ),
-    magnitude_sparsity: Optional[float] = typer.Option(
-        None, "--magnitude-sparsity",
-        help="Prune the embedding and recurrent matrices by magnitude to this share of zeros: at once before "
-             "training, or gradually with --prune-end. Masked weights stay zero."),
-    prune_start: Optional[int] = typer.Option(
-        None, "--prune-start", help="First epoch of gradual magnitude pruning (default 1)."),
-    prune_end: Optional[int] = typer.Option(
-        None, "--prune-end", help="Last epoch of gradual magnitude pruning (Zhu & Gupta's cubic schedule)."),
-    prune_every: Optional[int] = typer.Option(
-        None, "--prune-every", help="Batches between gradual pruning steps (default 100)."),
+    magnitude_sparsity: Optional[float] = option("magnitude_sparsity"),
+    prune_start: Optional[int] = option("prune_start"),
+    prune_end: Optional[int] = option("prune_end"),
+    prune_every: Optional[int] = option("prune_every"),
     arch: Optional[str] = ArchOption,
     config: Optional[str] = ConfigOption,
 ) -> None:

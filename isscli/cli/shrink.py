@@ -9,24 +9,20 @@ import typer
 
 from isscli import api
 from isscli.cli.common import DeviceOption, ForceOption, request_from
-from isscli.cli.output import JSON_HELP, Notes, console, emit, table
-from isscli.cli.runs import DataOption, VocabOption, VocabOrderOption
+from isscli.cli.options import option
+from isscli.cli.output import Notes, console, emit, table
 from isscli.parsing import parse_list
 
 
 def shrink(
     checkpoint: Path = typer.Argument(..., metavar="CKPT", help="The model that learned ISS (left untouched)."),
     folder: Path = typer.Option(..., "-o", "--output", help="Folder for pruned/compact.safetensors and shrink.json."),
-    baseline: Optional[Path] = typer.Option(
-        None, "--baseline", help="The dense model to evaluate and bench against. Default: the pruned model."
-    ),
-    data: Optional[Path] = DataOption,
-    vocab: Optional[Path] = VocabOption,
-    vocab_order: Optional[str] = VocabOrderOption,
-    group_threshold: Optional[float] = typer.Option(
-        None, "--group-threshold",
-        help="τ of the prune step (groups with norm ≤ τ). Default: the weight threshold CKPT was trained with.",
-    ),
+    baseline: Optional[Path] = option("baseline", "The dense model to evaluate and bench against (default: pruned)."),
+    data: Optional[Path] = option("data"),
+    vocab: Optional[Path] = option("vocab"),
+    vocab_order: Optional[str] = option("vocab_order"),
+    group_threshold: Optional[float] = option("group_threshold", "τ of the prune step (groups with norm ≤ τ). "
+                                                                 "Default: the weight threshold CKPT trained with."),
     models: str = typer.Option(
         "baseline,compact", "--evaluate", help="Models to evaluate, comma-separated: baseline, pruned, compact."
     ),
@@ -36,7 +32,7 @@ def shrink(
     device: str = DeviceOption,
     resume: bool = typer.Option(False, "--resume", help="Keep the steps FOLDER/shrink.json says are done."),
     force: bool = ForceOption,
-    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    json_path: Optional[Path] = option("json_path"),
 ) -> None:
     """Prune CKPT, compact it (verified exact), evaluate and bench it against the dense model: one table."""
     roles = parse_list(models, str, "evaluate", "model names", "baseline,pruned,compact")
