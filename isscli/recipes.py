@@ -49,6 +49,7 @@ class TrainSettings:
     eval_batch_size: int = 10
     divergence_factor: float = 4.0
     max_batches: int | None = None
+    max_eval_batches: int | None = None  # cut validation passes short (quick checks); the final test pass is whole
     seed: int = 0
     keep: str = "best"  # which epoch OUT holds: the best-valid one, or the last (ISS fine-tuning)
 
@@ -74,8 +75,9 @@ class TrainSettings:
             raise IsscliError(f"unknown `optimizer` {self.optimizer!r}", f"use one of {', '.join(OPTIMIZERS)}")
         if self.keep not in KEEP:
             raise IsscliError(f"unknown `keep` {self.keep!r}", f"use one of {', '.join(KEEP)}")
-        if self.max_batches is not None and self.max_batches < 1:
-            raise IsscliError("`max_batches` must be ≥ 1", "fix the setting")
+        for name in ("max_batches", "max_eval_batches"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise IsscliError(f"`{name}` must be ≥ 1", "fix the setting")
         return self
 
     @property
@@ -129,10 +131,10 @@ def _checked(name: str, value: Any) -> Any:
 
 
 WHOLE_SETTINGS = ("epochs", "batch_size", "bptt", "decay_after", "decay_every", "eval_batch_size", "max_batches",
-                  "seed")
+                  "max_eval_batches", "seed")
 NUMERIC_SETTINGS = (*WHOLE_SETTINGS, "lr", "lr_decay", "max_grad_norm", "group_lasso", "weight_threshold", "l1",
                     "epsilon", "divergence_factor")
-OPTIONAL_SETTINGS = ("weight_threshold", "max_batches")
+OPTIONAL_SETTINGS = ("weight_threshold", "max_batches", "max_eval_batches")
 
 RECIPES: dict[str, TrainSettings] = {
     # Zaremba et al. (2014), Table 1 and the TensorFlow PTB example.

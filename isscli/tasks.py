@@ -64,7 +64,7 @@ class Task(Protocol):
     def batches(self, epoch: int, limit: int | None) -> Iterator[Any]: ...
     def num_batches(self, limit: int | None) -> int: ...
     def step(self, model: nn.Module, batch: Any) -> StepLoss: ...
-    def evaluate(self, model: nn.Module, split: str) -> Evaluation: ...
+    def evaluate(self, model: nn.Module, split: str, limit: int | None = None) -> Evaluation: ...
 
 
 def detached(state: Any) -> Any:
@@ -108,20 +108,23 @@ class LanguageModelTask:
         return StepLoss(summed / inputs.shape[1], float(summed.detach()), targets.numel())
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, split: str) -> Evaluation:
-        return evaluate_stream(model, self.corpus.splits[split], split, self.eval_batch_size, self.bptt, self.device)
+    def evaluate(self, model: nn.Module, split: str, limit: int | None = None) -> Evaluation:
+        """The whole split, or its first ``limit`` chunks (quick checks)."""
+        return evaluate_stream(model, self.corpus.splits[split], split, self.eval_batch_size, self.bptt, self.device,
+                               limit)
 
 
 @torch.no_grad()
 def evaluate_stream(
-    model: nn.Module, ids: torch.Tensor, split: str, batch_size: int, bptt: int, device: torch.device
+    model: nn.Module, ids: torch.Tensor, split: str, batch_size: int, bptt: int, device: torch.device,
+    limit: int | None = None,
 ) -> Evaluation:
     """Perplexity of an LM over a whole split, state carried across chunks."""
     was_training = model.training
     model.eval()
     stream = batchify(ids, batch_size).to(device)
     state, total, count = None, 0.0, 0
-    for inputs, targets in bptt_chunks(stream, bptt):
+    for inputs, targets in islice(bptt_chunks(stream, bptt), limit):
         logits, state = model(inputs, state)
         total += float(F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum"))
         count += targets.numel()
@@ -154,22 +157,24 @@ class ClassifierTask:
         return StepLoss(summed / labels.numel(), float(summed.detach()), labels.numel())
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, split: str) -> Evaluation:
-        return evaluate_sentences(model, self.corpus.splits[split], split, self.eval_batch_size, self.device)
+    def evaluate(self, model: nn.Module, split: str, limit: int | None = None) -> Evaluation:
+        """The whole split, or its first ``limit`` batches (quick checks)."""
+        return evaluate_sentences(model, self.corpus.splits[split], split, self.eval_batch_size, self.device, limit)
 
 
 @torch.no_grad()
 def evaluate_sentences(
-    model: nn.Module, data: EncodedSplit, split: str, batch_size: int, device: torch.device
+    model: nn.Module, data: EncodedSplit, split: str, batch_size: int, device: torch.device, limit: int | None = None
 ) -> Evaluation:
-    """Mean cross-entropy and accuracy of a classifier over a split."""
+    """Mean cross-entropy and accuracy of a classifier over a split (its first ``limit`` batches)."""
     was_training = model.training
     model.eval()
-    total, correct = 0.0, 0
-    for tokens, lengths, labels in sentence_batches(data, batch_size):
+    total, correct, count = 0.0, 0, 0
+    for tokens, lengths, labels in islice(sentence_batches(data, batch_size), limit):
         labels = labels.to(device)
         logits = model(tokens.to(device), lengths.to(device))
         total += float(F.cross_entropy(logits, labels, reduction="sum"))
         correct += int((logits.argmax(dim=1) == labels).sum())
+        count += labels.numel()
     model.train(was_training)
-    return Evaluation(split, total / len(data), len(data), correct / len(data))
+    return Evaluation(split, total / count, count, correct / count)

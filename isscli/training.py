@@ -191,7 +191,7 @@ class Trainer:
             total, count = total + step.total, count + step.count
             show_alive = settings.tau > 0 and (index % recount == 0 or index == batches)
             self.observer.batch_done(total / count, self.regularizer.alive() if show_alive else None)
-        valid = task.evaluate(self.model, "valid")
+        valid = task.evaluate(self.model, "valid", settings.max_eval_batches)
         report = self.epoch_report(epoch, lr, total / max(count, 1), valid, time.perf_counter() - started)
         self.check(report)
         self.lowest_perplexity = min(self.lowest_perplexity or math.inf, valid.perplexity)

@@ -31,10 +31,14 @@ def test_demo_runs_the_pipeline_and_summarises(run_cli, tmp_path: Path) -> None:
     assert "…" not in summary  # nothing cut
     shrunk = json.loads((out / "shrink.json").read_text())
     assert shrunk["hidden_sizes_before"] == [[256], [256]] and shrunk["hidden_sizes_after"] == [[128], [96]]
-    compact, pruned = shrunk["evaluations"]["compact"], shrunk["evaluations"]["baseline"]
-    assert compact["parameters"] < pruned["parameters"]
-    speedup = shrunk["bench"]["comparison"]["speedup"]
-    assert f"{speedup:.2f}× faster" in result.stdout
+    summary = json.loads((out / "demo.json").read_text())
+    dense, fair, compact = summary["rows"]
+    assert [row["model"] for row in summary["rows"]] == ["dense", "dense, fine-tuned", "ISS, compact"]
+    assert compact["parameters"] < dense["parameters"] == fair["parameters"]
+    assert summary["speedup"] == shrunk["bench"]["comparison"]["speedup"] == compact["speedup"]
+    assert summary["loss"] == compact["perplexity"] / fair["perplexity"] - 1
+    assert f"{summary['speedup']:.2f}× faster" in result.stdout and f"{summary['loss']:+.1%}" in result.stdout
+    assert summary["goals_met"] == (summary["speedup"] >= 1.8 and summary["loss"] <= 0.05)
     # every checkpoint says which operation made it, and that the demo ran it
     for name, operation in (("dense", "train"), ("iss", "finetune"), ("dense-finetuned", "finetune"),
                             ("pruned", "prune"), ("compact", "compact")):

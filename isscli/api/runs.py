@@ -180,7 +180,7 @@ def _run(request: RunRequest, observer: Observer | None) -> TrainResult:
 def starting_score(run: TrainingRun, force: bool, observer: Observer) -> Evaluation:
     """The checkpoint's validation score before fine-tuning: a run that starts worse than a uniform guess is
     reading the words with another numbering, and is refused unless ``force``."""
-    score = run.task.evaluate(run.model, "valid")
+    score = run.task.evaluate(run.model, "valid", run.settings.max_eval_batches)
     what = f"accuracy {score.accuracy:.2%}" if score.accuracy is not None else f"perplexity {score.perplexity:.2f}"
     observer.note(f"start: valid {what} (the checkpoint as given, before fine-tuning)")
     warning = None if score.accuracy is not None else \

@@ -81,6 +81,7 @@ HELP = {
     "seed": "Random seed: initialisation, dropout, shuffling (default 0).",
     "device": "cpu, cuda, cuda:N or auto (cuda when available).",
     "max_batches": "Stop each epoch after this many batches (quick checks).",
+    "max_eval_batches": "Cut every validation pass after this many batches (quick checks; the test pass is whole).",
     "eval_batch_size": "Batch size of validation and test passes (default 10).",
     "divergence_factor": "Stop when valid perplexity exceeds this × its best (default 4).",
     "keep": "Which epoch OUT holds: best (lowest valid perplexity, default) or last (ISS fine-tuning).",

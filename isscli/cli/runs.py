@@ -52,7 +52,7 @@ SHARED: tuple[tuple[Any, tuple[str, ...]], ...] = (
     (Optional[Path], ("settings_file",)),
     (Optional[int], ("seed",)),
     (str, ("device",)),
-    (Optional[int], ("max_batches", "eval_batch_size")),
+    (Optional[int], ("max_batches", "max_eval_batches", "eval_batch_size")),
     (Optional[float], ("divergence_factor",)),
     (Optional[str], ("keep",)),
     (Optional[int], ("stop_after",)),
