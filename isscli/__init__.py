@@ -21,19 +21,20 @@ command line (the ``cli`` subpackage) is a thin layer over this API.
 
 __version__ = "0.2.0"
 
-from isscli import api  # noqa: E402 - the version first: the modules below record it in provenance
-from isscli.api import *  # noqa: E402, F403 - the API is the package's top level
-from isscli.checkpoint import Checkpoint  # noqa: E402
-from isscli.demo import DemoRequest, DemoResult, run_demo  # noqa: E402
-from isscli.errors import CheckpointError, IsscliError, OutputError, SpecError  # noqa: E402
-from isscli.observer import Observer, SilentObserver  # noqa: E402
-from isscli.provenance import invoked_by  # noqa: E402
-from isscli.spec import GroupSpec  # noqa: E402
-from isscli.sweep import PointOutcome, SweepRequest, SweepResult, make_points, run_sweep  # noqa: E402
-from isscli.training import TrainingDiverged  # noqa: E402
+from isscli.api import HOMES as _API_HOMES  # noqa: E402 - the version first: the API records it in provenance
+from isscli.lazy import lazy_exports  # noqa: E402
 
-__all__ = [
-    *api.__all__, "Checkpoint", "CheckpointError", "DemoRequest", "DemoResult", "GroupSpec", "IsscliError", "Observer",
-    "OutputError", "PointOutcome", "SilentObserver", "SpecError", "SweepRequest", "SweepResult", "TrainingDiverged",
-    "__version__", "invoked_by", "make_points", "run_demo", "run_sweep",
-]
+#: Where each public name lives; each is imported on first use (:mod:`isscli.lazy`).
+_HOMES = {
+    **_API_HOMES,
+    "Checkpoint": "isscli.checkpoint",
+    **dict.fromkeys(("DemoRequest", "DemoResult", "run_demo"), "isscli.demo"),
+    **dict.fromkeys(("CheckpointError", "IsscliError", "OutputError", "SpecError"), "isscli.errors"),
+    **dict.fromkeys(("Observer", "SilentObserver"), "isscli.observer"),
+    "invoked_by": "isscli.provenance",
+    "GroupSpec": "isscli.spec",
+    **dict.fromkeys(("PointOutcome", "SweepRequest", "SweepResult", "make_points", "run_sweep"), "isscli.sweep"),
+    "TrainingDiverged": "isscli.training",
+}
+__all__ = [*sorted(_HOMES), "__version__"]
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

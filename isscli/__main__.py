@@ -1,6 +1,6 @@
 """Allow ``python -m isscli``: the command line's entry point."""
 
-from .cli.main import main
+from isscli.cli.entry import main
 
 if __name__ == "__main__":
     main()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from safetensors.torch import save_file
 
 from isscli.atomic import atomic_write, check_output_path
 from isscli.errors import CheckpointError
+from isscli.jsonfile import parse_json
 
 CONFIG_KEY = "isscli.config"
 PROVENANCE_KEY = "isscli.provenance"
@@ -33,6 +35,9 @@ MASKS_KEY = "isscli.masks"
 VOCABULARY_KEY = "isscli.vocabulary"
 #: Tensor-name prefix of the weight masks; such tensors are masks only when the header has ``isscli.masks``.
 MASK_PREFIX = "mask."
+#: The tensor types a checkpoint may hold (others, e.g. float8 or complex, are refused when read).
+STORED_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16,
+                 torch.int8, torch.uint8, torch.bool)
 
 
 @dataclass
@@ -60,10 +65,25 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+#: How the legacy (pre-zip) ``torch.save`` format starts: protocol 2, then its magic number as a pickled long.
+TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
+
+
+def is_torch_save(path: Path) -> bool:
+    """Whether a file is ``torch.save`` output: a zip archive holding a ``data.pkl``, or the legacy format, which
+    starts with its magic number (random bytes starting with 0x80 are neither)."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                return any(name.endswith("data.pkl") for name in archive.namelist())
+        with open(path, "rb") as stream:
+            return stream.read(len(TORCH_LEGACY_MAGIC)) == TORCH_LEGACY_MAGIC
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def _describe_unreadable(path: Path, error: Exception) -> CheckpointError:
-    with open(path, "rb") as stream:
-        head = stream.read(8)
-    if head.startswith(b"PK") or head.startswith(b"\x80"):
+    if is_torch_save(path):
         return CheckpointError(
             f"{path} is a torch.save pickle, not a safetensors file",
             f"convert it with `isscli import-pt {path} -o model.safetensors`",
@@ -79,10 +99,10 @@ def _parse_json_metadata(path: Path, metadata: dict[str, str], key: str) -> dict
     if key not in metadata:
         return None
     try:
-        value = json.loads(metadata[key])
-    except json.JSONDecodeError as error:
+        value = parse_json(metadata[key])
+    except ValueError as error:
         raise CheckpointError(
-            f"{path}: header entry {key!r} is not valid JSON ({error.msg})",
+            f"{path}: header entry {key!r} is not valid JSON ({getattr(error, 'msg', error)})",
             "re-create the checkpoint, or pass --config to supply the architecture",
         ) from None
     if not isinstance(value, dict):
@@ -107,6 +127,10 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         raise _describe_unreadable(path, error) from None
     if not tensors:
         raise CheckpointError(f"checkpoint {path} holds no tensors", "check that it is a model checkpoint")
+    odd = next((name for name, tensor in tensors.items() if tensor.dtype not in STORED_DTYPES), None)
+    if odd is not None:
+        raise CheckpointError(f"{path}: tensor {odd!r} has dtype {str(tensors[odd].dtype).removeprefix('torch.')}, "
+                              "which isscli does not read", "convert it to float32 (or float16, bfloat16, float64)")
     config = _parse_json_metadata(path, metadata, CONFIG_KEY)
     provenance = _parse_json_metadata(path, metadata, PROVENANCE_KEY)
     mask_info = _parse_json_metadata(path, metadata, MASKS_KEY)
@@ -119,9 +143,10 @@ def _parse_vocabulary(path: Path, metadata: dict[str, str]) -> list[str] | None:
     if VOCABULARY_KEY not in metadata:
         return None
     try:
-        words = json.loads(metadata[VOCABULARY_KEY])
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path}: header entry {VOCABULARY_KEY!r} is not valid JSON ({error.msg})",
+        words = parse_json(metadata[VOCABULARY_KEY])
+    except ValueError as error:
+        raise CheckpointError(f"{path}: header entry {VOCABULARY_KEY!r} is not valid JSON "
+                              f"({getattr(error, 'msg', error)})",
                               "re-create the checkpoint") from None
     if not isinstance(words, list) or not all(isinstance(w, str) for w in words) or len(set(words)) != len(words):
         raise CheckpointError(f"{path}: header entry {VOCABULARY_KEY!r} is not a list of distinct words",

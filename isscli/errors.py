@@ -36,3 +36,8 @@ class SpecError(IsscliError):
 class OutputError(IsscliError):
     """An output path cannot be written safely."""
 
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, as the command line raises it where the process is: everything cleans up as for Ctrl-C
+    (temp files removed, nothing half-written), and the command exits 130 with the same line."""

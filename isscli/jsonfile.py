@@ -1,6 +1,7 @@
 """Reading the JSON files users hand to isscli (specs, configs, settings, name maps).
 
-One place turns every way such a file can be wrong into a one-line error naming the file.
+One place turns every way such a file can be wrong into a one-line error naming the file: missing,
+not text, not JSON, nested deeper than Python's parser recurses, or larger than :data:`MAX_JSON_BYTES`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,18 @@ from typing import Any
 
 from isscli.errors import IsscliError
 
+#: The largest JSON file isscli reads (a spec of 200,000 sets is about 60 MB).
+MAX_JSON_BYTES = 512 * 2**20
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads``, with nesting too deep for the parser (thousands of ``[``) a ``ValueError`` like other bad
+    JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
 
 def read_json(
     path: Path, what: str, error: type[IsscliError] = IsscliError, missing_hint: str = "check the path"
@@ -19,8 +32,11 @@ def read_json(
     path = Path(path)
     if not path.is_file():
         raise error(f"{what} {path} not found", missing_hint)
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise error(f"{what} {path} is larger than {MAX_JSON_BYTES // 2**20} MiB, the largest JSON file isscli reads",
+                    f"give a smaller {what}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return parse_json(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise error(f"{what} {path} is not a text file", f"give a JSON {what}") from None
     except json.JSONDecodeError as problem:
@@ -28,6 +44,8 @@ def read_json(
             f"{what} {path} is not valid JSON (line {problem.lineno}, column {problem.colno}: {problem.msg})",
             "fix the JSON syntax",
         ) from None
+    except ValueError as problem:
+        raise error(f"{what} {path} is not valid JSON ({problem})", "fix the JSON") from None
 
 
 def read_json_object(path: Path, what: str, example: str, error: type[IsscliError] = IsscliError) -> dict[str, Any]:

@@ -92,7 +92,8 @@ def group_norm_histogram(tensors: dict[str, torch.Tensor], spec: GroupSpec, outp
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
     for iss in spec.sets:
-        axis.hist(group_norms(tensors, iss).numpy(), bins=bins, alpha=0.6, label=iss.name)
+        norms = group_norms(tensors, iss)
+        axis.hist(norms[torch.isfinite(norms)].numpy(), bins=bins, alpha=0.6, label=iss.name)  # NaN/inf: no bar
     axis.set_xlabel("length ‖w_k‖₂ of the ISS weight group")
     axis.set_ylabel("components")
     axis.set_title("ISS group lengths")
@@ -138,8 +139,11 @@ def set_summary(tensors: dict[str, torch.Tensor], iss: IssSet) -> dict[str, floa
 
 
 def sparkline(values: torch.Tensor, bins: int = 16) -> str:
-    """A one-line histogram for terminals."""
-    counts = torch.histc(values.float(), bins=bins, min=0.0, max=float(values.max()) or 1.0)
+    """A one-line histogram for terminals (of the finite values: NaN or inf norms, from such weights, are left out)."""
+    values = values.float()[torch.isfinite(values)]
+    if not values.numel():
+        return "(no finite values)"
+    counts = torch.histc(values, bins=bins, min=0.0, max=float(values.max()) or 1.0)
     bars = " ▁▂▃▄▅▆▇█"
     peak = float(counts.max()) or 1.0
     return "".join(bars[math.ceil(float(c) / peak * (len(bars) - 1))] for c in counts)

@@ -19,8 +19,11 @@ from typing import Any
 
 from isscli.errors import IsscliError
 from isscli.jsonfile import read_json_object
+from isscli.parsing import MAX_SEED, check_bounds
 
 OPTIMIZERS = ("sgd", "adam")
+#: Precision of the forward and backward passes; weights, the regularizer and every ISS decision stay in fp32.
+PRECISIONS = ("fp32", "bf16")
 KEEP = ("best", "last")
 #: τ used when a regularizer (or a size target) is on and no weight threshold is given (paper Sec. 4, PTB LSTMs).
 PAPER_THRESHOLD = 1e-4
@@ -50,8 +53,10 @@ class TrainSettings:
     divergence_factor: float = 4.0
     max_batches: int | None = None
     max_eval_batches: int | None = None  # cut validation passes short (quick checks); the final test pass is whole
+    save_every: int | None = None  # also save the resumable state every this many batches (not only every epoch)
     seed: int = 0
     keep: str = "best"  # which epoch OUT holds: the best-valid one, or the last (ISS fine-tuning)
+    precision: str = "fp32"  # or bf16: forward and backward under autocast (weights and ISS decisions in fp32)
 
     def validate(self) -> TrainSettings:
         positive = ("epochs", "batch_size", "bptt", "lr", "max_grad_norm", "eval_batch_size", "decay_every")
@@ -75,7 +80,10 @@ class TrainSettings:
             raise IsscliError(f"unknown `optimizer` {self.optimizer!r}", f"use one of {', '.join(OPTIMIZERS)}")
         if self.keep not in KEEP:
             raise IsscliError(f"unknown `keep` {self.keep!r}", f"use one of {', '.join(KEEP)}")
-        for name in ("max_batches", "max_eval_batches"):
+        check_bounds(self.seed, "seed", 0, MAX_SEED)
+        if self.precision not in PRECISIONS:
+            raise IsscliError(f"unknown `precision` {self.precision!r}", f"use one of {', '.join(PRECISIONS)}")
+        for name in ("max_batches", "max_eval_batches", "save_every"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise IsscliError(f"`{name}` must be ≥ 1", "fix the setting")
         return self
@@ -131,10 +139,10 @@ def _checked(name: str, value: Any) -> Any:
 
 
 WHOLE_SETTINGS = ("epochs", "batch_size", "bptt", "decay_after", "decay_every", "eval_batch_size", "max_batches",
-                  "max_eval_batches", "seed")
+                  "max_eval_batches", "save_every", "seed")
 NUMERIC_SETTINGS = (*WHOLE_SETTINGS, "lr", "lr_decay", "max_grad_norm", "group_lasso", "weight_threshold", "l1",
                     "epsilon", "divergence_factor")
-OPTIONAL_SETTINGS = ("weight_threshold", "max_batches", "max_eval_batches")
+OPTIONAL_SETTINGS = ("weight_threshold", "max_batches", "max_eval_batches", "save_every")
 
 RECIPES: dict[str, TrainSettings] = {
     # Zaremba et al. (2014), Table 1 and the TensorFlow PTB example.

@@ -34,12 +34,19 @@ EPSILON = 1e-8
 CHUNK = 1 << 18  # elements: 1 MiB of float32, so that temporaries stay in the cache
 
 
-def reduce_lines(weight: torch.Tensor, dim: int, kind: str) -> torch.Tensor:
+def chunk_size(weight: torch.Tensor) -> int | None:
+    """Elements per cache-sized chunk on a CPU; None on a GPU, where one whole-tensor kernel beats many small ones
+    (and a loop of launches would stall the step)."""
+    return None if weight.is_cuda else CHUNK
+
+
+def reduce_lines(weight: torch.Tensor, dim: int, kind: str, chunk: int | None = CHUNK) -> torch.Tensor:
     """Σ w² (``kind="square"``) or Σ |w| (``"abs"``) of every line along ``dim``.
 
     Leading lines (rows) are contiguous: one fused ``vector_norm`` call does them. Other lines
-    cut across memory, where a strided reduction is slow, so the tensor is read in cache-sized
-    blocks of rows whose partial sums are added up.
+    cut across memory, where a strided reduction is slow on a CPU, so there the tensor is read in
+    cache-sized blocks of ``chunk`` elements whose partial sums are added up; with ``chunk=None``
+    (GPUs) one reduction does it.
     """
     square = kind == "square"
     shape = weight.shape
@@ -47,8 +54,10 @@ def reduce_lines(weight: torch.Tensor, dim: int, kind: str) -> torch.Tensor:
     if blocks.shape[0] == 1:
         norms = torch.linalg.vector_norm(blocks[0], 2.0 if square else 1.0, dim=1)
         return norms.square() if square else norms
+    if chunk is None:
+        return (blocks.square() if square else blocks.abs()).sum(dim=(0, 2))
     total = torch.zeros(shape[dim], dtype=weight.dtype, device=weight.device)
-    rows = max(1, CHUNK // (blocks.shape[1] * blocks.shape[2]))
+    rows = max(1, chunk // (blocks.shape[1] * blocks.shape[2]))
     for block in blocks.split(rows):
         total += (block.square() if square else block.abs()).sum(dim=(0, 2))
     return total
@@ -101,7 +110,8 @@ class GroupLasso:
         """Σ w² (``kind="square"``) or Σ |w| (``"abs"``) of every grouped line, in ``owners`` order."""
         source = self.parameters if tensors is None else tensors
         return torch.cat([
-            reduce_lines(source[group.tensor], group.dim, kind).index_select(0, group.lines)
+            reduce_lines(source[group.tensor], group.dim, kind, chunk_size(source[group.tensor])).index_select(
+                0, group.lines)
             for group in self.groups
         ])
 
@@ -170,14 +180,16 @@ class GroupLasso:
         """Zero, in place, every weight with |w| < τ in the regularized tensors (paper, after Eq. 4).
 
         ``hardshrink`` at the largest float below τ zeroes exactly the |w| < τ; applied in
-        cache-sized chunks it costs a sixth of a masked fill over the whole matrix.
+        cache-sized chunks it costs a sixth of a masked fill over the whole matrix on a CPU; on a
+        GPU it is one kernel per tensor, and τ is computed on the host, so nothing waits for the GPU.
         """
         for name in self.tensor_names:
             weight = self.parameters[name]
             limit = torch.tensor(tau, dtype=weight.dtype)
             below = float(torch.nextafter(limit, torch.zeros_like(limit)))
-            for chunk in weight.view(-1).split(CHUNK):
-                chunk.copy_(F.hardshrink(chunk, below))
+            chunk = chunk_size(weight)
+            for part in weight.view(-1).split(chunk) if chunk else (weight.view(-1),):
+                part.copy_(F.hardshrink(part, below))
 
     @torch.no_grad()
     def component_sums(self, tensors: dict[str, torch.Tensor], kind: str = "abs") -> torch.Tensor:

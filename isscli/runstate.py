@@ -35,6 +35,7 @@ class RunState:
     rng: dict[str, torch.Tensor]
     info: dict[str, Any]
     hooks: dict[str, torch.Tensor] = field(default_factory=dict)  # training hooks' tensors (e.g. masks)
+    carried: dict[str, torch.Tensor] = field(default_factory=dict)  # an LM's state between chunks, mid-epoch
 
 
 def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -66,6 +67,7 @@ def save_run_state(path: Path, state: RunState) -> None:
     tensors.update(optimizer_tensors)
     tensors.update({f"rng.{name}": t for name, t in state.rng.items()})
     tensors.update({f"hook.{name}": t for name, t in state.hooks.items()})
+    tensors.update({f"carried.{name}": t for name, t in state.carried.items()})
     info = {"format": "isscli.resume", "version": FORMAT_VERSION, "epoch": state.epoch,
             "optimizer": optimizer_meta, **state.info}
     contiguous = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
@@ -83,12 +85,13 @@ def load_run_state(path: Path) -> RunState:
         raise IsscliError(f"{path} is not a readable resume file ({error})", "start afresh with --force") from None
     if info.get("version") != FORMAT_VERSION:
         raise IsscliError(f"{path} has resume format {info.get('version')!r}", "start afresh with --force")
-    groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "optimizer": {}, "rng": {}, "hook": {}}
+    groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "optimizer": {}, "rng": {}, "hook": {}, "carried": {}}
     for name, tensor in tensors.items():
         kind, _, rest = name.partition(".")
         groups[kind][rest if kind != "optimizer" else name] = tensor
     optimizer = _join_optimizer(groups["optimizer"], info.pop("optimizer"))
-    return RunState(info.pop("epoch"), groups["model"], optimizer, groups["rng"], info, groups["hook"])
+    return RunState(info.pop("epoch"), groups["model"], optimizer, groups["rng"], info, groups["hook"],
+                    groups["carried"])
 
 
 def capture_rng() -> dict[str, torch.Tensor]:

@@ -22,6 +22,7 @@ from torch import nn
 
 from isscli.data.corpus import Corpus, batchify, bptt_chunks, count_chunks
 from isscli.data.sentences import EncodedSplit, SentenceCorpus, count_batches, sentence_batches
+from isscli.distributed import check_divides, current, gather_columns
 
 
 @dataclass
@@ -59,12 +60,20 @@ class Evaluation:
 
 
 class Task(Protocol):
-    """The family-specific half of training and evaluation."""
+    """The family-specific half of training and evaluation.
 
-    def batches(self, epoch: int, limit: int | None) -> Iterator[Any]: ...
+    With several ranks (:mod:`isscli.distributed`) every rank reads its share of each global
+    batch, and ``step``'s objective is scaled so that the ranks' average gradient (what
+    ``DistributedDataParallel`` computes) is the whole batch's; ``StepLoss.total``/``count``
+    are this rank's share.
+    """
+
+    def batches(self, epoch: int, limit: int | None, start: int = 0) -> Iterator[Any]: ...
     def num_batches(self, limit: int | None) -> int: ...
     def step(self, model: nn.Module, batch: Any) -> StepLoss: ...
     def evaluate(self, model: nn.Module, split: str, limit: int | None = None) -> Evaluation: ...
+    def carried(self) -> dict[str, torch.Tensor]: ...
+    def restore(self, tensors: dict[str, torch.Tensor]) -> None: ...
 
 
 def detached(state: Any) -> Any:
@@ -75,9 +84,13 @@ def detached(state: Any) -> Any:
 
 
 class LanguageModelTask:
-    """Truncated BPTT over ``batch_size`` contiguous streams; state carried, detached per chunk."""
+    """Truncated BPTT over ``batch_size`` contiguous streams; state carried, detached per chunk.
+
+    With several ranks, each reads its own contiguous block of the streams.
+    """
 
     def __init__(self, corpus: Corpus, batch_size: int, bptt: int, eval_batch_size: int, device: torch.device) -> None:
+        check_divides(batch_size, "each rank reads its share of the streams", "batch_size")
         self.corpus = corpus
         self.batch_size = batch_size
         self.bptt = bptt
@@ -87,17 +100,28 @@ class LanguageModelTask:
 
     @cached_property
     def train_stream(self) -> torch.Tensor:
-        """Built on first use: evaluating needs no training batches."""
-        return batchify(self.corpus.splits["train"], self.batch_size).to(self.device)
+        """Built on first use: evaluating needs no training batches. This rank's streams only."""
+        streams = batchify(self.corpus.splits["train"], self.batch_size)
+        return streams[:, current().share(self.batch_size)].contiguous().to(self.device)
 
     def num_batches(self, limit: int | None) -> int:
         total = count_chunks(self.train_stream, self.bptt)
         return min(total, limit) if limit else total
 
-    def batches(self, epoch: int, limit: int | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Each epoch starts from a zero state (Zaremba et al.)."""
-        self.state = None
-        return islice(bptt_chunks(self.train_stream, self.bptt), limit)
+    def batches(self, epoch: int, limit: int | None, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Each epoch starts from a zero state (Zaremba et al.); ``start`` > 0 continues one (its state restored).
+
+        An epoch cut short to ``limit`` chunks reads the next ``limit`` chunks after the previous
+        epoch's (wrapping around), so that short epochs go through the corpus instead of reading
+        its beginning again and again.
+        """
+        if start == 0:
+            self.state = None
+        chunks = list(bptt_chunks(self.train_stream, self.bptt))
+        if limit:
+            first = (epoch - 1) * limit % len(chunks)
+            chunks = (chunks[first:] + chunks[:first])[:limit]
+        return islice(iter(chunks), start, None)
 
     def step(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> StepLoss:
         inputs, targets = batch
@@ -105,7 +129,28 @@ class LanguageModelTask:
             self.state = detached(self.state)
         logits, self.state = model(inputs, self.state)
         summed = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
-        return StepLoss(summed / inputs.shape[1], float(summed.detach()), targets.numel())
+        return StepLoss(summed * current().world / self.batch_size, float(summed.detach()), targets.numel())
+
+    def carried(self) -> dict[str, torch.Tensor]:
+        """The state carried into the next chunk, of every stream (all ranks' joined): for a mid-epoch resume."""
+        tensors = {}
+        for layer, directions in enumerate(self.state or []):
+            for direction, entry in enumerate(directions):
+                parts = entry if isinstance(entry, tuple) else (entry,)
+                for name, part in zip(("h", "c"), parts):
+                    tensors[f"l{layer}.d{direction}.{name}"] = gather_columns(part.detach(), dim=1).cpu()
+        return tensors
+
+    def restore(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Carry :meth:`carried`'s state on (this rank's streams of it)."""
+        layers: dict[int, dict[int, dict[str, torch.Tensor]]] = {}
+        share = current().share(self.batch_size)
+        for key, tensor in tensors.items():
+            layer, direction, name = key.split(".")
+            part = tensor[:, share].contiguous().to(self.device)
+            layers.setdefault(int(layer[1:]), {}).setdefault(int(direction[1:]), {})[name] = part
+        self.state = [[(parts["h"], parts["c"]) if "c" in parts else parts["h"]
+                       for _, parts in sorted(layers[layer].items())] for layer in sorted(layers)] or None
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str, limit: int | None = None) -> Evaluation:
@@ -133,7 +178,10 @@ def evaluate_stream(
 
 
 class ClassifierTask:
-    """Shuffled padded batches; the shuffle depends on (seed, epoch) only, so resuming is exact."""
+    """Shuffled padded batches; the shuffle depends on (seed, epoch) only, so resuming is exact.
+
+    With several ranks, each reads its share of the sentences of every batch.
+    """
 
     def __init__(self, corpus: SentenceCorpus, batch_size: int, eval_batch_size: int, seed: int,
                  device: torch.device) -> None:
@@ -147,14 +195,25 @@ class ClassifierTask:
         total = count_batches(self.corpus.splits["train"], self.batch_size)
         return min(total, limit) if limit else total
 
-    def batches(self, epoch: int, limit: int | None) -> Iterator[tuple[torch.Tensor, ...]]:
+    def batches(self, epoch: int, limit: int | None, start: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        return islice(sentence_batches(self.corpus.splits["train"], self.batch_size, generator), limit)
+        return islice(sentence_batches(self.corpus.splits["train"], self.batch_size, generator), start, limit)
 
     def step(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> StepLoss:
-        tokens, lengths, labels = (t.to(self.device) for t in batch)
-        summed = F.cross_entropy(model(tokens, lengths), labels, reduction="sum")
-        return StepLoss(summed / labels.numel(), float(summed.detach()), labels.numel())
+        tokens, lengths, labels = batch
+        ranks, size = current(), labels.numel()
+        rows = torch.tensor_split(torch.arange(size), ranks.world)[ranks.rank]
+        weight = 1.0 if rows.numel() else 0.0  # a batch smaller than the ranks: an idle rank still steps, at 0
+        rows = rows if rows.numel() else torch.zeros(1, dtype=torch.long)
+        tokens, lengths, labels = tokens[:, rows].to(self.device), lengths[rows].to(self.device), labels[rows]
+        summed = F.cross_entropy(model(tokens, lengths), labels.to(self.device), reduction="sum") * weight
+        return StepLoss(summed * ranks.world / size, float(summed.detach()), int(weight * rows.numel()))
+
+    def carried(self) -> dict[str, torch.Tensor]:
+        return {}  # sentences are independent: nothing is carried from one batch to the next
+
+    def restore(self, tensors: dict[str, torch.Tensor]) -> None:
+        pass
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str, limit: int | None = None) -> Evaluation:

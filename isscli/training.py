@@ -26,8 +26,10 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from isscli.checkpoint import load_checkpoint, save_checkpoint
+from isscli.distributed import all_sum, current, on_main
 from isscli.errors import IsscliError
 from isscli.models import load_model, model_tensors
 from isscli.observer import Observer, SilentObserver
@@ -48,8 +50,8 @@ from isscli.training_run import (  # noqa: F401 - what a run is made of, importa
     prepare_outputs,
 )
 
-#: Settings that may change when a run is resumed: a longer schedule is a continuation.
-RESUMABLE_CHANGES = ("epochs",)
+#: Settings that may change when a run is resumed: a longer schedule is a continuation; how often state is saved.
+RESUMABLE_CHANGES = ("epochs", "save_every")
 
 
 def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -72,6 +74,9 @@ class Trainer:
         self.settings = run.settings
         self.observer = observer or SilentObserver()
         self.model = run.model
+        self.ranks = current()
+        self.forward_module = self.model if not self.ranks.active else DistributedDataParallel(
+            self.model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
         self.parameters = dict(self.model.named_parameters())
         self.regularizer = GroupLasso(run.spec, self.parameters, self.settings.epsilon)
         self.optimizer = make_optimizer(self.model, self.settings)
@@ -79,8 +84,9 @@ class Trainer:
         self.best_epoch: int | None = None
         self.best: Evaluation | None = None
         self.lowest_perplexity: float | None = None  # the guard's reference, whatever --keep says
-        self.last_step: StepLoss | None = None  # the latest batch's loss, for hooks
+        self.last_step: StepLoss | None = None  # the latest batch's loss (all ranks'), for hooks
         self.start_epoch = 0
+        self.start_batch, self.start_totals = 0, (0.0, 0)  # a resume in the middle of an epoch
 
     # -- resuming ---------------------------------------------------------------------------
 
@@ -104,6 +110,10 @@ class Trainer:
         self.optimizer.load_state_dict(state.optimizer)
         restore_rng(state.rng)
         self.start_epoch = state.epoch
+        position = state.info.get("position")
+        if position is not None:  # saved in the middle of epoch start_epoch + 1
+            self.start_batch, self.start_totals = position["batch"], (position["total"], position["count"])
+            self.run.task.restore(state.carried)
         best = state.info.get("best")
         if best is not None:
             self.best_rank, self.best_epoch = best["rank"], best["epoch"]
@@ -122,7 +132,12 @@ class Trainer:
             tensors = {key.removeprefix(prefix): t for key, t in state.hooks.items() if key.startswith(prefix)}
             hook.load_state_dict(tensors, hook_info.get(hook.name, {}))
 
-    def save_state(self, epoch: int) -> None:
+    def save_state(self, epoch: int, position: dict[str, Any] | None = None) -> None:
+        """The resumable state after ``epoch`` epochs (and, with ``position``, batches of the next one): written by
+        rank 0; every rank takes part (the carried LM state is gathered from all)."""
+        carried = self.run.task.carried() if position is not None else {}
+        if not self.ranks.main:
+            return
         best = None
         if self.best is not None:
             best = {"rank": self.best_rank, "epoch": self.best_epoch, "valid": asdict(self.best)}
@@ -131,9 +146,9 @@ class Trainer:
             tensors, hook_info[hook.name] = hook.state_dict()
             hook_tensors.update({f"{hook.name}.{key}": t for key, t in tensors.items()})
         info = {"identity": self.run.identity(), "settings": self.settings.to_dict(), "best": best,
-                "lowest_perplexity": self.lowest_perplexity, "hooks": hook_info}
+                "lowest_perplexity": self.lowest_perplexity, "hooks": hook_info, "position": position}
         save_run_state(self.run.paths.resume, RunState(
-            epoch, model_tensors(self.model), self.optimizer.state_dict(), capture_rng(), info, hook_tensors,
+            epoch, model_tensors(self.model), self.optimizer.state_dict(), capture_rng(), info, hook_tensors, carried,
         ))
 
     # -- the loop -------------------------------------------------------------------------
@@ -185,13 +200,17 @@ class Trainer:
         self.observer.epoch_started(epoch, settings.epochs, batches, lr)
         recount = alive_every(batches)
         self.model.train()
-        started, total, count = time.perf_counter(), 0.0, 0
-        for index, batch in enumerate(task.batches(epoch, settings.max_batches), start=1):
+        first, (total, count) = self.start_batch, self.start_totals
+        self.start_batch, self.start_totals = 0, (0.0, 0)
+        started = time.perf_counter()
+        for index, batch in enumerate(task.batches(epoch, settings.max_batches, first), start=first + 1):
             step = self.train_step(batch, epoch, index)
             total, count = total + step.total, count + step.count
             show_alive = settings.tau > 0 and (index % recount == 0 or index == batches)
             self.observer.batch_done(total / count, self.regularizer.alive() if show_alive else None)
-        valid = task.evaluate(self.model, "valid", settings.max_eval_batches)
+            if settings.save_every and index % settings.save_every == 0 and index < batches:
+                self.save_state(epoch - 1, {"epoch": epoch, "batch": index, "total": total, "count": count})
+        valid = on_main(lambda: task.evaluate(self.model, "valid", settings.max_eval_batches))
         report = self.epoch_report(epoch, lr, total / max(count, 1), valid, time.perf_counter() - started)
         self.check(report)
         self.lowest_perplexity = min(self.lowest_perplexity or math.inf, valid.perplexity)
@@ -205,8 +224,10 @@ class Trainer:
     def train_step(self, batch: Any, epoch: int, index: int) -> StepLoss:
         """One mini-batch: objective, backward, clip, SGD step, thresholding (module docstring)."""
         settings = self.settings
-        step = self.run.task.step(self.model, batch)
-        self.last_step = step
+        with torch.autocast(self.run.device.type, torch.bfloat16, enabled=settings.precision == "bf16"):
+            local = self.run.task.step(self.forward_module, batch)
+        total, count = all_sum([local.total, local.count])  # every rank decides on the whole batch's loss
+        step = self.last_step = StepLoss(local.objective, total, int(count))
         if not math.isfinite(step.total):
             self.diverged(epoch, f"the loss became {step.total} at batch {index}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -274,6 +295,8 @@ class Trainer:
     # -- outputs --------------------------------------------------------------------------
 
     def save_best(self, epoch: int, valid: Evaluation) -> None:
+        if not self.ranks.main:
+            return
         hooks = {hook.name: hook.provenance() for hook in self.run.hooks}
         provenance = operation_record(self.run.operation, self.run.parameters, self.run.parent,
                                       best_epoch=epoch, valid=valid.to_dict(), **hooks)
@@ -289,5 +312,9 @@ class Trainer:
         """The written checkpoint's score: reloading it also proves the file is sound."""
         if self.best_epoch is None:
             return None
-        best = load_model(load_checkpoint(self.run.paths.output)).to(self.run.device)
-        return self.run.task.evaluate(best, split)
+
+        def score() -> Evaluation:
+            best = load_model(load_checkpoint(self.run.paths.output)).to(self.run.device)
+            return self.run.task.evaluate(best, split)
+
+        return on_main(score)

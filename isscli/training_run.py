@@ -18,6 +18,7 @@ from torch import nn
 
 from isscli.atomic import check_output_path
 from isscli.checkpoint import Checkpoint
+from isscli.distributed import current
 from isscli.errors import IsscliError, OutputError
 from isscli.recipes import TrainSettings
 from isscli.spec import GroupSpec
@@ -194,10 +195,13 @@ class JsonLog:
 
     def __init__(self, path: Path, append: bool) -> None:
         self.path = path
-        if not append:
+        self.active = current().main  # with several ranks, rank 0 keeps the log
+        if not append and self.active:
             path.write_text("", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
+        if not self.active:
+            return
         stamped = {"time": round(time.time(), 3), **record}
         with open(self.path, "a", encoding="utf-8") as stream:
             stream.write(json.dumps(stamped, allow_nan=True) + "\n")

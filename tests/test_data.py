@@ -299,3 +299,15 @@ def test_shipped_fallback_corpus_is_small_ptb_like_and_documented() -> None:
     words = set((FALLBACK / "train.txt").read_text(encoding="ascii").split())
     assert all(word == word.lower() for word in words - {"N"})  # lowercased, numbers as N, like PTB
     assert UNK in corpus.vocabulary.index
+
+
+def test_short_epochs_go_through_the_corpus_instead_of_rereading_its_start(tmp_path: Path) -> None:
+    folder = write_corpus(tmp_path, "".join(f" w{i} \n" for i in range(40)), " w1 \n", " w2 \n")
+    task = LanguageModelTask(load_corpus(folder), batch_size=2, bptt=5, eval_batch_size=2, device=torch.device("cpu"))
+    every = [inputs for inputs, _ in bptt_chunks(task.train_stream, 5)]
+    assert len(every) == 8
+    for epoch, expected in ((1, [0, 1, 2]), (2, [3, 4, 5]), (3, [6, 7, 0]), (4, [1, 2, 3])):
+        got = [inputs for inputs, _ in task.batches(epoch, 3)]
+        assert [next(i for i, chunk in enumerate(every) if torch.equal(chunk, g)) for g in got] == expected, epoch
+    assert len(list(task.batches(2, 3, start=2))) == 1  # a resume in the middle of epoch 2 reads its last chunk
+    assert len(list(task.batches(1, None))) == 8  # whole epochs are whole

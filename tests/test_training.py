@@ -188,7 +188,7 @@ def test_a_validation_blow_up_keeps_the_last_good_checkpoint(corpus_dir: Path, t
     settings = recipe("tiny").updated({"epochs": 3, "batch_size": 4, "bptt": 8, "max_batches": 5})
     run = lm_run(corpus_dir, tmp_path / "out.safetensors", settings)
     scores = iter([2.0, 1.5, 1.5 + math.log(5)])  # the third epoch's perplexity is 5× the best
-    run.task.evaluate = lambda model, split: Evaluation(split, next(scores), 100)  # type: ignore[method-assign]
+    run.task.evaluate = lambda model, split, limit=None: Evaluation(split, next(scores), 100)  # type: ignore[method-assign]
     prepare_outputs(run.paths, (), force=False, resume=False)
     with pytest.raises(TrainingDiverged, match=r"epoch 3: validation perplexity .* over 4× the best") as caught:
         Trainer(run).train()
@@ -203,7 +203,7 @@ def test_keep_chooses_the_best_or_the_last_epoch(corpus_dir: Path, tmp_path: Pat
     settings = recipe("tiny").updated({"epochs": 3, "batch_size": 4, "bptt": 8, "max_batches": 5, "keep": keep})
     run = lm_run(corpus_dir, tmp_path / "out.safetensors", settings)
     scores = iter([2.0, 1.5, 1.8])  # epoch 2 is the best; epoch 3 is worse but no blow-up
-    run.task.evaluate = lambda model, split: Evaluation(split, next(scores, 1.8), 100)  # type: ignore[method-assign]
+    run.task.evaluate = lambda model, split, limit=None: Evaluation(split, next(scores, 1.8), 100)  # type: ignore[method-assign]
     prepare_outputs(run.paths, (), force=False, resume=False)
     result = Trainer(run).train()
     assert result.best_epoch == kept_epoch

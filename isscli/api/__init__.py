@@ -5,28 +5,21 @@ Nothing here prints; pass an :class:`~isscli.observer.Observer` to follow progre
 examples: docs/api.md.
 """
 
-from isscli.api.benching import BenchRequest, BenchResult, bench
-from isscli.api.checkpoints import check_spec, derive_spec, import_state_dict, load, new_model, save
-from isscli.api.exporting import ExportRequest, export_model
-from isscli.api.masking import SparsifyRequest, SparsifyResult, sparsify
-from isscli.api.pipeline import ShrinkRequest, ShrinkResult, shrink
-from isscli.api.pruning import (
-    CompactionMismatch,
-    CompactRequest,
-    CompactResult,
-    PruneRequest,
-    PruneResult,
-    Verification,
-    compact,
-    prune,
-)
-from isscli.api.runs import FinetuneRequest, TrainingInterrupted, TrainRequest, TrainResult, finetune, train
-from isscli.api.scoring import EvaluateRequest, EvaluateResult, evaluate
+from isscli.lazy import lazy_exports
 
-__all__ = [
-    "BenchRequest", "BenchResult", "CompactRequest", "CompactResult", "CompactionMismatch", "EvaluateRequest",
-    "EvaluateResult", "ExportRequest", "FinetuneRequest", "PruneRequest", "PruneResult", "ShrinkRequest",
-    "ShrinkResult", "SparsifyRequest", "SparsifyResult", "TrainRequest", "TrainResult", "TrainingInterrupted",
-    "Verification", "bench", "check_spec", "compact", "derive_spec", "evaluate", "export_model", "finetune",
-    "import_state_dict", "load", "new_model", "prune", "save", "shrink", "sparsify", "train",
-]
+#: Every public name of the API and the module that defines it; each is imported on first use (:mod:`isscli.lazy`).
+HOMES = {
+    **dict.fromkeys(("BenchRequest", "BenchResult", "bench"), "isscli.api.benching"),
+    **dict.fromkeys(("check_spec", "derive_spec", "import_state_dict", "load", "new_model", "save"),
+                    "isscli.api.checkpoints"),
+    **dict.fromkeys(("ExportRequest", "export_model"), "isscli.api.exporting"),
+    **dict.fromkeys(("SparsifyRequest", "SparsifyResult", "sparsify"), "isscli.api.masking"),
+    **dict.fromkeys(("ShrinkRequest", "ShrinkResult", "shrink"), "isscli.api.pipeline"),
+    **dict.fromkeys(("CompactionMismatch", "CompactRequest", "CompactResult", "PruneRequest", "PruneResult",
+                     "Verification", "compact", "prune"), "isscli.api.pruning"),
+    **dict.fromkeys(("FinetuneRequest", "TrainingInterrupted", "TrainRequest", "TrainResult", "finetune", "train"),
+                    "isscli.api.runs"),
+    **dict.fromkeys(("EvaluateRequest", "EvaluateResult", "evaluate"), "isscli.api.scoring"),
+}
+__all__ = sorted(HOMES)
+__getattr__, __dir__ = lazy_exports(__name__, HOMES)

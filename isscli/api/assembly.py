@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from isscli import distributed
 from isscli.api.common import as_checkpoint, input_paths, model_overrides, output_path, resolve_spec
 from isscli.api.corpora import check_vocabulary, load_task, vocabulary_choice
 from isscli.checkpoint import Checkpoint
@@ -40,7 +41,6 @@ from isscli.parsing import parse_count, parse_list
 from isscli.provenance import plain
 from isscli.recipes import PAPER_THRESHOLD, RECIPES, TrainSettings, read_settings_file, recipe
 from isscli.runstate import load_run_state
-from isscli.timing import resolve_device
 from isscli.training import RunPaths, TrainingHook, TrainingRun, prepare_outputs
 
 if TYPE_CHECKING:
@@ -204,7 +204,7 @@ def controller_hook(
     units = units_of(model, spec)
     current = [units[iss.name] for iss in spec.sets]
     config = model.config
-    saved = saved_targets(paths.resume) if request.resume and name == "target_speedup" else None
+    saved = saved_targets(paths.resume) if paths.resume.is_file() and name == "target_speedup" else None
     if saved is not None:  # a resumed speed target is not measured again
         targets, origin = dict(saved["targets"]), dict(saved["origin"])
     elif name == "target_hidden":
@@ -257,8 +257,9 @@ def saved_targets(resume_path: Path) -> dict[str, Any] | None:
 # -- the run ----------------------------------------------------------------------------------
 
 
-def assemble(request: RunRequest, observer: Observer) -> TrainingRun:
-    """Check everything, then build the :class:`TrainingRun` of a ``train`` or ``finetune`` request."""
+def assemble(request: RunRequest, observer: Observer, device: torch.device) -> tuple[TrainingRun, bool]:
+    """Check everything, then build the :class:`TrainingRun` of a ``train`` or ``finetune`` request, and whether it
+    continues an interrupted run (``resume``, or torchrun restarting the group after a failure)."""
     target = given_target(request)
     start = start_of(request, observer)
     if start.parent is not None:
@@ -268,13 +269,13 @@ def assemble(request: RunRequest, observer: Observer) -> TrainingRun:
     else:
         raise IsscliError("training needs an `output` checkpoint", "give e.g. `output`=model.safetensors")
     paths = RunPaths(output)
-    prepare_outputs(paths, input_paths(start.parent), request.force, request.resume)
+    resume = request.resume or (distributed.restarted() and paths.resume.is_file())
+    prepare_outputs(paths, input_paths(start.parent), request.force and not resume, resume)
     settings, *phases = run_settings(start.recipe, request)
     check_masks(request, start, settings)
     if start.operation == "finetune" and settings.group_lasso == 0 and settings.l1 == 0 and target is None:
         if request.magnitude_sparsity is None and not start.parent.masks:  # type: ignore[attr-defined, union-attr]
             observer.note("no `group_lasso` or `l1`: this fine-tunes without learning ISS")
-    device = resolve_device(request.device)
     choice = vocabulary_choice(request.vocab, request.vocab_order, request.max_vocab, request.min_count,
                                start.parent, observer)
     task, data, words = load_task(start.family, request.data, settings, device, observer, choice)
@@ -289,8 +290,9 @@ def assemble(request: RunRequest, observer: Observer) -> TrainingRun:
                   "spec": spec.to_json()}
     for dropped in ("settings_file", "force", "resume", "stop_after"):
         parameters.pop(dropped, None)
-    return TrainingRun(start.operation, model, task, settings, spec, paths, device, start.parent, parameters, hooks,
-                       words)
+    run = TrainingRun(start.operation, model, task, settings, spec, paths, device, start.parent, parameters, hooks,
+                      words)
+    return run, resume
 
 
 def planned_epochs(request: RunRequest, observer: Observer) -> int:

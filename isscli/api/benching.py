@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,9 +12,19 @@ import torch
 
 from isscli import benchmark
 from isscli.api.common import CheckpointSource, ConfigSource, as_checkpoint, model_overrides
+from isscli.atomic import first_line
 from isscli.errors import IsscliError
 from isscli.observer import Observer, SilentObserver
-from isscli.parsing import parse_list
+from isscli.parsing import (
+    MAX_BATCH,
+    MAX_REPEATS,
+    MAX_SEED,
+    MAX_STEPS,
+    MAX_THREADS,
+    MAX_UNITS,
+    check_bounds,
+    parse_list,
+)
 from isscli.timing import resolve_device
 
 #: Fewer timed repeats than this give rough medians (said in a note).
@@ -89,18 +100,31 @@ def check(request: BenchRequest) -> None:
     if request.runtime == "onnxruntime" and (request.unstructured or not on_cpu):
         raise IsscliError("`runtime`=onnxruntime runs dense models on the CPU",
                           "drop `unstructured`, `cuda_graphs` and `device`, or use `runtime`=torch")
-    for name in ("batch", "steps", "repeats"):
-        if getattr(request, name) < 1:
-            raise IsscliError(f"`{name}` must be ≥ 1", "fix the option")
-    if request.warmup < 0:
-        raise IsscliError("`warmup` must be ≥ 0", "fix the option")
+    bounds = {"batch": (1, MAX_BATCH), "steps": (1, MAX_STEPS), "repeats": (1, MAX_REPEATS),
+              "warmup": (0, MAX_REPEATS), "threads": (1, MAX_THREADS), "seed": (0, MAX_SEED)}
+    for name, (low, high) in bounds.items():
+        check_bounds(getattr(request, name), name, low, high)
+
+
+@contextmanager
+def memory_guard(request: BenchRequest) -> Iterator[None]:
+    """A model or a workload too large for this machine's memory is a one-line error, not a crash."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as error:  # torch: "can't allocate memory", CUDA out of memory
+        text = str(error)
+        if not isinstance(error, MemoryError) and "allocate" not in text and "out of memory" not in text:
+            raise
+        raise IsscliError(f"the models or the workload (`batch` {request.batch} × `steps` {request.steps}) do not "
+                          f"fit in memory ({first_line(text, 'out of memory')[:160]})",
+                          "give a smaller `batch`, `steps` or `shapes`") from None
 
 
 def contender(role: str, source: CheckpointSource | None, shapes: Shapes | None, request: BenchRequest,
               name: str) -> benchmark.Contender:
     if source is not None:
         return benchmark.from_checkpoint(role, as_checkpoint(source), request.arch, model_overrides(request.config))
-    sizes = parse_list(shapes or "", int, name, "positive hidden sizes", "1500,1500", minimum=1)
+    sizes = parse_list(shapes or "", int, name, "positive hidden sizes", "1500,1500", minimum=1, maximum=MAX_UNITS)
     return benchmark.from_shapes(role, [[size] for size in sizes], request.seed)
 
 
@@ -128,16 +152,18 @@ def bench(request: BenchRequest, observer: Observer | None = None) -> BenchResul
     if request.repeats < RECOMMENDED_REPEATS:
         (observer or SilentObserver()).note(f"only {request.repeats} repeats: medians of fewer than "
                                             f"{RECOMMENDED_REPEATS} are rough")
-    contenders = [contender("model", request.checkpoint, request.shapes, request, "shapes")]
-    has_baseline = request.against is not None or request.against_shapes is not None
-    if has_baseline:
-        contenders.append(contender("baseline", request.against, request.against_shapes, request, "against_shapes"))
-    if request.unstructured:
-        contenders = benchmark.unstructured_contenders(contenders[0], contenders[1] if has_baseline else None,
-                                                      request.seed)
-    settings = benchmark.Settings(request.batch, request.steps, request.repeats, request.warmup, device,
-                                  request.cuda_graphs, request.seed, request.runtime, request.threads)
-    result = BenchResult(**benchmark.run(contenders, settings))
+    with memory_guard(request):
+        contenders = [contender("model", request.checkpoint, request.shapes, request, "shapes")]
+        has_baseline = request.against is not None or request.against_shapes is not None
+        if has_baseline:
+            contenders.append(contender("baseline", request.against, request.against_shapes, request,
+                                        "against_shapes"))
+        if request.unstructured:
+            contenders = benchmark.unstructured_contenders(contenders[0], contenders[1] if has_baseline else None,
+                                                          request.seed)
+        settings = benchmark.Settings(request.batch, request.steps, request.repeats, request.warmup, device,
+                                      request.cuda_graphs, request.seed, request.runtime, request.threads)
+        result = BenchResult(**benchmark.run(contenders, settings))
     if request.fail_below is not None:
         speedup = result.speedup
         result.gate = {"fail_below": request.fail_below, "speedup": speedup,

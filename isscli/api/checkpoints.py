@@ -19,9 +19,10 @@ from isscli.api.common import (
     resolve_spec,
     write_checkpoint,
 )
-from isscli.checkpoint import Checkpoint, file_sha256
+from isscli.checkpoint import STORED_DTYPES, Checkpoint, file_sha256
 from isscli.errors import CheckpointError
 from isscli.models import build_model, model_tensors
+from isscli.parsing import MAX_SEED, check_bounds
 from isscli.provenance import operation_record
 from isscli.spec import GroupSpec
 
@@ -73,6 +74,7 @@ def new_model(config: ConfigSource, seed: int = 0, changes: Mapping[str, Any] | 
     Example:
         >>> isscli.save(isscli.new_model("large"), "large.safetensors")
     """
+    check_bounds(seed, "seed", 0, MAX_SEED)
     raw = {**(model_overrides(config) or {}), **(changes or {})}
     torch.manual_seed(seed)
     model = build_model(raw)
@@ -100,6 +102,7 @@ def import_state_dict(path: PathLike) -> Checkpoint:
     unique: dict[str, torch.Tensor] = {}
     seen: set[tuple[Any, ...]] = set()
     for name, tensor in _state_dict_of(loaded).items():
+        check_storable(name, tensor, source)
         key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride(),
                tensor.dtype)
         if key not in seen:
@@ -109,12 +112,30 @@ def import_state_dict(path: PathLike) -> Checkpoint:
     return Checkpoint(unique, None, provenance, source, file_sha256(source))
 
 
+def check_storable(name: str, tensor: torch.Tensor, source: Path) -> None:
+    """A tensor isscli can store and read back: dense, with data (not on the meta device), of a plain dtype."""
+    what = None
+    if tensor.layout != torch.strided:
+        what = f"is sparse ({str(tensor.layout).removeprefix('torch.')})"
+    elif tensor.is_meta:
+        what = "has no data (a meta tensor)"
+    elif tensor.dtype not in STORED_DTYPES:
+        what = f"has dtype {str(tensor.dtype).removeprefix('torch.')}"
+    if what is not None:
+        raise CheckpointError(f"{source}: tensor {name!r} {what}, which isscli does not store",
+                              "save dense tensors with data: state_dict() of a model on the CPU, e.g. "
+                              "{k: v.to_dense().float() for k, v in state.items()}")
+
+
 def _state_dict_of(loaded: Any) -> dict[str, torch.Tensor]:
     if isinstance(loaded, dict) and not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         for key in ("state_dict", "model_state_dict", "model"):
             if isinstance(loaded.get(key), dict):
                 return _state_dict_of(loaded[key])
     if isinstance(loaded, dict) and loaded and all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        if all(isinstance(key, str) for key in loaded):
+        odd = next((key for key in loaded if not isinstance(key, str)), None)
+        if odd is None:
             return loaded
+        raise CheckpointError(f"the state_dict's keys must be tensor names (strings), not {type(odd).__name__} "
+                              f"({str(odd)[:40]})", "save the model's state_dict() with torch.save")
     raise CheckpointError("the file holds no state_dict of tensors", "save the model's state_dict() with torch.save")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from isscli.atomic import check_output_path
+from isscli.atomic import check_output_path, output_lock
 from isscli.checkpoint import Checkpoint, file_sha256, load_checkpoint, save_checkpoint
 from isscli.errors import IsscliError
 from isscli.jsonfile import read_json_object
@@ -48,6 +49,22 @@ def input_paths(*sources: CheckpointSource | None) -> tuple[Path, ...]:
         elif source is not None:
             paths.append(Path(source))
     return tuple(paths)
+
+
+#: Request fields that name what a call reads: no output may be one of them.
+INPUT_FIELDS = ("checkpoint", "spec", "config", "against", "baseline", "data", "vocab", "settings_file")
+
+
+def request_inputs(request: Any) -> tuple[Path, ...]:
+    """Every file (or folder) a request reads: its checkpoints, spec, config file, corpus, vocabulary, settings."""
+    sources = []
+    for name in INPUT_FIELDS:
+        value = getattr(request, name, None)
+        if isinstance(value, (str, os.PathLike)) and name == "config" and not Path(value).exists():
+            continue  # a preset name
+        if isinstance(value, (str, os.PathLike, Checkpoint)):
+            sources.append(value)
+    return input_paths(*sources)
 
 
 def resolve_spec(checkpoint: Checkpoint, spec: SpecSource, renames: Mapping[str, str] | None = None) -> GroupSpec:
@@ -94,6 +111,20 @@ def checked_output(output: PathLike | None, inputs: tuple[Path, ...], force: boo
         return None
     check_output_path(Path(output), inputs, overwrite=force)
     return Path(output)
+
+
+@contextmanager
+def run_lock(request: Any, main: bool = True) -> Iterator[None]:
+    """Hold a training run's OUT (and so its log and resume file) while it runs: a second run of the same OUT is
+    refused meanwhile. ``main``: whether this process writes the files (rank 0 of a distributed run)."""
+    output = request.output
+    if output is None and getattr(request, "checkpoint", None) is not None:
+        output = output_path(None, request.checkpoint, "iss")
+    if output is None or not main:
+        yield
+        return
+    with output_lock(output):
+        yield
 
 
 def write_checkpoint(checkpoint: Checkpoint, output: Path, inputs: tuple[Path, ...], force: bool) -> None:

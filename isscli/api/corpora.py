@@ -8,6 +8,7 @@ carries none rather than read it with an assumed order.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import torch
 
 from isscli.checkpoint import Checkpoint
 from isscli.data import load_corpus, load_sentences, resolve_data
+from isscli.data.corpus import check_splits
 from isscli.data.vocabulary import VocabularyChoice, first_difference, read_vocabulary_file
 from isscli.errors import IsscliError
 from isscli.models.config import ModelConfig
@@ -22,6 +24,9 @@ from isscli.observer import Observer
 from isscli.provenance import lineage
 from isscli.recipes import TrainSettings
 from isscli.tasks import ClassifierTask, LanguageModelTask, Task
+
+#: The splits a training run reads, each with the setting that is its batch size.
+TRAINING_SPLITS = {"train": "batch_size", "valid": "eval_batch_size", "test": "eval_batch_size"}
 
 
 def vocabulary_choice(
@@ -62,9 +67,13 @@ def vocabulary_choice(
 
 def load_task(
     family: str, data: str | Path | None, settings: TrainSettings, device: torch.device, observer: Observer,
-    choice: VocabularyChoice,
+    choice: VocabularyChoice, splits: Mapping[str, str] = TRAINING_SPLITS,
 ) -> tuple[Task, dict[str, Any], list[str]]:
-    """The family's corpus as a :class:`Task`, its description for provenance and reports, and its vocabulary."""
+    """The family's corpus as a :class:`Task`, its description for provenance and reports, and its vocabulary.
+
+    ``splits`` are those the caller will read, each with the setting that is its batch size: a training run reads
+    all three (train, then valid after every epoch and test at the end). Each is checked here, before any work.
+    """
     if family == "classifier":
         if data is None:
             raise IsscliError("classifiers need `data`", "give e.g. `data`=../shared/data/sst2")
@@ -80,6 +89,7 @@ def load_task(
     if source.note:
         observer.note(source.note, warning=True)
     corpus = load_corpus(source.path, choice)
+    check_splits(corpus, {split: (name, getattr(settings, name)) for split, name in splits.items()})
     unknown = corpus.unknown()
     if any(report["mapped"] for report in unknown.values()):
         shares = ", ".join(f"{split} {report['mapped']:,} ({report['share']:.2%} <unk> in all)"

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from isscli.api.common import ConfigSource, OutputRequest, as_checkpoint, model_overrides
+from isscli.api.common import (
+    ConfigSource,
+    OutputRequest,
+    as_checkpoint,
+    checked_output,
+    model_overrides,
+    request_inputs,
+)
 from isscli.errors import IsscliError
 from isscli.export.onnx import ExportResult, export_onnx
 
@@ -39,5 +46,6 @@ def export_model(request: ExportRequest) -> ExportResult:
         raise IsscliError(f"unknown `format` {request.format!r}", f"use {', '.join(FORMATS)}")
     if request.output is None:
         raise IsscliError("export needs an `output` file", "give e.g. `output`=model.onnx")
+    checked_output(request.output, request_inputs(request), request.force)
     return export_onnx(as_checkpoint(request.checkpoint), request.output, request.force, request.opset,
                        request.arch, model_overrides(request.config))

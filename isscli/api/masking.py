@@ -13,6 +13,7 @@ from isscli.api.common import (
     checked_output,
     input_paths,
     model_overrides,
+    request_inputs,
     write_checkpoint,
 )
 from isscli.checkpoint import Checkpoint
@@ -49,7 +50,7 @@ def sparsify(request: SparsifyRequest) -> SparsifyResult:
         >>> isscli.sparsify(SparsifyRequest(checkpoint="small.safetensors", sparsity=0.9)).density
     """
     check_sparsity(request.sparsity, "sparsity")
-    output = checked_output(request.output, input_paths(request.checkpoint), request.force)
+    output = checked_output(request.output, request_inputs(request), request.force)
     loaded = as_checkpoint(request.checkpoint)
     model = load_model(loaded, request.arch, model_overrides(request.config))
     masks = one_shot(model, request.sparsity, loaded.masks or None)

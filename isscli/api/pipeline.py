@@ -19,7 +19,7 @@ from isscli.api.benching import BenchRequest, BenchResult, bench
 from isscli.api.common import PathLike
 from isscli.api.pruning import CompactRequest, PruneRequest, compact, prune
 from isscli.api.scoring import EvaluateRequest, EvaluateResult, evaluate
-from isscli.atomic import atomic_write_text
+from isscli.atomic import atomic_write_text, output_lock
 from isscli.checkpoint import load_checkpoint
 from isscli.errors import IsscliError, OutputError
 from isscli.observer import Observer, SilentObserver
@@ -29,6 +29,8 @@ RESULT_FILE = "shrink.json"
 PRUNED, COMPACTED = "pruned.safetensors", "compact.safetensors"
 #: The models ``evaluate`` may name: the baseline, the pruned (dense-shaped) and the compacted model.
 ROLES = ("baseline", "pruned", "compact")
+#: What the folder holds once every step is done.
+RESULT_FILES = (RESULT_FILE, PRUNED, COMPACTED)
 
 
 @dataclass(kw_only=True)
@@ -130,6 +132,11 @@ def shrink(request: ShrinkRequest, observer: Observer | None = None) -> ShrinkRe
     unknown = sorted(set(request.evaluate) - set(ROLES))
     if unknown:
         raise IsscliError(f"`evaluate` names unknown model(s) {', '.join(unknown)}", f"choose from {', '.join(ROLES)}")
+    with output_lock(request.folder):  # one shrink at a time in a folder
+        return _shrink(request, observer)
+
+
+def _shrink(request: ShrinkRequest, observer: Observer) -> ShrinkResult:
     result = _start(request)
     folder = result.folder
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from isscli.api.common import (
     checked_output,
     input_paths,
     model_overrides,
+    request_inputs,
     resolve_spec,
     write_checkpoint,
 )
@@ -34,7 +36,9 @@ from isscli.surgery import alive_components, group_norms
 from isscli.surgery import compact as compact_tensors
 from isscli.surgery import prune as prune_tensors
 
-#: Allowed output difference per unit of the largest |output| (rounding of sums in another order).
+#: Allowed output difference per unit of the largest |output| (rounding of sums in another order), by the
+#: precision the check runs in: float64 for float64 checkpoints, float32 for the others (float16 and bfloat16
+#: weights are exact in float32).
 TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
 SIZE_FIELDS = ("hidden_sizes", "embedding_size")  # compaction changes them
 MISSING_RECEIVER_HINT = (
@@ -107,7 +111,7 @@ def prune(request: PruneRequest) -> PruneResult:
         >>> [(s.name, s.alive_after) for s in result.sets]
     """
     check_prune_request(request)
-    output = checked_output(request.output, input_paths(request.checkpoint), request.force)
+    output = checked_output(request.output, request_inputs(request), request.force)
     loaded = as_checkpoint(request.checkpoint)
     spec = resolve_spec(loaded, request.spec, request.renames)
     cut = weakest_components(loaded.tensors, spec, request) if request.group_threshold is None else None
@@ -195,7 +199,7 @@ class Verification:
     max_output_difference: float
     output_scale: float
     tolerance: float
-    dtype: str
+    dtype: str  # the precision the check ran in: float64 for a float64 checkpoint, else float32
 
 
 @dataclass
@@ -233,7 +237,7 @@ def compact(request: CompactRequest, observer: Observer | None = None) -> Compac
         >>> small.hidden_sizes, small.verification.max_output_difference
     """
     observer = observer or SilentObserver()
-    output = checked_output(request.output, input_paths(request.checkpoint), request.force)
+    output = checked_output(request.output, request_inputs(request), request.force)
     loaded = as_checkpoint(request.checkpoint)
     spec = resolve_spec(loaded, request.spec, request.renames)
     result = compact_tensors(loaded.tensors, spec)
@@ -270,23 +274,43 @@ def runnable(checkpoint: Checkpoint, arch: str | None, overrides: dict[str, Any]
 def verify(
     before: Checkpoint, after: dict[str, torch.Tensor], arch: str | None, overrides: dict[str, Any] | None
 ) -> Verification:
-    """Run the input model and the compacted tensors on random inputs; refuse outputs that differ."""
+    """Run the input model and the compacted tensors on random inputs, in the checkpoint's precision (float64 for
+    float64 weights, else float32); refuse outputs that differ, and weights or outputs that are not finite."""
+    unusable = sorted(name for name, tensor in before.tensors.items()
+                      if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()))
+    if unusable:
+        raise CompactionMismatch(
+            f"tensor(s) {', '.join(unusable[:3])} hold NaN or infinite values: the model's outputs are not finite, "
+            "so compaction cannot be verified; nothing was written", "fix or re-create the checkpoint")
+    precision = torch.float64 if any(t.dtype == torch.float64 for t in before.tensors.values()) else torch.float32
     config, _ = resolve_config(before, arch, overrides)
-    reference = load_model(before, arch, overrides)
     size_free = {key: value for key, value in (overrides or {}).items() if key not in SIZE_FIELDS}
-    try:
-        candidate = load_model(Checkpoint(after, config_after_surgery(before.config, after)), arch, size_free)
-    except IsscliError as error:
+    with default_dtype(precision):
+        reference = load_model(before, arch, overrides)
+        try:
+            candidate = load_model(Checkpoint(after, config_after_surgery(before.config, after)), arch, size_free)
+        except IsscliError as error:
+            raise CompactionMismatch(
+                f"the compacted tensors do not form a consistent model ({error.message}); nothing was written",
+                MISSING_RECEIVER_HINT,
+            ) from None
+        difference, scale = output_difference(reference, candidate, config)
+    dtype = str(precision).removeprefix("torch.")
+    tolerance = TOLERANCE[dtype] * max(1.0, scale)  # relative to the logits' size
+    if not difference <= tolerance:  # NaN (outputs not finite) fails too
         raise CompactionMismatch(
-            f"the compacted tensors do not form a consistent model ({error.message}); nothing was written",
-            MISSING_RECEIVER_HINT,
-        ) from None
-    difference, scale = output_difference(reference, candidate, config)
-    dtype = str(next(iter(before.tensors.values())).dtype).removeprefix("torch.")
-    tolerance = TOLERANCE.get(dtype, 1e-2) * max(1.0, scale)  # relative to the logits' size
-    if not difference <= tolerance:
-        raise CompactionMismatch(
-            f"the compacted model's outputs differ by {difference:.3g} (> {tolerance:g}); nothing was written",
-            MISSING_RECEIVER_HINT,
+            f"the compacted model's outputs differ by {difference:.3g} (> {tolerance:.3g}, {dtype}); nothing was "
+            "written", MISSING_RECEIVER_HINT,
         )
     return Verification(difference, scale, tolerance, dtype)
+
+
+@contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Models built meanwhile hold ``dtype`` parameters (and load a checkpoint's weights without rounding)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)

@@ -13,14 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from isscli import distributed
 from isscli.api.assembly import assemble
-from isscli.api.common import CheckpointSource, ConfigSource, PathLike, SpecSource
+from isscli.api.common import CheckpointSource, ConfigSource, PathLike, SpecSource, run_lock
 from isscli.api.corpora import uniform_guess_warning
 from isscli.errors import IsscliError
 from isscli.observer import Observer, SilentObserver
 from isscli.provenance import plain
 from isscli.recipes import PUBLISHED_TEST_PERPLEXITY, RECIPES, TrainSettings
 from isscli.tasks import Evaluation
+from isscli.timing import resolve_device
 from isscli.training import EpochReport, Trainer, TrainingRun
 
 
@@ -154,12 +158,22 @@ def finetune(request: FinetuneRequest, observer: Observer | None = None) -> Trai
 
 
 def _run(request: RunRequest, observer: Observer | None) -> TrainResult:
-    observer = observer or SilentObserver()
-    run = assemble(request, observer)
-    start = starting_score(run, request.force, observer) if run.operation == "finetune" else None
+    """One run, on this process or — launched by torchrun — on every rank (:mod:`isscli.distributed`)."""
+    ranks, device, owned = distributed.start(resolve_device(request.device))
+    try:
+        with run_lock(request, ranks.main):  # one run at a time writes OUT, OUT.log.jsonl, OUT.resume.safetensors
+            return _run_here(request, (observer or SilentObserver()) if ranks.main else SilentObserver(), device)
+    finally:
+        if owned:
+            distributed.stop()
+
+
+def _run_here(request: RunRequest, observer: Observer, device: torch.device) -> TrainResult:
+    run, resume = assemble(request, observer, device)
+    start = starting_score(run, request.force, observer) if run.operation == "finetune" and not resume else None
     trainer = Trainer(run, observer)
     try:
-        result = trainer.train(resume=request.resume, stop_after=request.stop_after)
+        result = trainer.train(resume=resume, stop_after=request.stop_after)
     except KeyboardInterrupt:
         kept = "no model was written"
         if trainer.best_epoch is not None:
@@ -180,7 +194,7 @@ def _run(request: RunRequest, observer: Observer | None) -> TrainResult:
 def starting_score(run: TrainingRun, force: bool, observer: Observer) -> Evaluation:
     """The checkpoint's validation score before fine-tuning: a run that starts worse than a uniform guess is
     reading the words with another numbering, and is refused unless ``force``."""
-    score = run.task.evaluate(run.model, "valid", run.settings.max_eval_batches)
+    score = distributed.on_main(lambda: run.task.evaluate(run.model, "valid", run.settings.max_eval_batches))
     what = f"accuracy {score.accuracy:.2%}" if score.accuracy is not None else f"perplexity {score.perplexity:.2f}"
     observer.note(f"start: valid {what} (the checkpoint as given, before fine-tuning)")
     warning = None if score.accuracy is not None else \

@@ -6,15 +6,24 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from isscli.api.common import CheckpointSource, ConfigSource, PathLike, as_checkpoint, model_overrides
 from isscli.api.corpora import check_vocabulary, load_task, uniform_guess_warning, vocabulary_choice
 from isscli.errors import IsscliError
 from isscli.models import load_model
 from isscli.observer import Observer, SilentObserver
+from isscli.parsing import MAX_BATCH, MAX_SEED, MAX_STEPS, check_bounds
 from isscli.recipes import RECIPES
 from isscli.timing import resolve_device
 
 SPLITS = ("train", "valid", "test")
+
+
+class ScoreNotFinite(IsscliError):
+    """The loss is NaN or infinite (NaN or infinite weights): a failed check, never a score."""
+
+    exit_code = 1
 
 
 @dataclass(kw_only=True)
@@ -74,8 +83,9 @@ def evaluate(request: EvaluateRequest, observer: Observer | None = None) -> Eval
     check_gates(request)
     if request.split not in SPLITS:
         raise IsscliError(f"unknown `split` {request.split!r}", f"use {', '.join(SPLITS)}")
-    if request.batch_size < 1 or request.bptt < 1:
-        raise IsscliError("`batch_size` and `bptt` must be ≥ 1", "fix the option")
+    for name, high in (("batch_size", MAX_BATCH), ("bptt", MAX_STEPS)):
+        check_bounds(getattr(request, name), name, 1, high)
+    check_bounds(request.seed, "seed", 0, MAX_SEED)
     loaded = as_checkpoint(request.checkpoint)
     device = resolve_device(request.device)
     model = load_model(loaded, request.arch, model_overrides(request.config)).to(device)
@@ -83,9 +93,16 @@ def evaluate(request: EvaluateRequest, observer: Observer | None = None) -> Eval
                                          "bptt": request.bptt, "seed": request.seed})
     observer = observer or SilentObserver()
     choice = vocabulary_choice(request.vocab, request.vocab_order, checkpoint=loaded, observer=observer)
-    task, data, _ = load_task(model.config.family, request.data, settings, device, observer, choice)
+    task, data, _ = load_task(model.config.family, request.data, settings, device, observer, choice,
+                              splits={request.split: "batch_size"})
     check_vocabulary(model.config, data, loaded.provenance)
     score = task.evaluate(model, request.split)
+    if not math.isfinite(score.loss):
+        broken = sorted(name for name, tensor in loaded.tensors.items()
+                        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()))
+        cause = f"tensor(s) {', '.join(broken[:3])} hold NaN or infinite values" if broken else "its outputs overflow"
+        raise ScoreNotFinite(f"the loss on the {request.split} split is {score.loss} ({cause}): the model has no score",
+                             "fix or re-create the checkpoint")
     warning = None if score.accuracy is not None else \
         uniform_guess_warning(score.perplexity, model.config.vocab_size, data)
     if warning:

@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.markup import escape
 
 from isscli import api
-from isscli.cli.common import ArchOption, ConfigOption, request_from
-from isscli.cli.output import JSON_HELP, Notes, console, emit, table
+from isscli.cli.common import ArchOption, ConfigOption, ReportForceOption, claim_outputs, request_from
+from isscli.cli.output import JSON_HELP, Notes, console, emit, safe, table
 from isscli.errors import IsscliError
 
 
@@ -38,7 +37,7 @@ def render(report: dict[str, Any]) -> None:
     ]
     columns = ("role", "hidden", "params", "nonzero", "MiB", "MACs/step")
     console.print(table("models", columns, rows))
-    console.print("; ".join(f"{m['role']}: {m['label']}" for m in models), soft_wrap=False)
+    console.print(safe("; ".join(f"{m['role']}: {m['label']}" for m in models)), soft_wrap=False)
     compared = report["comparison"]
     timing_rows = []
     for workload, label in WORKLOAD_LABELS.items():
@@ -55,9 +54,9 @@ def render(report: dict[str, Any]) -> None:
              f"interleaved repeats on {settings['device']}{graphs}{runtime}")
     console.print(table(title, columns, timing_rows))
     gpu = f", {machine['gpu']} (CUDA {machine['cuda']})" if machine["gpu"] else ""
-    console.print(f"machine: {machine['cpu']}, threads: {machine['threads']}, torch {machine['torch']}{gpu}")
+    console.print(safe(f"machine: {machine['cpu']}, threads: {machine['threads']}, torch {machine['torch']}{gpu}"))
     if (report.get("noise") or {}).get("noisy"):
-        console.print(f"[yellow]{escape(report['noise']['warning'])}[/]")
+        console.print(f"[yellow]{safe(report['noise']['warning'])}[/]")
     if compared is None:
         return
     console.print(
@@ -117,8 +116,10 @@ def bench(
     arch: Optional[str] = ArchOption,
     config: Optional[str] = ConfigOption,
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    force: bool = ReportForceOption,
 ) -> None:
     """Time full inference, the recurrent layers alone and batch-1 latency of a model (and a baseline), interleaved."""
+    claim_outputs(locals(), "json_path")
     result = api.bench(request_from(api.BenchRequest, locals()), Notes())
     report = result.to_json()
     emit(report, json_path, lambda: render(report))

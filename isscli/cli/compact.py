@@ -16,6 +16,7 @@ from isscli.cli.common import (
     RenameFileOption,
     RenameOption,
     SpecOption,
+    claim_outputs,
     request_from,
 )
 from isscli.cli.output import JSON_HELP, Notes, console, emit, note, table
@@ -38,7 +39,9 @@ def compact(
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
     """Remove every ISS component whose receivers are all zero; the smaller model computes the same outputs."""
-    request = request_from(api.CompactRequest, locals(), output=output_path(output, checkpoint, "compact"))
+    output = output_path(output, checkpoint, "compact")
+    claim_outputs(locals(), "output", "json_path")
+    request = request_from(api.CompactRequest, locals())
     result = api.compact(request, Notes())
     difference = result.verification.max_output_difference if result.verification else None
     report = {"checkpoint": str(checkpoint), "output": str(result.output),

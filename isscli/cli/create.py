@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from isscli import api
 from isscli.api.checkpoints import import_state_dict, new_model
-from isscli.atomic import check_output_path
-from isscli.cli.common import ForceOption
-from isscli.cli.output import console, note
+from isscli.cli.common import ForceOption, claim_outputs
+from isscli.cli.output import console, note, safe
 from isscli.errors import IsscliError
+from isscli.jsonfile import parse_json
 
 
 def init(
@@ -27,21 +26,21 @@ def init(
     force: bool = ForceOption,
 ) -> None:
     """Write a freshly initialised model (a starting point for training, or to inspect its groups)."""
-    check_output_path(output, overwrite=force)
+    claim_outputs(locals(), "output")
     changes = {}
     for item in set_values:
         key, sep, value = item.partition("=")
         if not sep:
             raise IsscliError(f"--set {item!r} is not KEY=VALUE", "write e.g. --set dropout=0.5")
         try:
-            changes[key] = json.loads(value)
-        except json.JSONDecodeError:
+            changes[key] = parse_json(value)
+        except ValueError:  # not JSON (or nested absurdly deep): the text itself
             changes[key] = value
     checkpoint = new_model(config, seed, changes)
     api.save(checkpoint, output, force)
     model = checkpoint.config or {}
-    console.print(f"{model['family']} {model['cell']} {model['hidden_sizes']}: {checkpoint.num_parameters():,} "
-                  "parameters")
+    console.print(safe(f"{model['family']} {model['cell']} {model['hidden_sizes']}: {checkpoint.num_parameters():,} "
+                       "parameters"))
     note(f"checkpoint written to {output}")
 
 
@@ -51,7 +50,7 @@ def import_pt(
     force: bool = ForceOption,
 ) -> None:
     """Convert a torch.save state_dict (.pt) to safetensors; shared (tied) tensors are stored once."""
-    check_output_path(output, [source], overwrite=force)
+    claim_outputs(locals(), "output")
     checkpoint = import_state_dict(source)
     api.save(checkpoint, output, force)
     note(f"{len(checkpoint.tensors)} tensors written to {output}")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from isscli.cli.common import ForceOption
+from isscli.cli.common import ForceOption, claim_outputs
 from isscli.cli.output import console, note, table
-from isscli.data.download import PTB_SHA256, PTB_URL, download_ptb
+from isscli.data.download import PTB_SHA256, PTB_URL, SPLITS, download_ptb, ptb_file
 
 app = typer.Typer(no_args_is_help=True, help="Download corpora (PTB) for train/finetune/eval.")
 
@@ -20,6 +20,7 @@ def ptb(
     force: bool = ForceOption,
 ) -> None:
     """Download Mikolov's simple-examples.tgz, verify the PTB files' sha256 sums, write them to DEST."""
+    claim_outputs(locals(), folders={"dest": [ptb_file(split) for split in SPLITS]})
     note(f"downloading {url} …")
     written = download_ptb(dest, url, overwrite=force)
     rows = [(path.name, path.stat().st_size, PTB_SHA256[split][:16] + "…") for split, path in written.items()]

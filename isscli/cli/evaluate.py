@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from isscli import api
-from isscli.cli.common import ArchOption, ConfigOption, DeviceOption, request_from
+from isscli.cli.common import ArchOption, ConfigOption, DeviceOption, ReportForceOption, claim_outputs, request_from
 from isscli.cli.options import option
 from isscli.cli.output import Notes, console, emit, note, table
 from isscli.errors import IsscliError
@@ -37,8 +37,10 @@ def evaluate(
     baseline: Optional[Path] = option("baseline"),
     max_loss: Optional[float] = option("max_loss"),
     json_path: Optional[Path] = option("json_path"),
+    force: bool = ReportForceOption,
 ) -> None:
     """Perplexity of a language model (accuracy of a classifier) on one split of a corpus; optionally a CI gate."""
+    claim_outputs(locals(), "json_path")
     result = api.evaluate(request_from(api.EvaluateRequest, locals()), Notes())
 
     def render() -> None:

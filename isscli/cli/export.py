@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from isscli import api
-from isscli.cli.common import ArchOption, ConfigOption, ForceOption, request_from
+from isscli.cli.common import ArchOption, ConfigOption, ForceOption, claim_outputs, request_from
 from isscli.cli.output import JSON_HELP, console, emit, note, table
 
 
@@ -24,6 +24,7 @@ def export(
 ) -> None:
     """Export CKPT to ONNX with its per-layer sizes, dynamic batch and time axes and, for LMs, the recurrent state
     as inputs and outputs; the graph is run in ONNX Runtime against PyTorch before anything is written."""
+    claim_outputs(locals(), "output", "json_path")
     result = api.export_model(request_from(api.ExportRequest, locals()))
 
     def render() -> None:

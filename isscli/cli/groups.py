@@ -9,10 +9,17 @@ import typer
 from typer.core import TyperGroup
 
 from isscli.api.common import resolve_spec
-from isscli.atomic import atomic_write_text, check_output_path
+from isscli.atomic import atomic_write_text
 from isscli.checkpoint import Checkpoint, load_checkpoint
-from isscli.cli.common import ForceOption, RenameFileOption, RenameOption, renames_from
-from isscli.cli.output import JSON_HELP, console, emit, note, table
+from isscli.cli.common import (
+    ForceOption,
+    RenameFileOption,
+    RenameOption,
+    ReportForceOption,
+    claim_outputs,
+    renames_from,
+)
+from isscli.cli.output import JSON_HELP, console, emit, note, table, visible
 from isscli.spec import GroupSpec, check_spec, load_spec
 from isscli.spec.authors import attach_companion_biases
 from isscli.surgery import alive_components, removable_components
@@ -66,7 +73,7 @@ def tensor_lines(iss: dict[str, Any]) -> str:
         dims.setdefault(piece["tensor"], [])
         if label not in dims[piece["tensor"]]:
             dims[piece["tensor"]].append(label)
-    return "\n".join(f"{name} {'+'.join(labels)}" for name, labels in dims.items())
+    return "\n".join(f"{visible(name)} {'+'.join(labels)}" for name, labels in dims.items())
 
 
 def render_spec(report: dict[str, Any], title: str) -> None:
@@ -91,8 +98,7 @@ def show(
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
     """Derive the ISS groups of CKPT (or check a spec with --check) and print one row per set."""
-    if output is not None:
-        check_output_path(output, [checkpoint], overwrite=force)
+    claim_outputs(locals(), "output", "json_path")
     loaded = load_checkpoint(checkpoint)
     spec = resolve_spec(loaded, check, renames_from(rename, rename_file))
     report = spec_report(spec, loaded)
@@ -110,9 +116,10 @@ def check_command(
     rename: list[str] = RenameOption,
     rename_file: Optional[Path] = RenameFileOption,
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    force: bool = ReportForceOption,
 ) -> None:
     """Validate SPEC against CHECKPOINT: names, ranges, overlaps (exit 2 on the first problem)."""
-    show(checkpoint, None, spec, rename, rename_file, False, json_path)
+    show(checkpoint, None, spec, rename, rename_file, force, json_path)
 
 
 @app.command("convert")
@@ -127,7 +134,7 @@ def convert(
     force: bool = ForceOption,
 ) -> None:
     """Convert a spec (e.g. the authors' TensorFlow-era JSON) to the native format."""
-    check_output_path(output, [source], overwrite=force)
+    claim_outputs(locals(), "output")
     spec = load_spec(source, renames_from(rename, rename_file))
     if checkpoint is not None:
         tensors = load_checkpoint(checkpoint).tensors

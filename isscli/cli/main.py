@@ -9,6 +9,7 @@ them into the flags of the command that ran (``--target-hidden``).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shlex
@@ -16,9 +17,9 @@ import sys
 from typing import Optional
 
 import typer
-from rich.markup import escape
 
 from isscli import __version__
+from isscli.atomic import first_line
 from isscli.cli import (
     bench,
     compact,
@@ -35,7 +36,9 @@ from isscli.cli import (
     sparsify,
     sweep,
 )
-from isscli.cli.output import err_console
+from isscli.cli.common import held_outputs
+from isscli.cli.entry import INTERRUPTED
+from isscli.cli.output import console, err_console, safe
 from isscli.errors import IsscliError
 from isscli.provenance import invoked_by
 
@@ -114,37 +117,64 @@ def in_flags(message: str, names: dict[str, str]) -> str:
     return re.sub(r"`([a-z_][a-z0-9_]*)`", lambda m: names.get(m[1], "--" + m[1].replace("_", "-")), message)
 
 
+#: Errors of the machine, not of isscli: a full disk, a read-only folder, a quota (exit 2, one line).
+MACHINE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: run the app and turn every failure into a one-line message and an exit code."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("ISSCLI_DEBUG") == "1"
+    rank = int(os.environ.get("RANK", "0"))
+    console.quiet = err_console.quiet = rank > 0  # launched by torchrun: rank 0 speaks for all
     try:
-        with invoked_by("cli", command=shlex.join(["isscli", *args])):
+        with invoked_by("cli", command=shlex.join(["isscli", *args])), held_outputs():
             code = app(args=args, prog_name="isscli", standalone_mode=False)
     except typer.TyperException as error:  # usage errors: bad or missing options
         context = getattr(error, "ctx", None)
         where = context.command_path if context is not None else "isscli"
-        err_console.print(f"[bold red]error:[/] {escape(error.format_message())} — see `{where} --help`",
+        err_console.print(f"[bold red]error:[/] {safe(error.format_message())} — see `{where} --help`",
                           soft_wrap=True)
         sys.exit(getattr(error, "exit_code", 2))
-    except (typer.Abort, KeyboardInterrupt):
-        err_console.print("interrupted: no output was written")
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C, and SIGTERM (isscli.errors.Terminated) alike
+        err_console.print(INTERRUPTED)
         sys.exit(130)
     except IsscliError as error:
         if debug:
             raise
-        err_console.print("[bold red]error:[/] " + escape(in_flags(str(error), flag_names(args))), soft_wrap=True)
+        err_console.quiet = False
+        where = f"rank {rank}: " if rank > 0 else ""
+        err_console.print(f"{where}[bold red]error:[/] " + safe(in_flags(str(error), flag_names(args))),
+                          soft_wrap=True)
         sys.exit(error.exit_code)
     except Exception as error:  # noqa: BLE001 - the last line of defence
-        if debug:
-            raise
-        err_console.print(
-            f"[bold red]internal error:[/] {escape(f'{type(error).__name__}: {error}')} "
-            "(rerun with --debug for the traceback)",
-            soft_wrap=True,
-        )
-        sys.exit(70)
+        what = None if debug else machine_problem(error)
+        if what is None:
+            raise_internal(error, debug)
+        err_console.print(f"[bold red]error:[/] {safe(what)} — free some space or memory, or choose smaller inputs "
+                          "or another output folder", soft_wrap=True)
+        sys.exit(2)
     if code == 130:
-        err_console.print("interrupted: no output was written")
+        err_console.print(INTERRUPTED)
     if isinstance(code, int) and code != 0:
         sys.exit(code)
+
+
+def machine_problem(error: Exception) -> str | None:
+    """What the machine lacked, when that is why the command failed (disk space, permission, memory); else None."""
+    if isinstance(error, OSError) and error.errno in MACHINE_ERRNOS:
+        return f"{error.strerror}{f': {error.filename}' if error.filename else ''}"
+    if isinstance(error, MemoryError) or (isinstance(error, RuntimeError) and (
+            "can't allocate memory" in str(error) or "out of memory" in str(error))):
+        return "out of memory"
+    return None
+
+
+def raise_internal(error: BaseException, debug: bool) -> None:
+    """A bug of isscli: the traceback with ``--debug``, else one line (the first of the message) and exit 70."""
+    if debug:
+        raise error
+    message = first_line(str(error))[:300]
+    err_console.print(f"[bold red]internal error:[/] {safe(f'{type(error).__name__}: {message}')} "
+                      "(please report it; rerun with --debug for the traceback)", soft_wrap=True)
+    sys.exit(70)

@@ -81,7 +81,11 @@ HELP = {
     "seed": "Random seed: initialisation, dropout, shuffling (default 0).",
     "device": "cpu, cuda, cuda:N or auto (cuda when available).",
     "max_batches": "Stop each epoch after this many batches (quick checks).",
+    "precision": "fp32, or bf16: forward and backward passes under autocast (on GPUs: faster); the weights, the "
+                 "group-Lasso gradient, thresholding and every ISS decision stay in fp32.",
     "max_eval_batches": "Cut every validation pass after this many batches (quick checks; the test pass is whole).",
+    "save_every": "Also save the resumable state every this many batches (atomic; a crashed or killed run, or "
+                  "torchrun --max-restarts, continues from there).",
     "eval_batch_size": "Batch size of validation and test passes (default 10).",
     "divergence_factor": "Stop when valid perplexity exceeds this × its best (default 4).",
     "keep": "Which epoch OUT holds: best (lowest valid perplexity, default) or last (ISS fine-tuning).",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,19 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 JSON_HELP = "Write the report as JSON to this file ('-' for stdout, which replaces the table)."
+#: Characters a terminal would obey rather than show: C0/C1 controls (ESC starts colour and cursor codes), DEL,
+#: zero-width and bidirectional overrides, line and paragraph separators.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+def visible(text: object) -> str:
+    """Text from a file or an argument with its control characters shown, not obeyed: ESC as ``\\x1b``."""
+    return CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", str(text))
+
+
+def safe(text: object) -> str:
+    """Text from a file or an argument, ready for Rich markup: control characters shown, ``[…]`` printed as is."""
+    return escape(visible(text))
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
@@ -26,7 +40,7 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> 
     Cells fold rather than end in "…": in a narrow terminal (80 columns) a long name or number
     wraps onto the next line, and is never cut.
     """
-    result = Table(title=escape(title), title_justify="left")
+    result = Table(title=safe(title), title_justify="left")
     for column in columns:
         result.add_column(column, overflow="fold")
     for row in rows:
@@ -44,7 +58,7 @@ def format_value(value: Any) -> str:
         return f"{value:,}"
     if isinstance(value, float):
         return f"{value:.4g}"
-    return escape(str(value))
+    return "\n".join(safe(line) for line in str(value).split("\n"))  # multi-line cells stay multi-line
 
 
 def emit(
@@ -60,12 +74,12 @@ def emit(
     render()
     if json_path is not None:
         atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
-        err_console.print(f"report written to {json_path}")
+        note(f"report written to {json_path}")
 
 
 def note(message: str, warning: bool = False) -> None:
     """A progress or result line for people, on stderr so stdout stays parseable (``message`` is plain text)."""
-    err_console.print(f"[yellow]{escape(message)}[/]" if warning else escape(message), soft_wrap=True)
+    err_console.print(f"[yellow]{safe(message)}[/]" if warning else safe(message), soft_wrap=True)
 
 
 class Notes(SilentObserver):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from types import TracebackType
 
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -16,7 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from isscli.cli.output import console, err_console
+from isscli.cli.output import console, err_console, safe
 from isscli.training import EpochReport
 
 
@@ -25,7 +24,7 @@ def format_alive(alive: dict[str, int], components: dict[str, int], smallest: di
     parts = []
     for name in alive:
         floor = f" (‖w‖ ≥ {smallest[name]:.2g})" if smallest and alive[name] else ""
-        parts.append(f"{name} {alive[name]}/{components[name]}{floor}")
+        parts.append(f"{safe(name)} {alive[name]}/{components[name]}{floor}")
     return " ".join(parts)
 
 
@@ -70,7 +69,7 @@ class ProgressDisplay:
 
     def note(self, message: str, warning: bool = False) -> None:
         """Above the bar, on stderr."""
-        self.progress.console.print(f"[yellow]{escape(message)}[/]" if warning else escape(message), soft_wrap=True)
+        self.progress.console.print(f"[yellow]{safe(message)}[/]" if warning else safe(message), soft_wrap=True)
 
     def run_started(self, components: dict[str, int], classifier: bool) -> None:
         self.components, self.classifier = components, classifier

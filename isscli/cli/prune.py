@@ -9,7 +9,7 @@ import typer
 
 from isscli import api
 from isscli.api.common import output_path
-from isscli.cli.common import ForceOption, RenameFileOption, RenameOption, SpecOption, request_from
+from isscli.cli.common import ForceOption, RenameFileOption, RenameOption, SpecOption, claim_outputs, request_from
 from isscli.cli.options import option
 from isscli.cli.output import console, emit, note, table
 
@@ -39,7 +39,9 @@ def prune(
     if threshold is not None:
         note("--threshold of prune is now --group-threshold (group norm ≤ τ); the old name will go", warning=True)
         group_threshold = threshold if group_threshold is None else group_threshold
-    request = request_from(api.PruneRequest, locals(), output=output_path(output, checkpoint, "pruned"))
+    output = output_path(output, checkpoint, "pruned")
+    claim_outputs(locals(), "output", "json_path")
+    request = request_from(api.PruneRequest, locals())
     result = api.prune(request)
 
     def render() -> None:

@@ -21,6 +21,7 @@ from isscli import api
 from isscli.cli.common import (
     ArchOption,
     ConfigOption,
+    claim_run_outputs,
     request_from,
 )
 from isscli.cli.options import option
@@ -54,8 +55,8 @@ SHARED: tuple[tuple[Any, tuple[str, ...]], ...] = (
     (str, ("device",)),
     (Optional[int], ("max_batches", "max_eval_batches", "eval_batch_size")),
     (Optional[float], ("divergence_factor",)),
-    (Optional[str], ("keep",)),
-    (Optional[int], ("stop_after",)),
+    (Optional[str], ("keep", "precision")),
+    (Optional[int], ("stop_after", "save_every")),
     (bool, ("resume", "force")),
     (Optional[Path], ("json_path",)),
 )
@@ -117,6 +118,7 @@ def run_command(operation: Callable[..., api.TrainResult], request_class: type) 
                   for kind, names in SHARED for name in names]
 
         def command(**arguments: Any) -> None:
+            claim_run_outputs(arguments)
             run_with_display(operation, run_request(request_class, arguments), arguments["json_path"])
 
         command.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]

@@ -9,8 +9,8 @@ import typer
 
 from isscli.api.common import resolve_spec
 from isscli.checkpoint import load_checkpoint
-from isscli.cli.common import RenameFileOption, RenameOption, SpecOption, renames_from
-from isscli.cli.output import JSON_HELP, console, emit, note, table
+from isscli.cli.common import RenameFileOption, RenameOption, SpecOption, claim_outputs, renames_from
+from isscli.cli.output import JSON_HELP, console, emit, note, safe, table
 from isscli.errors import OutputError
 from isscli.pictures import group_norm_histogram, set_summary, units_chart, zero_pattern
 
@@ -26,16 +26,20 @@ def show(
         None, "-o", "--output", help="Folder for the PNGs (zero-pattern, group-norms, units). Default: text only."
     ),
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    force: bool = typer.Option(False, "--force", help="Replace pictures and the --json report if they exist."),
 ) -> None:
     """Summarise the ISS of CKPT; with -o, draw its zero pattern, group-length histogram and units per layer."""
-    if output is not None and output.exists() and not output.is_dir():
-        raise OutputError(f"{output} is a file", "give a folder for the pictures with -o")
+    claim_outputs(locals(), "json_path", folders={"output": tuple(PICTURES)})
     loaded = load_checkpoint(checkpoint)
     group_spec = resolve_spec(loaded, spec, renames_from(rename, rename_file))
     summaries = [set_summary(loaded.tensors, iss) for iss in group_spec.sets]
     written = []
     if output is not None:
-        output.mkdir(parents=True, exist_ok=True)
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OutputError(f"cannot create the folder {output} ({error.strerror})",
+                              "choose a writable folder with -o") from None
         for name, draw in PICTURES.items():
             draw(loaded.tensors, group_spec, output / name)
             written.append(str(output / name))
@@ -57,7 +61,7 @@ def show(
         columns = ("set", "K", "nonzero", "removable", "‖w_k‖ median", "‖w_k‖ max", "zeros")
         console.print(table(f"ISS of {checkpoint}", columns, rows))
         for s in summaries:
-            console.print(f"{s['name']}: group lengths ‖w_k‖ from 0 to {s['norm_max']:.3g}  {s['histogram']}")
+            console.print(f"{safe(s['name'])}: group lengths ‖w_k‖ from 0 to {s['norm_max']:.3g}  {s['histogram']}")
 
     emit(report, json_path, render, "isscli.show/1")
     for path in written:

@@ -8,7 +8,9 @@ from typing import Optional
 import typer
 
 from isscli import api
-from isscli.cli.common import DeviceOption, ForceOption, request_from
+from isscli.api.pipeline import RESULT_FILES
+from isscli.atomic import Output
+from isscli.cli.common import DeviceOption, ForceOption, claim_outputs, request_from
 from isscli.cli.options import option
 from isscli.cli.output import Notes, console, emit, table
 from isscli.parsing import parse_list
@@ -35,6 +37,8 @@ def shrink(
     json_path: Optional[Path] = option("json_path"),
 ) -> None:
     """Prune CKPT, compact it (verified exact), evaluate and bench it against the dense model: one table."""
+    claim_outputs(locals(), "json_path",
+                  extra=[Output(folder, "folder", folder=True, files=RESULT_FILES, replace=force or resume)])
     roles = parse_list(models, str, "evaluate", "model names", "baseline,pruned,compact")
     result = api.shrink(request_from(api.ShrinkRequest, locals(), evaluate=roles), Notes())
 

@@ -10,7 +10,7 @@ import typer
 from isscli.api.common import output_path
 from isscli.api.masking import SparsifyRequest
 from isscli.api.masking import sparsify as sparsify_checkpoint
-from isscli.cli.common import ArchOption, ConfigOption, ForceOption, request_from
+from isscli.cli.common import ArchOption, ConfigOption, ForceOption, claim_outputs, request_from
 from isscli.cli.output import JSON_HELP, console, emit, note, table
 
 
@@ -32,8 +32,9 @@ def sparsify(
     Each matrix keeps the same share (exact counts; a masked CKPT loses in proportion to what it keeps).
     Fine-tune the result with `isscli finetune`: the masks are kept.
     """
-    result = sparsify_checkpoint(request_from(SparsifyRequest, locals(),
-                                              output=output_path(output, checkpoint, "sparse")))
+    output = output_path(output, checkpoint, "sparse")
+    claim_outputs(locals(), "output", "json_path")
+    result = sparsify_checkpoint(request_from(SparsifyRequest, locals()))
     report = {"checkpoint": str(checkpoint), "output": str(result.output), "sparsity": sparsity, "kept": result.kept,
               "total": result.total, "density": result.density, "matrices": result.matrices}
 

@@ -8,10 +8,13 @@ from typing import Any, Optional
 import typer
 
 from isscli import api
+from isscli.atomic import Output
+from isscli.cli.common import claim_outputs
 from isscli.cli.output import JSON_HELP, Notes, console, emit, note, table
 from isscli.errors import IsscliError
 from isscli.parsing import parse_list
 from isscli.sweep import Point, SweepRequest, SweepResult, make_points, run_sweep
+from isscli.sweep.plan import SWEEP_FILES
 
 CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 AXES = {"params": "parameters", "speed": "speedup"}
@@ -112,6 +115,7 @@ def sweep(
     if prune_threshold is not None:
         note("--prune-threshold is now --group-threshold; the old name will go", warning=True)
         group_threshold = prune_threshold if group_threshold is None else group_threshold
+    claim_outputs(locals(), "json_path", extra=[Output(output, folder=True, files=SWEEP_FILES, replace=True)])
     points = points_of(lambdas, target_hidden, target_params, target_speedup)
     request = SweepRequest(output, base_request(extra, checkpoint, preset, data), points, jobs, group_threshold,
                            bench_repeats, force)

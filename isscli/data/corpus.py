@@ -142,6 +142,18 @@ def load_corpus(source: Path | str, choice: VocabularyChoice | None = None) -> C
     return Corpus(source, vocabulary, splits, choice.source, layout, missing)
 
 
+def check_splits(corpus: Corpus, batch_sizes: dict[str, tuple[str, int]]) -> None:
+    """Refuse, before any work, a split too short for its batch size (``split → (parameter, size)``): batching cuts
+    a split into that many streams, and each needs at least two tokens (an input and its target)."""
+    for split, (name, size) in batch_sizes.items():
+        tokens = int(corpus.splits[split].numel())
+        if tokens // size < 2:
+            where = f"the {split} split of {corpus.folder}"
+            raise IsscliError(
+                f"{where} has {tokens} token(s), too few for `{name}` {size} (each of the {size} streams needs at "
+                "least 2 tokens)", f"give more {split} text, or a `{name}` of at most {max(1, tokens // 2)}")
+
+
 def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Cut a stream into ``batch_size`` contiguous streams: ``[steps, batch_size]``, time-major.
 

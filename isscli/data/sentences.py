@@ -24,6 +24,8 @@ from isscli.errors import IsscliError
 PAD = "<pad>"
 MR_FILE = "rt-polarity.all"
 MR_ENCODING = "latin-1"
+#: Labels are class indices below this (a mistyped label must not become a layer of 10^20 outputs).
+MAX_CLASSES = 10_000
 
 
 @dataclass
@@ -71,11 +73,14 @@ def parse_examples(text: str, where: str) -> Examples:
         if not line.strip():
             continue
         label, _, sentence = line.strip().replace("\t", " ", 1).partition(" ")
-        if not label.isdigit() or not sentence.split():
+        if not (label.isascii() and label.isdigit()) or not sentence.split():
             raise IsscliError(
                 f"{where} line {number} is not 'LABEL SENTENCE': {line[:40]!r}",
                 "each line starts with an integer label, then the tokenized sentence",
             )
+        if int(label) >= MAX_CLASSES:
+            raise IsscliError(f"{where} line {number}: label {label[:20]} is not below {MAX_CLASSES:,}",
+                              "labels are class indices 0, 1, 2, …")
         labels.append(int(label))
         sentences.append(sentence.split())
     if not sentences:
@@ -109,6 +114,10 @@ def load_sentences(folder: Path | str, seed: int = 0, words: Sequence[str] | Non
     if not folder.is_dir():
         raise IsscliError(f"data folder {folder} not found", "give a folder with train/dev/test.txt or rt-polarity.all")
     examples = read_examples(folder, seed)
+    for split, data in examples.items():  # checked before any work: a run reads every split
+        if not data.labels:
+            raise IsscliError(f"the {split} split of {folder} holds no examples",
+                              "give more examples (MR keeps 10% for valid and test)")
     if words is not None:
         vocabulary = Vocabulary(list(words))
     else:

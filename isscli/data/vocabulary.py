@@ -28,6 +28,7 @@ import torch
 
 from isscli.data.text import UNK, read_text, text_lines
 from isscli.errors import IsscliError
+from isscli.jsonfile import parse_json
 
 ORDERS = ("frequency", "first-seen")
 
@@ -105,10 +106,12 @@ def read_vocabulary_file(path: Path) -> tuple[str, ...]:
     stripped = text.lstrip()
     if stripped.startswith(("[", "{")):
         try:
-            raw = json.loads(text)
+            raw = parse_json(text)
         except json.JSONDecodeError as error:
             raise IsscliError(f"vocabulary {path} is not valid JSON (line {error.lineno}: {error.msg})",
                               "fix the JSON, or give one word per line") from None
+        except ValueError as error:
+            raise IsscliError(f"vocabulary {path} is not valid JSON ({error})", "fix the JSON") from None
         words = _from_json(raw, path)
     else:
         words = [line.strip() for line in text_lines(text)]

@@ -64,6 +64,7 @@ class ModelConfig:
         return config
 
     def validate(self) -> None:
+        _check_types(self)
         if self.family not in FAMILIES:
             raise IsscliError(f"unknown model family {self.family!r}", f"use one of {', '.join(FAMILIES)}")
         if self.cell not in GATES_PER_CELL:
@@ -89,6 +90,31 @@ class ModelConfig:
                 raise IsscliError("an RHN's embedding size must equal its width", "set embedding_size = width")
         if not 0.0 <= self.dropout < 1.0:
             raise IsscliError(f"dropout {self.dropout} is outside [0, 1)", "give a drop probability such as 0.5")
+
+
+#: Each numeric field's type and bounds (far above any real model: a typo must not allocate terabytes).
+NUMBERS: dict[str, tuple[type | tuple[type, ...], float, float]] = {
+    "vocab_size": (int, 1, 10_000_000), "embedding_size": (int, 1, 65_536), "num_classes": (int, 1, 10_000),
+    "depth": (int, 1, 64), "dropout": ((int, float), 0.0, 1.0), "init_range": ((int, float), 0.0, 1e6),
+}
+
+
+def _check_types(config: ModelConfig) -> None:
+    for name in ("family", "cell", "pooling"):
+        if not isinstance(getattr(config, name), str):
+            raise IsscliError(f"config field {name} is {getattr(config, name)!r}, not a name", "fix the config")
+    if not isinstance(config.tie_weights, bool):
+        raise IsscliError(f"config field tie_weights is {config.tie_weights!r}, not true or false", "fix the config")
+    for name, (kind, low, high) in NUMBERS.items():
+        value = getattr(config, name)
+        if value is None and name in ("num_classes", "init_range", "depth"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+            bounds = " to ".join(f"{bound:,}" if isinstance(bound, int) else f"{bound:g}" for bound in (low, high))
+            raise IsscliError(f"config field {name} is {str(value)[:40]!r}, not a number from {bounds}",
+                              "fix the config")
+    if len(config.hidden_sizes) > 64 or any(size > 65_536 for sizes in config.hidden_sizes for size in sizes):
+        raise IsscliError("hidden_sizes: at most 64 layers of at most 65,536 units", "fix hidden_sizes")
 
 
 def normalise_hidden_sizes(raw: Any) -> list[list[int]]:

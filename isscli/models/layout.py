@@ -61,6 +61,7 @@ def _recurrent_stack(tensors: dict[str, torch.Tensor]) -> tuple[str, dict[tuple[
     for name, tensor in tensors.items():
         match = RECURRENT_NAME.match(name)
         if match:
+            _check_matrix(name, tensor)
             key = (int(match["layer"]), 1 if match["reverse"] else 0)
             stacks.setdefault(match["prefix"], {})[key] = tensor
     if not stacks:
@@ -74,6 +75,13 @@ def _recurrent_stack(tensors: dict[str, torch.Tensor]) -> tuple[str, dict[tuple[
             "write a group spec by hand for models with several stacks and pass it with --spec",
         )
     return next(iter(stacks.items()))
+
+
+def _check_matrix(name: str, tensor: torch.Tensor) -> None:
+    """A recurrent weight is a floating-point matrix."""
+    if tensor.dim() != 2 or not tensor.is_floating_point():
+        raise CheckpointError(f"{name} is a {str(tensor.dtype).removeprefix('torch.')} tensor of shape "
+                              f"{tuple(tensor.shape)}, not a weight matrix", "check the checkpoint")
 
 
 def _hidden_sizes(prefix: str, weights: dict[tuple[int, int], torch.Tensor]) -> tuple[list[list[int]], int]:
@@ -107,6 +115,7 @@ def find_layout(tensors: dict[str, torch.Tensor]) -> Layout:
     first_input = tensors.get(f"{prefix}weight_ih_l0")
     if first_input is None:
         raise CheckpointError(f"{prefix}weight_ih_l0 is missing", "check the checkpoint")
+    _check_matrix(f"{prefix}weight_ih_l0", first_input)
     input_size = first_input.shape[1]
     output_size = sum(hidden_sizes[-1])
 

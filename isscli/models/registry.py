@@ -106,6 +106,7 @@ def load_model(checkpoint: Checkpoint, arch: str | None = None, overrides: dict[
     expected = model.state_dict()
     if is_tied(config):
         expected.pop("decoder.weight", None)
+        check_tied(tensors)
         tensors = {n: t for n, t in tensors.items() if n != "decoder.weight"}
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -120,6 +121,20 @@ def load_model(checkpoint: Checkpoint, arch: str | None = None, overrides: dict[
             )
     model.load_state_dict(tensors, strict=False)
     return model.eval()
+
+
+def check_tied(tensors: dict[str, torch.Tensor]) -> None:
+    """A tied model's decoder is its embedding: a file with a decoder weight of its own contradicts its config
+    (unless that weight is a copy of the embedding)."""
+    decoder, embedding = tensors.get("decoder.weight"), tensors.get("encoder.weight")
+    if decoder is None:
+        return
+    if embedding is None or decoder.shape != embedding.shape or not torch.equal(decoder, embedding):
+        raise CheckpointError(
+            "the config ties the decoder to the embedding (tie_weights) but the file has a decoder.weight of its "
+            "own, which differs from encoder.weight",
+            "fix the config (tie_weights: false keeps the file's decoder), or drop decoder.weight from the file",
+        )
 
 
 def config_after_surgery(config: dict[str, Any] | None, tensors: dict[str, torch.Tensor]) -> dict[str, Any] | None:

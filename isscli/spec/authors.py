@@ -23,7 +23,7 @@ import torch
 
 from isscli.errors import SpecError
 from isscli.jsonfile import read_json_object
-from isscli.spec.schema import GroupSpec, IssSet, TensorSlice
+from isscli.spec.schema import MAX_INDEX, GroupSpec, IssSet, TensorSlice, check_multiplier
 
 ENTRY_FIELDS = ("var_name", "axis", "start", "end")
 KERNEL_TO_BIAS = {"kernel": "bias", "Matrix": "Bias", "weights": "biases", "W": "b"}
@@ -74,14 +74,18 @@ def parse_authors(raw: dict[str, Any], renames: dict[str, str] | None = None) ->
         for j, entry in enumerate(entries):
             if not isinstance(entry, dict) or any(f not in entry for f in ENTRY_FIELDS):
                 raise SpecError(f"{where}[{j}] needs the fields {', '.join(ENTRY_FIELDS)}", "check the file")
-            axis, start, end = entry["axis"], entry["start"], entry["end"]
-            if axis not in (0, 1) or not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
+            axis, start, end, name = entry["axis"], entry["start"], entry["end"], entry["var_name"]
+            if not isinstance(name, str) or not name:
+                raise SpecError(f"{where}[{j}]: var_name must be a tensor name (a string)", "check the file")
+            integers = all(type(v) is int for v in (axis, start, end))  # not bool, not float
+            if not integers or axis not in (0, 1):
                 raise SpecError(f"{where}[{j}]: axis must be 0 or 1 and start/end integers", "check the file")
-            if end <= start or start < 0:
-                raise SpecError(f"{where}[{j}]: end ({end}) must be greater than start ({start}) ≥ 0", "check the file")
+            if end <= start or start < 0 or end > MAX_INDEX:
+                raise SpecError(f"{where}[{j}]: end ({end}) must be greater than start ({start}) ≥ 0, and at most "
+                                f"{MAX_INDEX:,}", "check the file")
             spans.add(end - start)
-            multipliers.add(float(entry.get("multi", 1.0)))
-            slices.append(TensorSlice(tensor=_tensor_name(str(entry["var_name"]), renames), dim=1 - axis, offset=start))
+            multipliers.add(check_multiplier(entry.get("multi", 1.0), f"{where}[{j}].multi"))
+            slices.append(TensorSlice(tensor=_tensor_name(name, renames), dim=1 - axis, offset=start))
         if len(spans) > 1:
             raise SpecError(
                 f"{where}: entries span unequal lengths {sorted(spans)} (end - start)",

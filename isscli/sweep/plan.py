@@ -21,6 +21,8 @@ from isscli.sweep.points import Point
 SCHEMA = "isscli.sweep/2"
 PLAN = "sweep.json"
 POINTS = "points"
+#: The files a sweep keeps at the top of its folder (rerunning the sweep rewrites them).
+SWEEP_FILES = (PLAN, "points.jsonl", "baseline.json", "tradeoff.png")
 
 # -- the plan -----------------------------------------------------------------------------
 
@@ -121,8 +123,8 @@ def prepare(request: SweepRequest, observer: Observer) -> Plan:
     saved_path = folder / PLAN
     if request.force and folder.is_dir():
         shutil.rmtree(folder / POINTS, ignore_errors=True)
-        for path in (saved_path, folder / "points.jsonl", folder / "baseline.json", folder / "tradeoff.png"):
-            path.unlink(missing_ok=True)
+        for name in SWEEP_FILES:
+            (folder / name).unlink(missing_ok=True)
     earlier: list[Point] = []
     if saved_path.is_file():
         saved = json.loads(saved_path.read_text(encoding="utf-8"))

@@ -14,7 +14,7 @@ import torch
 from isscli.api.pipeline import ShrinkRequest, ShrinkResult, shrink
 from isscli.api.runs import TrainingInterrupted, TrainRequest, finetune, train
 from isscli.api.scoring import EvaluateRequest, evaluate
-from isscli.atomic import atomic_write_text
+from isscli.atomic import atomic_write_text, output_lock
 from isscli.checkpoint import load_checkpoint
 from isscli.errors import IsscliError
 from isscli.observer import Observer, SilentObserver
@@ -242,7 +242,11 @@ def run_sweep(request: SweepRequest, observer: Observer | None = None, plot: boo
         >>> points = isscli.make_points([0.001, 0.002], ["100,100"], [], [])
         >>> isscli.run_sweep(isscli.SweepRequest(folder=Path("sweep"), base=base, points=points)).pareto
     """
-    observer = observer or SilentObserver()
+    with output_lock(request.folder):  # one sweep at a time in a folder
+        return _run_sweep(request, observer or SilentObserver(), plot)
+
+
+def _run_sweep(request: SweepRequest, observer: Observer, plot: bool) -> SweepResult:
     plan = prepare(request, observer)
     todo = [p for p in plan.points if not finished(plan, p)]
     for point in plan.points:
