@@ -20,6 +20,7 @@ baseline. To fit in two minutes, validation passes read a slice of the valid spl
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,9 @@ from isscli.api.common import PathLike
 from isscli.api.pipeline import ShrinkRequest, ShrinkResult, shrink
 from isscli.api.runs import FinetuneRequest, TrainRequest, finetune, train
 from isscli.api.scoring import EvaluateRequest, EvaluateResult, evaluate
-from isscli.atomic import atomic_write_text
+from isscli.atomic import atomic_write_text, output_lock
 from isscli.data.resolve import DataSource, resolve_data
+from isscli.errors import OutputError
 from isscli.observer import Observer, SilentObserver
 from isscli.provenance import invoked_by, plain
 from isscli.tasks import Evaluation
@@ -52,6 +54,9 @@ EVAL_BATCHES = 10
 GOAL_SPEEDUP = 1.8
 GOAL_LOSS = 0.05
 STEPS = 5
+#: Names of the files the demo writes into its folder (and a lock or temp file of one of them).
+DEMO_FILE = re.compile(r"\.?(dense|iss|dense-finetuned|pruned|compact|demo|shrink)"
+                       r"(\.safetensors|\.log\.jsonl|\.resume\.safetensors|\.json)(\.lock|\..*\.tmp)?")
 
 
 @dataclass(kw_only=True)
@@ -97,8 +102,30 @@ def run_demo(request: DemoRequest, observer: Observer | None = None) -> DemoResu
     if source.note:
         observer.note(source.note, True)
     folder = Path(request.folder)
+    check_demo_folder(folder)
     folder.mkdir(parents=True, exist_ok=True)
     observer.note(f"data: {source.path} ({source.origin}); outputs in {folder}/ (replaced on every run)")
+    with output_lock(folder):
+        result = demonstrate(request, source, folder, observer)
+        atomic_write_text(folder / "demo.json", json.dumps(result.to_json(), indent=2) + "\n")
+    return result
+
+
+def check_demo_folder(folder: Path) -> None:
+    """The demo replaces its own files on every run, so it must not write into a folder that holds anything
+    else (a corpus, someone's checkpoints): such a folder is refused before any work."""
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder} is a file", "give the demo a folder with `folder`")
+    foreign = sorted(path.name for path in folder.iterdir() if not DEMO_FILE.fullmatch(path.name)) \
+        if folder.is_dir() else []
+    if foreign:
+        raise OutputError(f"folder {folder} holds files the demo did not write ({', '.join(foreign[:3])}"
+                          f"{', …' if len(foreign) > 3 else ''}) and the demo replaces its outputs on every run",
+                          "give it a new or empty folder with `folder`")
+
+
+def demonstrate(request: DemoRequest, source: DataSource, folder: Path, observer: Observer) -> DemoResult:
+    """The five steps, into ``folder`` (checked and held by :func:`run_demo`)."""
     evaluation = {"eval_batch_size": EVAL_BATCH_SIZE, "max_eval_batches": EVAL_BATCHES}
     phases = {**evaluation, "max_batches": request.batches}
     common: dict[str, Any] = {"data": source.path, "device": "cpu", "force": True}
@@ -123,9 +150,7 @@ def run_demo(request: DemoRequest, observer: Observer | None = None) -> DemoResu
         small = evaluate(EvaluateRequest(checkpoint=shrunk.compacted, data=source.path, device="cpu",
                                          batch_size=EVAL_BATCH_SIZE, bptt=trained.settings.bptt))
     assert trained.test is not None and fair.test is not None
-    result = summarise(source, shrunk, trained.test, fair.test, small)
-    atomic_write_text(folder / "demo.json", json.dumps(result.to_json(), indent=2) + "\n")
-    return result
+    return summarise(source, shrunk, trained.test, fair.test, small)
 
 
 def step(observer: Observer, index: int, title: str) -> None:

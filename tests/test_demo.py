@@ -53,3 +53,28 @@ def test_demo_runs_the_pipeline_and_summarises(run_cli, tmp_path: Path) -> None:
 def test_demo_says_where_its_data_came_from(run_cli, tmp_path: Path) -> None:  # noqa: ANN001
     result = run_cli("demo", "--data", tmp_path / "absent", "-o", tmp_path / "demo")
     assert result.code == 2 and "not found" in result.stderr
+
+
+def test_demo_refuses_a_folder_holding_other_files(run_cli, tmp_path: Path) -> None:  # noqa: ANN001
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"someone's weights")
+    (out / "dense.safetensors").write_bytes(b"a name the demo uses")
+    fallback = Path(__file__).parents[1] / "isscli" / "data" / "fallback"
+    result = run_cli("demo", "--data", fallback, "-o", out)
+    assert result.code == 2
+    assert f"folder {out} holds files the demo did not write (model.safetensors)" in result.stderr
+    assert "new or empty folder with --output" in result.stderr and "Traceback" not in result.stderr
+    assert (out / "model.safetensors").read_bytes() == b"someone's weights"
+    assert (out / "dense.safetensors").read_bytes() == b"a name the demo uses"
+    assert sorted(path.name for path in out.iterdir()) == ["dense.safetensors", "model.safetensors"]
+
+
+def test_a_folder_of_demo_outputs_is_accepted() -> None:
+    from isscli.demo import DEMO_FILE
+
+    for name in ("dense.safetensors", "iss.log.jsonl", "dense-finetuned.resume.safetensors", "shrink.json",
+                 "demo.json", ".compact.safetensors.lock", ".pruned.safetensors.k3j2.tmp"):
+        assert DEMO_FILE.fullmatch(name), name
+    for name in ("train.txt", "ptb.train.txt", "dense.pt", "my-dense.safetensors", "iss.safetensors.bak"):
+        assert not DEMO_FILE.fullmatch(name), name

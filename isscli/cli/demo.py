@@ -8,20 +8,21 @@ from typing import Optional
 import typer
 from rich.rule import Rule
 
-from isscli.cli.output import console, table
+from isscli.cli.output import console, safe, table
 from isscli.cli.progress import ProgressDisplay
 from isscli.demo import BATCHES, GOAL_LOSS, GOAL_SPEEDUP, DemoRequest, DemoResult, run_demo
 
 
 def demo(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Corpus folder (PTB format). Default: searched."),
-    output: Path = typer.Option(Path("demo-out"), "-o", "--output", help="Folder for the demo outputs."),
+    folder: Path = typer.Option(Path("demo-out"), "-o", "--output",
+                                help="Folder for the demo outputs (new, or one the demo wrote: it replaces them)."),
     batches: int = typer.Option(BATCHES, "--batches", min=1, help="Training batches per epoch (fewer: faster, worse)."),
 ) -> None:
     """Train a dense LM, learn ISS to a size target, compact and bench it against a fairly fine-tuned dense model."""
     with ProgressDisplay() as display:
-        result = run_demo(DemoRequest(data=data, folder=output, batches=batches), display)
-    summarize(result, output)
+        result = run_demo(DemoRequest(data=data, folder=folder, batches=batches), display)
+    summarize(result, folder)
 
 
 def summarize(result: DemoResult, folder: Path) -> None:
@@ -30,9 +31,9 @@ def summarize(result: DemoResult, folder: Path) -> None:
              round(row.perplexity, 2), round(row.milliseconds, 2) if row.milliseconds else "—",
              f"{row.speedup:.2f}×" if row.speedup else "—") for row in result.rows]
     console.print(Rule("summary"))
-    title = f"test perplexity on {Path(result.data).name} ({result.origin}); ms per batch of 10 × 30 steps"
+    title = f"test perplexity on {safe(Path(result.data).name)} ({result.origin}); ms per batch of 10 × 30 steps"
     console.print(table(title, ("model", "hidden", "parameters", "test ppl", "ms", "speed-up"), rows))
     verdict = "met" if result.goals_met else "NOT met"
     console.print(f"ISS: [bold]{result.speedup:.2f}× faster[/], test perplexity {result.loss:+.1%} against the dense "
                   f"model fine-tuned for as many batches (goals ≥ {GOAL_SPEEDUP:g}× and ≤ {GOAL_LOSS:+.0%}: {verdict})")
-    console.print(f"checkpoints and JSON reports: {folder}/")
+    console.print(f"checkpoints and JSON reports: {safe(folder)}/")
