@@ -13,7 +13,7 @@
 #
 # env: DEVICE (cuda), PRESET (large), DATA, OUT (runs/gpu-table1), PRECISION (bf16), REPEATS (20),
 #      SHAPES (373,315), AGAINST (1500,1500), STOP_AFTER (unset: train to the end), TRAIN_FLAGS (extra flags,
-#      e.g. --max-batches 2 for a smoke test), ISSCLI, PYTHON. tests/test_gpu_script.py runs it on the CPU at
+#      e.g. --max-batches 2 for a smoke test), ISSCLI, PYTHON. tests/test_gpu_paths.py runs it on the CPU at
 #      tiny sizes, so that the first GPU run cannot fail on a typo.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
