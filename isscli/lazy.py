@@ -1,7 +1,7 @@
 """Public names imported on first use (PEP 562), so that ``import isscli`` does not load torch.
 
 The command line sets up Ctrl-C and SIGTERM before anything heavy is imported
-(:mod:`isscli.cli.entry`); a package whose ``__init__`` imported the whole API eagerly would
+(``cli/entry.py``); a package whose ``__init__`` imported the whole API eagerly would
 load torch first. ``__all__``, ``from isscli import *``, ``dir()`` and ``isscli.finetune(…)``
 work as with eager imports.
 """

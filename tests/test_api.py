@@ -104,6 +104,20 @@ def test_importing_the_library_does_not_import_the_cli() -> None:
     assert json.loads(result.stdout) == []
 
 
+def test_no_library_module_imports_the_cli() -> None:
+    """Import every module outside ``isscli/cli/`` (and ``__main__``, the CLI's entry): no CLI module loads."""
+    code = ("import importlib, json, pathlib, sys, isscli\n"
+            "root = pathlib.Path(isscli.__file__).parent\n"  # walk_packages would import isscli.cli to list it
+            "names = ['.'.join(('isscli', *p.relative_to(root).with_suffix('').parts)).removesuffix('.__init__')\n"
+            "         for p in sorted(root.rglob('*.py'))]\n"
+            "names = [n for n in names if not n.startswith('isscli.cli') and n != 'isscli.__main__']\n"
+            "for name in names: importlib.import_module(name)\n"
+            "print(json.dumps([len(names), sorted(m for m in sys.modules if m.startswith('isscli.cli'))]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    count, loaded = json.loads(result.stdout)
+    assert count > 50 and loaded == []
+
+
 def test_settings_keep_their_kind() -> None:
     from isscli.recipes import recipe
 
