@@ -17,6 +17,10 @@ are plain modules: :mod:`isscli.surgery` (group norms, pruning, compaction on te
 :mod:`isscli.training` (the training loop), :mod:`isscli.controller` (size targets),
 :mod:`isscli.timing` (the timing harness) and :mod:`isscli.models`. The
 command line (the ``cli`` subpackage) is a thin layer over this API.
+
+For your own model and loop: :mod:`isscli.nn` (``LSTM``/``GRU``/``RNN`` with a size per layer and direction),
+:class:`IssTraining` (group Lasso and the size-target controller inside any training loop),
+:func:`compact_module` (your own class, physically smaller, verified) and :func:`load_compacted`.
 """
 
 __version__ = "0.2.0"
@@ -35,6 +39,10 @@ _HOMES = {
     "GroupSpec": "isscli.spec",
     **dict.fromkeys(("PointOutcome", "SweepRequest", "SweepResult", "make_points", "run_sweep"), "isscli.sweep"),
     "TrainingDiverged": "isscli.training",
+    "GroupLasso": "isscli.regularizer",
+    **dict.fromkeys(("ModuleCompaction", "compact_module", "load_compacted"), "isscli.live.compact"),
+    "derive_module_spec": "isscli.live.trace",
+    **dict.fromkeys(("IssSummary", "IssTraining"), "isscli.live.loop"),
 }
 __all__ = [*sorted(_HOMES), "__version__"]
 __getattr__, __dir__ = lazy_exports(__name__, _HOMES)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from isscli.api.common import (
     CheckpointSource,
@@ -20,7 +21,7 @@ from isscli.api.common import (
     write_checkpoint,
 )
 from isscli.checkpoint import STORED_DTYPES, Checkpoint, file_sha256
-from isscli.errors import CheckpointError
+from isscli.errors import CheckpointError, IsscliError
 from isscli.models import build_model, model_tensors
 from isscli.parsing import MAX_SEED, check_bounds
 from isscli.provenance import operation_record
@@ -49,12 +50,37 @@ def save(checkpoint: Checkpoint, path: PathLike, force: bool = False) -> Path:
     return output
 
 
-def derive_spec(checkpoint: CheckpointSource) -> GroupSpec:
-    """The ISS groups of a checkpoint's recurrent layers, read off its tensor names and shapes.
+def derive_spec(checkpoint: CheckpointSource | nn.Module | Mapping[str, torch.Tensor],
+                example_input: Any = None) -> GroupSpec:
+    """The ISS groups of a model's recurrent layers.
+
+    Args:
+        checkpoint: a checkpoint (path or :class:`Checkpoint`) or a ``state_dict``: the groups are read off its
+            tensor names and shapes; or a live ``nn.Module``: the groups are found by running its forward on
+            ``example_input`` (:func:`isscli.derive_module_spec`), which names alone cannot replace.
+        example_input: what the module takes (a tensor, a tuple of arguments or a dict); only with a module.
+
+    Returns:
+        The :class:`~isscli.spec.GroupSpec`, its tensors named as in the checkpoint or ``model.named_parameters()``.
 
     Example:
         >>> [(s.name, s.components) for s in isscli.derive_spec("dense.safetensors").sets]
+        >>> isscli.derive_spec(model, torch.randn(4, 20, 8))
     """
+    if isinstance(checkpoint, nn.Module):
+        if example_input is None:
+            raise IsscliError("deriving the groups of a live module needs `example_input`: its receivers are found by "
+                              "running its forward", "pass example_input=(a small batch the model takes)")
+        from isscli.live.trace import derive_module_spec
+
+        return derive_module_spec(checkpoint, example_input)
+    if example_input is not None:
+        raise IsscliError("`example_input` is only for a live nn.Module", "drop it, or pass the module itself")
+    if isinstance(checkpoint, Mapping):
+        tensors = dict(checkpoint)
+        if not all(isinstance(t, torch.Tensor) for t in tensors.values()):
+            raise IsscliError("a state_dict must map names to tensors", "pass model.state_dict()")
+        return resolve_spec(Checkpoint({name: t.detach() for name, t in tensors.items()}, {}), None)
     return resolve_spec(as_checkpoint(checkpoint), None)
 
 
