@@ -20,15 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from isscli.errors import IsscliError
-from isscli.live.trace import (
-    Member,
-    call_model,
-    derive_module_spec,
-    layer_sizes,
-    members,
-    recurrent_modules,
-    replace_module,
-)
+from isscli.live.model import Member, call_model, layer_sizes, members, recurrent_modules, replace_module
+from isscli.live.trace import derive_module_spec
 from isscli.spec.schema import GroupSpec, check_spec
 from isscli.surgery import SetChange
 from isscli.surgery import compact as compact_tensors

@@ -63,7 +63,6 @@ import operator
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -72,8 +71,21 @@ from torch import nn
 
 from isscli.controller import ControllerSettings, IssController
 from isscli.controller.state import json_round_trip
-from isscli.controller.targets import check_targets, fraction_grid, receiver_units, sizes_at, targets_from_sizes
+from isscli.controller.targets import check_targets, receiver_units, targets_from_sizes
 from isscli.errors import IsscliError
+from isscli.live.adapter import (
+    LoopPaths,
+    LoopReport,
+    LoopRun,
+    LoopSettings,
+    LoopStep,
+    LoopTask,
+    LoopTrainer,
+    LoopValid,
+)
+from isscli.live.budget import compacted_parameters, sizes_for_budget
+from isscli.live.compact import ModuleCompaction, compact_module
+from isscli.live.trace import derive_module_spec
 from isscli.recipes import PAPER_THRESHOLD
 from isscli.regularizer import GroupLasso
 from isscli.spec import GroupSpec, check_spec
@@ -85,123 +97,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 #: The ``format`` entry of :meth:`IssTraining.state_dict`.
 STATE_FORMAT = "isscli.live.loop/1"
-
-
-# -- what the controller reads of a trainer ------------------------------------------------------
-
-
-@dataclass
-class _Task:
-    batches: int
-
-    def num_batches(self, max_batches: int | None) -> int:
-        return self.batches if max_batches is None else min(self.batches, max_batches)
-
-
-@dataclass
-class _Paths:
-    log: Path
-
-
-@dataclass
-class _Run:
-    spec: GroupSpec
-    task: _Task
-    paths: _Paths
-
-
-@dataclass
-class _Settings:
-    optimizer: str  # "sgd" | "adam": the step length the controller assumes
-    max_batches: int | None = None
-
-
-@dataclass
-class _Step:
-    total: float  # the batch loss as the back-off test compares it (see the module docstring)
-    count: int
-
-
-@dataclass
-class _Valid:
-    perplexity: float
-
-
-@dataclass
-class _Report:
-    epoch: int
-    valid: _Valid
-
-
-@dataclass
-class LoopTrainer:
-    """What :class:`~isscli.controller.IssController` reads of a trainer, filled from the user's loop.
-
-    ``run.spec`` (the ISS sets), ``run.task.num_batches(settings.max_batches)`` (batches per epoch),
-    ``run.paths.log`` (its JSON-lines log), ``settings.optimizer`` ("sgd" or "adam" step lengths),
-    ``parameters`` (the live tensors by name), ``regularizer``, ``optimizer`` (the lr of its first
-    param group) and ``last_step`` (the latest batch's loss, ``.total`` over ``.count``).
-    """
-
-    run: _Run
-    settings: _Settings
-    parameters: dict[str, torch.Tensor]
-    regularizer: GroupLasso
-    optimizer: torch.optim.Optimizer
-    last_step: _Step | None = None
-
-
-# -- sizes for a parameter budget ----------------------------------------------------------------
-
-
-def compacted_parameters(spec: GroupSpec, shapes: Mapping[str, Sequence[int]], units: Mapping[str, int]) -> int:
-    """Parameters of the model (all of ``shapes``) after compaction to ``units`` per set.
-
-    Removing a unit removes every line (row or column) its slices name, as :func:`isscli.surgery.compact`
-    does; no two slices share a line (:func:`~isscli.spec.check_spec`), so counts add up.
-
-    Examples:
-        >>> from isscli.spec import GroupSpec, IssSet, TensorSlice
-        >>> spec = GroupSpec([IssSet("s", 4, [TensorSlice("w", dim=0), TensorSlice("v", dim=1)])])
-        >>> compacted_parameters(spec, {"w": (4, 3), "v": (2, 4), "b": (2,)}, {"s": 1})
-        7
-    """
-    removed: dict[tuple[str, int], int] = {}
-    for iss in spec.sets:
-        for piece in iss.slices:
-            key = (piece.tensor, piece.dim)
-            removed[key] = removed.get(key, 0) + piece.blocks * (iss.components - units[iss.name])
-    return sum(math.prod(size - removed.get((name, dim), 0) for dim, size in enumerate(shape))
-               for name, shape in shapes.items())
-
-
-def sizes_for_budget(spec: GroupSpec, shapes: Mapping[str, Sequence[int]], current: Mapping[str, int],
-                     limit: int) -> tuple[dict[str, int], int]:
-    """The largest same fraction of every set's ``current`` units whose compacted model has ≤ ``limit`` parameters.
-
-    The fraction is bisected over :func:`~isscli.controller.targets.fraction_grid` (the fractions at which some
-    set gains a unit), as the command line's ``target_params`` does: at the next one the count exceeds ``limit``.
-    Returns the units per set and their parameter count.
-    """
-    names = [iss.name for iss in spec.sets]
-    base = [current[name] for name in names]
-    grid = fraction_grid(base)
-
-    def count(fraction: Fraction) -> int:
-        return compacted_parameters(spec, shapes, dict(zip(names, sizes_at(fraction, base))))
-
-    now, smallest = count(grid[-1]), count(grid[0])
-    if now <= limit:
-        raise IsscliError(f"`target_params` {limit:,} is not below the {now:,} parameters the model has "
-                          "(compacted as it is now), so there is nothing to prune", "give a smaller budget")
-    if smallest > limit:
-        raise IsscliError(f"`target_params` {limit:,}: even one unit per set leaves {smallest:,} parameters",
-                          f"give at least {smallest:,}")
-    low, high = 0, len(grid) - 1  # count(grid[low]) ≤ limit < count(grid[high])
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (middle, high) if count(grid[middle]) <= limit else (low, middle)
-    return dict(zip(names, sizes_at(grid[low], base))), count(grid[low])
 
 
 # -- the summary -----------------------------------------------------------------------------------
@@ -325,7 +220,7 @@ class IssTraining:
             logger.info("IssTraining: the λ controller assumes SGD step lengths for %s", type(optimizer).__name__)
         self.regularizer = GroupLasso(self.spec, self.parameters)
         self.epoch, self.batch, self.losses_skipped = 1, 0, 0
-        self._step: _Step | None = None
+        self._step: LoopStep | None = None
         self.controller: IssController | None = None
         self.targets: dict[str, int] | None = None
         self.prune_epochs = self.recover_epochs = 0
@@ -354,8 +249,8 @@ class IssTraining:
         self.controller = IssController(settings, announce=_announce)
         self.targets, self.prune_epochs, self.recover_epochs = dict(targets), prune, recover
         path = Path(os.devnull) if log is None else Path(log)
-        run = _Run(self.spec, _Task(batches), _Paths(path))
-        self._view = LoopTrainer(run, _Settings(self.optimizer_kind), self.parameters, self.regularizer,
+        run = LoopRun(self.spec, LoopTask(batches), LoopPaths(path))
+        self._view = LoopTrainer(run, LoopSettings(self.optimizer_kind), self.parameters, self.regularizer,
                                  self.optimizer)
         self.controller.bind(self._trainer)
 
@@ -411,12 +306,12 @@ class IssTraining:
         controller = self.controller
         if controller is not None:
             valid = self._valid_value(valid_loss)
-            controller.after_epoch(self._trainer, cast("EpochReport", _Report(self.epoch, _Valid(valid))))
+            controller.after_epoch(self._trainer, cast("EpochReport", LoopReport(self.epoch, LoopValid(valid))))
         self.epoch, self.batch = self.epoch + 1, 0
 
     # -- losses -----------------------------------------------------------------------------------
 
-    def _loss_step(self, loss: torch.Tensor | float | None) -> _Step | None:
+    def _loss_step(self, loss: torch.Tensor | float | None) -> LoopStep | None:
         if loss is None:
             return None
         if isinstance(loss, torch.Tensor):
@@ -429,9 +324,9 @@ class IssTraining:
         if self.controller is None:  # a fixed λ: no back-off test
             return None
         if self.log_loss:
-            return _Step(value, 1)
+            return LoopStep(value, 1)
         if value > 0:
-            return _Step(math.log(value), 1)
+            return LoopStep(math.log(value), 1)
         self._skipped("training loss", value)
         return None
 
@@ -569,17 +464,15 @@ class IssTraining:
 
     # -- after training ---------------------------------------------------------------------------
 
-    def compact(self, example_input: Any) -> Any:
-        """Remove the dead units from the model: :func:`isscli.live.compact.compact_module` with this spec.
+    def compact(self, example_input: Any) -> ModuleCompaction:
+        """Remove the dead units from the model: :func:`isscli.compact_module` with this spec.
 
         Args:
             example_input: one batch of model input (to check the compacted model against the original).
 
         Returns:
-            what :func:`~isscli.live.compact.compact_module` returns (the smaller model and its sizes).
+            A :class:`~isscli.live.compact.ModuleCompaction`: ``.model`` the smaller copy of your model, ``.units``.
         """
-        from isscli.live.compact import compact_module
-
         return compact_module(self.model, example_input, spec=self.spec)
 
 
@@ -644,7 +537,6 @@ def _resolve_spec(model: nn.Module, spec: GroupSpec | None, example_input: Any) 
         if example_input is None:
             raise IsscliError("IssTraining needs `spec` or `example_input`: parameter names alone do not say which "
                               "weights receive each unit", "pass `example_input` (one batch of model input)")
-        from isscli.live.trace import derive_module_spec
 
         spec = derive_module_spec(model, example_input)
     tensors = {name: p.detach() for name, p in model.named_parameters()}

@@ -1,0 +1,150 @@
+"""The user's model as isscli's tracing sees it: its recurrent modules, their layer-directions, and a way to call it.
+
+A *member* is one layer-direction of one recurrent module (``encoder.l1_reverse``); an ISS set spans one member,
+or several whose state is handed from one to the next. :class:`TracedModel` holds the probing copy of the
+model (every ``nn.LSTM/GRU/RNN`` swapped for the equivalent :mod:`isscli.nn` module, tied weights untied so
+that each use has its own gradient) on which :mod:`isscli.live.probe` and :mod:`isscli.live.trace` work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+from isscli.errors import IsscliError
+from isscli.spec.schema import TensorSlice
+
+
+@dataclass(frozen=True, order=True)
+class Member:
+    """One layer-direction of one recurrent module (``module`` is its qualified name in the model)."""
+
+    module: str
+    layer: int
+    direction: int
+
+    def tensor(self, kind: str) -> str:
+        """The parameter's name in the model, as ``nn.LSTM`` names it: ``lstm.weight_hh_l1_reverse``."""
+        prefix = f"{self.module}." if self.module else ""
+        return f"{prefix}{kind}_l{self.layer}{'_reverse' if self.direction else ''}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.module or 'rnn'}.l{self.layer}{'_reverse' if self.direction else ''}"
+
+
+@dataclass
+class TracedModel:
+    """What tracing found: the probing copy and, per ISS set, the layer-directions it spans."""
+
+    copy: nn.Module
+    recurrent: dict[str, nn.Module]
+    sets: list[list[Member]] = field(default_factory=list)
+    aliases: dict[str, str] = field(default_factory=dict)  # untied copy's name → the model's (tied) name
+    dims: dict[str, list[int]] = field(default_factory=dict)  # the dims of each parameter that may receive units
+
+    def canonical(self, piece: TensorSlice) -> TensorSlice:
+        """The slice under the model's own parameter name."""
+        return dataclasses.replace(piece, tensor=self.aliases.get(piece.tensor, piece.tensor))
+
+    def copies(self, name: str) -> list[str]:
+        """The names a model parameter has in the untied copy."""
+        return [name, *(alias for alias, target in self.aliases.items() if target == name)]
+
+
+# -- calling the user's model ----------------------------------------------------------------------------------
+
+
+def call_model(model: nn.Module, example_input: Any) -> Any:
+    """``model(*x)`` for a tuple, ``model(**x)`` for a dict, else ``model(x)``."""
+    if isinstance(example_input, tuple):
+        return model(*example_input)
+    if isinstance(example_input, dict):
+        return model(**example_input)
+    return model(example_input)
+
+
+def output_tensors(result: Any) -> list[Tensor]:
+    """Every floating-point tensor in a model's result (nested tuples, lists, dicts, packed sequences)."""
+    if isinstance(result, Tensor):
+        return [result] if result.is_floating_point() else []
+    if isinstance(result, nn.utils.rnn.PackedSequence):
+        return output_tensors(result.data)
+    if isinstance(result, dict):
+        return [t for value in result.values() for t in output_tensors(value)]
+    if isinstance(result, (tuple, list)):
+        return [t for value in result for t in output_tensors(value)]
+    return []
+
+
+def recurrent_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """Every ``nn.LSTM/GRU/RNN`` (or :mod:`isscli.nn` module) by qualified name; cells and projections refused."""
+    from isscli import nn as drop_in
+
+    found = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.RNNCellBase):
+            raise IsscliError(
+                f"`{name}` is an {type(module).__name__}: isscli shrinks whole recurrent layers "
+                "(nn.LSTM/GRU/RNN or isscli.nn.LSTM/GRU/RNN), not a loop over a cell",
+                "run the sequence through an nn.LSTM/GRU/RNN, or write a group spec by hand")
+        if isinstance(module, nn.LSTM) and module.proj_size:
+            raise IsscliError(f"`{name}` is an nn.LSTM with proj_size={module.proj_size}: LSTMs with projections "
+                              "are not supported", "use proj_size=0, or write a group spec by hand")
+        if isinstance(module, (nn.RNNBase, drop_in.LSTM, drop_in.GRU, drop_in.RNN)):
+            found[name] = module
+    if not found:
+        raise IsscliError("the model has no nn.LSTM, nn.GRU or nn.RNN module",
+                          "isscli learns ISS in recurrent layers; check that you passed the right model")
+    return found
+
+
+def replace_module(root: nn.Module, name: str, new: nn.Module) -> None:
+    """Put ``new`` where the submodule ``name`` is (inside Sequential/ModuleList too)."""
+    parent_name, _, attribute = name.rpartition(".")
+    if not name:
+        raise IsscliError("the model is itself a recurrent module", "wrap it in an nn.Module with a head")
+    setattr(root.get_submodule(parent_name) if parent_name else root, attribute, new)
+
+
+def as_drop_in(module: nn.Module) -> nn.Module:
+    """The equivalent :mod:`isscli.nn` module (weights copied)."""
+    from isscli import nn as drop_in
+
+    for torch_kind, kind in ((nn.LSTM, drop_in.LSTM), (nn.GRU, drop_in.GRU), (nn.RNN, drop_in.RNN)):
+        if isinstance(module, (torch_kind, kind)):
+            return kind.from_module(module)
+    raise TypeError(f"not a recurrent module: {type(module).__name__}")
+
+
+def layer_sizes(module: nn.Module) -> list[list[int]]:
+    """Units per layer and direction of an ``nn.LSTM/GRU/RNN`` or :mod:`isscli.nn` module."""
+    if hasattr(module, "hidden_sizes"):
+        return [list(sizes) for sizes in module.hidden_sizes]
+    return [[module.hidden_size] * (2 if module.bidirectional else 1) for _ in range(module.num_layers)]
+
+
+def untie(model: nn.Module) -> dict[str, str]:
+    """Give every second holder of a shared parameter (a decoder tied to an embedding) its own copy, so that each
+    use has its own gradient; returns copy name → the name ``named_parameters`` gives the shared one."""
+    first: dict[int, str] = {}
+    aliases = {}
+    for prefix, module in model.named_modules(remove_duplicate=False):
+        for attribute, parameter in list(module._parameters.items()):
+            if parameter is None:
+                continue
+            name = f"{prefix}.{attribute}" if prefix else attribute
+            if id(parameter) in first and first[id(parameter)] != name:
+                setattr(module, attribute, nn.Parameter(parameter.detach().clone()))
+                aliases[name] = first[id(parameter)]
+            else:
+                first.setdefault(id(parameter), name)
+    return aliases
+
+
+def members(name: str, module: nn.Module) -> list[Member]:
+    return [Member(name, layer, direction) for layer, sizes in enumerate(layer_sizes(module))
+            for direction in range(len(sizes))]
