@@ -270,3 +270,53 @@ def test_nothing_to_remove_keeps_the_users_modules() -> None:
     result = compact_module(model, torch.randn(4, 3, 5))
     assert type(result.model.rnn) is nn.GRU and result.parameters_after == result.parameters_before
     assert result.max_difference == 0.0
+
+
+class ConvHead(nn.Module):
+    """Units read by a 1-D convolution over time, then max-pooled: the receiver is the kernel's input channel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(4, 10, batch_first=True)
+        self.conv = nn.Conv1d(10, 6, kernel_size=3)
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)
+        return self.fc(self.conv(out.transpose(1, 2)).max(dim=2).values)
+
+
+class Packed(nn.Module):
+    """A classifier that packs its padded batch and reads each sequence's own last state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(4, 9, 2, bidirectional=True)
+        self.fc = nn.Linear(18, 3)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+        _, (h, _) = self.rnn(packed)
+        return self.fc(torch.cat((h[-2], h[-1]), 1))
+
+
+@pytest.mark.parametrize("build", [ConvHead, Packed])
+def test_convolution_receivers_and_packed_sequences(build: type[nn.Module]) -> None:
+    torch.manual_seed(4)
+    model = build()
+    example = ((torch.randn(3, 7, 4),) if build is ConvHead else (torch.randn(7, 3, 4), torch.tensor([7, 4, 2])))
+    spec = derive_module_spec(model, example)
+    tensors = {name: p.detach() for name, p in model.named_parameters()}
+    chosen = [torch.arange(iss.components) % 2 == 1 for iss in spec.sets]
+    pruned = prune(tensors, spec, 0.0, chosen=chosen)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            parameter.copy_(pruned.tensors[name])
+    result = compact_module(model, example, spec=spec)
+    assert result.max_difference <= 1e-6
+    if build is ConvHead:
+        assert ("conv.weight", 1, 0) in receivers(spec)[0]
+        assert result.model.conv.in_channels == result.model.conv.weight.shape[1] == 5
+    else:
+        assert result.units == {"rnn.l0": 5, "rnn.l0_reverse": 5, "rnn.l1": 5, "rnn.l1_reverse": 5}
+        assert result.model.fc.in_features == 10
