@@ -320,3 +320,27 @@ def test_convolution_receivers_and_packed_sequences(build: type[nn.Module]) -> N
     else:
         assert result.units == {"rnn.l0": 5, "rnn.l0_reverse": 5, "rnn.l1": 5, "rnn.l1_reverse": 5}
         assert result.model.fc.in_features == 10
+
+
+def test_load_compacted_reads_a_tie_under_either_name_and_dense_sized_zero_states() -> None:
+    torch.manual_seed(5)
+    model = TiedLM()
+    example = (torch.randint(0, 30, (6, 3)), (torch.zeros(2, 3, 10), torch.zeros(2, 3, 10)))
+    spec = derive_module_spec(model, example)
+    pruned = prune({name: p.detach() for name, p in model.named_parameters()}, spec, 0.0,
+                   chosen=[torch.arange(10) < 4, torch.arange(10) >= 7])
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            parameter.copy_(pruned.tensors[name])
+    small = compact_module(model, example).model
+    expected, _ = small(*example)
+    stored = {("decoder.weight" if name == "encoder.weight" else name): tensor  # as safetensors' save_model keeps it
+              for name, tensor in small.state_dict().items() if name != "decoder.weight"}
+    again = isscli.load_compacted(TiedLM(), stored)
+    assert again.decoder.weight is again.encoder.weight and again.encoder.embedding_dim == 7
+    logits, _ = again(*example)  # the dense-sized zeros of the example: every unit starts at zero
+    assert torch.equal(logits, expected)
+    with pytest.raises(ValueError, match=r"has the original sizes \[10, 10\], but which units this module kept is not"):
+        again(example[0], (torch.ones(2, 3, 10), torch.zeros(2, 3, 10)))
+    with pytest.raises(IsscliError, match="the checkpoint has no tensor 'rnn.weight_hh_l1' of the model"):
+        isscli.load_compacted(TiedLM(), {k: v for k, v in stored.items() if k != "rnn.weight_hh_l1"})

@@ -130,6 +130,18 @@ def test_target_hidden_ends_exactly_at_the_targets_and_close_to_the_dense_model(
     assert summary.lowest_units == targets and summary.epochs == 7
     assert summary.compacted_parameters == compact({n: p.detach() for n, p in model.named_parameters()},
                                                    spec).parameters_after
+    assert summary.optimizer_reset_at_epoch == 4  # recovery starts with a fresh optimizer state...
+    if optimizer == "adam":  # ...rebuilt by the recovery's own steps since
+        assert {int(state["step"]) for state in opt.state.values()} == {3 * SAMPLES // BATCH}
+
+
+def test_the_optimizer_state_is_kept_at_recovery_when_asked() -> None:
+    model, opt = make("adam")
+    iss = IssTraining(model, opt, batches_per_epoch=8, spec=spec_of(model), target_hidden=[12, 8],
+                      prune_epochs=1, recover_epochs=1, reset_optimizer=False)
+    train(model, opt, iss, 1, samples=8 * BATCH)
+    assert iss.phase == "recover" and iss.summary().optimizer_reset_at_epoch is None
+    assert all(int(state["step"]) == 8 for state in opt.state.values())  # not restarted
 
 
 def test_target_params_fits_the_budget_and_one_more_unit_would_not(tmp_path: Path) -> None:

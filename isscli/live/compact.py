@@ -242,7 +242,9 @@ def load_compacted(model: nn.Module, state_dict: dict[str, Tensor]) -> nn.Module
     Example:
         >>> model = load_compacted(RNNModel("LSTM", 10000, 650, 650, 2), isscli.load("small.safetensors").tensors)
     """
-    tensors = {name: state_dict[name] if name in state_dict else None for name, _ in model.named_parameters()}
+    aliases = tied_names(model)
+    stored = {aliases.get(name, name): tensor for name, tensor in state_dict.items()}  # a tie under any of its names
+    tensors = {name: stored.get(name) for name, _ in model.named_parameters()}
     missing = [name for name, tensor in tensors.items() if tensor is None]
     if missing:
         raise IsscliError(f"the checkpoint has no tensor {missing[0]!r} of the model", "check that it is this model's")
@@ -250,10 +252,13 @@ def load_compacted(model: nn.Module, state_dict: dict[str, Tensor]) -> nn.Module
     for name, module in recurrent_modules(model).items():
         prefix = f"{name}." if name else ""
         if any(full[prefix + n].shape != p.shape for n, p in module.named_parameters()):
-            replace_module(model, name, rebuilt_recurrent(module, prefix, full))
+            smaller = rebuilt_recurrent(module, prefix, full)
+            smaller.set_kept_units(None, layer_sizes(module))  # zeros of the dense sizes (init_hidden) still fit
+            replace_module(model, name, smaller)
     shrink_parameters(model, full, set())
-    aliases = {alias: name for alias, name in tied_names(model).items() if alias not in state_dict}
-    model.load_state_dict({**state_dict, **{alias: state_dict[name] for alias, name in aliases.items()}}, strict=True)
+    names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
+    buffers = {name: tensor for name, tensor in state_dict.items() if name not in names}
+    model.load_state_dict({**buffers, **full, **{alias: full[name] for alias, name in aliases.items()}}, strict=True)
     return model
 
 

@@ -121,6 +121,7 @@ class IssSummary:
     parameters: int  # of the model now
     compacted_parameters: int  # after compaction at the current units
     losses_skipped: int  # batch and validation losses ≤ 0, left out of the back-off test
+    optimizer_reset_at_epoch: int | None = None  # the optimizer's state cleared as recovery started
     origin: dict[str, Any] = field(default_factory=dict)  # the parameter the targets came from
     lowest_units: dict[str, int] = field(default_factory=dict)  # the fewest units each set ever had
     frozen: dict[str, dict[str, Any]] = field(default_factory=dict)  # set → when and why it reached its target
@@ -166,6 +167,9 @@ class IssTraining:
         check_every: batches between the controller's checks (default: a tenth of an epoch, at most 20).
         log_loss: the losses are log-likelihoods: back off on a rise of log 2, not a doubling.
         log: a JSON-lines file the controller appends its records to (start, freezes, back-offs, epochs).
+        reset_optimizer: clear the optimizer's state (Adam's moments, momentum) when recovery starts: built
+            up under λ's gradients, Adam's second moments would keep the recovery's steps many times too
+            small. Recorded in :attr:`IssSummary.optimizer_reset_at_epoch`.
 
     Examples:
         >>> import torch
@@ -203,7 +207,7 @@ class IssTraining:
         target_hidden: int | Sequence[int] | Mapping[str, int] | None = None, target_params: int | None = None,
         group_lasso: float | None = None, tau: float | None = None, l1: float = 0.0,
         prune_epochs: int | None = None, recover_epochs: int | None = None, check_every: int | None = None,
-        log_loss: bool = False, log: str | os.PathLike[str] | None = None,
+        log_loss: bool = False, log: str | os.PathLike[str] | None = None, reset_optimizer: bool = True,
     ) -> None:
         targeted = _check_arguments(batches_per_epoch, target_hidden, target_params, group_lasso, tau, l1,
                                     prune_epochs, recover_epochs, check_every)
@@ -220,6 +224,7 @@ class IssTraining:
             logger.info("IssTraining: the λ controller assumes SGD step lengths for %s", type(optimizer).__name__)
         self.regularizer = GroupLasso(self.spec, self.parameters)
         self.epoch, self.batch, self.losses_skipped = 1, 0, 0
+        self.reset_optimizer, self.optimizer_reset_at_epoch = bool(reset_optimizer), None
         self._step: LoopStep | None = None
         self.controller: IssController | None = None
         self.targets: dict[str, int] | None = None
@@ -306,7 +311,11 @@ class IssTraining:
         controller = self.controller
         if controller is not None:
             valid = self._valid_value(valid_loss)
+            pruning = self.phase == "prune"
             controller.after_epoch(self._trainer, cast("EpochReport", LoopReport(self.epoch, LoopValid(valid))))
+            if pruning and self.phase == "recover" and self.reset_optimizer:
+                self.optimizer.state.clear()
+                self.optimizer_reset_at_epoch = self.epoch
         self.epoch, self.batch = self.epoch + 1, 0
 
     # -- losses -----------------------------------------------------------------------------------
@@ -406,6 +415,7 @@ class IssTraining:
             tau=self.tau, optimizer=self.optimizer_kind, optimizer_class=type(self.optimizer).__name__,
             log_loss=self.log_loss, parameters=sum(p.numel() for p in self.parameters.values()),
             compacted_parameters=compacted_parameters(self.spec, shapes, units), losses_skipped=self.losses_skipped,
+            optimizer_reset_at_epoch=self.optimizer_reset_at_epoch,
             **{key: record[key] for key in ("origin", "lowest_units", "frozen", "final_cut", "backoffs",
                                              "lambda_per_epoch", "units_per_epoch") if key in record},
         )
@@ -417,7 +427,7 @@ class IssTraining:
         settings = self.controller.settings.to_dict() if self.controller is not None else None
         return json_round_trip({"spec": self.spec.to_json(), "controller": settings, "group_lasso": self.group_lasso,
                                 "l1": self.l1, "tau": self.tau, "optimizer": self.optimizer_kind,
-                                "log_loss": self.log_loss})
+                                "log_loss": self.log_loss, "reset_optimizer": self.reset_optimizer})
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly (tensors and plain values; ``torch.save`` it with the model's
@@ -431,7 +441,8 @@ class IssTraining:
             ...               "iss": iss.state_dict()}  # doctest: +SKIP
         """
         state: dict[str, Any] = {"format": STATE_FORMAT, "identity": self._identity(), "epoch": self.epoch,
-                                 "batch": self.batch, "losses_skipped": self.losses_skipped, "controller": None}
+                                 "batch": self.batch, "losses_skipped": self.losses_skipped, "controller": None,
+                                 "optimizer_reset_at_epoch": self.optimizer_reset_at_epoch}
         if self.controller is not None:
             tensors, info = self.controller.state_dict()
             state["controller"] = {"tensors": tensors, "info": info}
@@ -457,6 +468,7 @@ class IssTraining:
                               "build IssTraining with the arguments of the interrupted run, before loading "
                               "the model's saved weights")
         self.epoch, self.batch, self.losses_skipped = state["epoch"], state["batch"], state["losses_skipped"]
+        self.optimizer_reset_at_epoch = state.get("optimizer_reset_at_epoch")
         if self.controller is not None:
             self.controller.load_state_dict(state["controller"]["tensors"], state["controller"]["info"])
             self.controller.trainer = None  # bind again, now from the saved state

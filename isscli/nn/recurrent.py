@@ -165,12 +165,14 @@ class _RecurrentBase(nn.Module):
     def flatten_parameters(self) -> None:
         """No-op, kept because users call it in ``forward``: each layer-direction is its own kernel call."""
 
-    def set_kept_units(self, kept: Sequence[Sequence[Sequence[int] | Tensor]],
+    def set_kept_units(self, kept: Sequence[Sequence[Sequence[int] | Tensor]] | None,
                        original_sizes: Sequence[Sequence[int]]) -> None:
         """Record which units of a bigger original each layer-direction kept, so original-size ``hx`` still fits.
 
         Args:
-            kept: per layer, per direction, the original indices of the kept units (ints or a 1-D tensor).
+            kept: per layer, per direction, the original indices of the kept units (ints or a 1-D tensor);
+                None where they are not known (a compacted checkpoint loaded back): then an original-size
+                state is read only if it is all zeros.
             original_sizes: per layer, per direction, the original number of units.
 
         Examples:
@@ -180,8 +182,11 @@ class _RecurrentBase(nn.Module):
             torch.Size([3, 1, 2])
         """
         shape = [len(sizes) for sizes in self.hidden_sizes]
-        if [len(k) for k in kept] != shape or [len(o) for o in original_sizes] != shape:
+        if (kept is not None and [len(k) for k in kept] != shape) or [len(o) for o in original_sizes] != shape:
             raise ValueError(f"kept units and original sizes need {shape} entries per layer (one per direction)")
+        self.original_sizes = [list(sizes) for sizes in original_sizes]
+        if kept is None:
+            return
         for layer, sizes in enumerate(self.hidden_sizes):
             for direction, hidden in enumerate(sizes):
                 index = torch.as_tensor(kept[layer][direction], dtype=torch.long, device=self.weight_hh_l0.device)
@@ -227,7 +232,14 @@ class _RecurrentBase(nn.Module):
         for index, (entry, size) in enumerate(zip(entries, got)):
             if size != flat[index] and original and size == original[index]:
                 layer, direction = divmod(index, len(self.hidden_sizes[0]))
-                entry = entry.index_select(2, getattr(self, "_kept" + _suffix(layer, direction)))
+                kept = getattr(self, "_kept" + _suffix(layer, direction), None)
+                if kept is not None:
+                    entry = entry.index_select(2, kept)
+                elif not bool(entry.any()):  # zeros at the original size: every kept unit starts at zero
+                    entry = entry.new_zeros(1, batch, flat[index])
+                else:
+                    raise ValueError(f"{name} has the original sizes {original}, but which units this module kept "
+                                     "is not recorded, so only an all-zero state of those sizes can be read")
             elif size != flat[index]:
                 also = f" (or the original sizes {original})" if original else ""
                 raise ValueError(f"{name} hidden sizes per layer-direction: expected {flat}{also}, got {got}")
