@@ -37,7 +37,7 @@ class Forecaster(nn.Module):
 
 
 class Tagger(nn.Module):
-    def __init__(self, hidden: int, vocab: int = 500, tags: int = 12) -> None:
+    def __init__(self, hidden: int, vocab: int = 100, tags: int = 12) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, 64)
         self.lstm = nn.LSTM(64, hidden, 2, bidirectional=True, batch_first=True)
@@ -59,9 +59,9 @@ def forecasting_data(count: int, generator: torch.Generator) -> tuple[torch.Tens
 
 
 def tagging_data(count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tag = (this token + the previous + the next) mod 12: both directions are needed."""
-    tokens = torch.randint(0, 500, (count, 30), generator=generator)
-    tags = (tokens + tokens.roll(1, 1) + tokens.roll(-1, 1)) % 12
+    """Tag = 4·(previous token mod 3) + (next token mod 4): both directions are needed."""
+    tokens = torch.randint(0, 100, (count, 30), generator=generator)
+    tags = 4 * (tokens.roll(1, 1) % 3) + tokens.roll(-1, 1) % 4
     return tokens, tags
 
 

@@ -6,6 +6,7 @@ import doctest
 import io
 import json
 import math
+import re
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -331,3 +332,15 @@ def test_a_spec_or_optimizer_that_does_not_fit_the_model_is_refused() -> None:
 def test_the_docstring_examples_run() -> None:
     failures, tried = doctest.testmod(isscli.live.loop, optionflags=doctest.ELLIPSIS)
     assert failures == 0 and tried > 10
+
+
+def test_a_validation_blow_up_backs_off_and_says_loss(caplog: pytest.LogCaptureFixture) -> None:
+    model, opt = make("adam")
+    iss = IssTraining(model, opt, batches_per_epoch=8, spec=spec_of(model), target_hidden=[12, 8], prune_epochs=4)
+    train(model, opt, iss, 1, samples=8 * BATCH)
+    iss.controller.state.lambdas = [0.01, 0.02]  # as if it had been steering
+    with caplog.at_level("WARNING", logger="isscli.live.loop"):
+        iss.end_epoch(1.5)  # the first epoch's was below 0.75
+    assert re.search(r"controller: validation loss 1.5 is over 2× its best \(0\.\d+\); "
+                     r"λ halved \(lstm.l0 0.005, lstm.l1 0.01\)", caplog.text), caplog.text
+    assert iss.lambdas == {"lstm.l0": 0.005, "lstm.l1": 0.01}

@@ -251,13 +251,19 @@ class IssTraining:
         recover = int(recover_epochs) if recover_epochs is not None else max(1, prune // 4)
         settings = ControllerSettings(targets, prune, recover, cap=self.group_lasso, check_every=check_every,
                                       origin=origin)
-        self.controller = IssController(settings, announce=_announce)
+        self.controller = IssController(settings, announce=self._announce)
         self.targets, self.prune_epochs, self.recover_epochs = dict(targets), prune, recover
         path = Path(os.devnull) if log is None else Path(log)
         run = LoopRun(self.spec, LoopTask(batches), LoopPaths(path))
         self._view = LoopTrainer(run, LoopSettings(self.optimizer_kind), self.parameters, self.regularizer,
                                  self.optimizer)
         self.controller.bind(self._trainer)
+
+    def _announce(self, message: str, warning: bool) -> None:
+        """The controller's notes, to the ``isscli.live.loop`` logger. It speaks of perplexity (the command line's
+        score); with ``log_loss`` off what it compares is the ratio of your losses, so it says "loss"."""
+        text = message if self.log_loss else message.replace("perplexity", "loss")
+        (logger.warning if warning else logger.info)("IssTraining %s", text)
 
     @property
     def _trainer(self) -> Trainer:
@@ -489,10 +495,6 @@ class IssTraining:
 
 
 # -- arguments -------------------------------------------------------------------------------------
-
-
-def _announce(message: str, warning: bool) -> None:
-    (logger.warning if warning else logger.info)("IssTraining %s", message)
 
 
 def _whole(value: Any, name: str) -> int:
