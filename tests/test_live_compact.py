@@ -344,3 +344,13 @@ def test_load_compacted_reads_a_tie_under_either_name_and_dense_sized_zero_state
         again(example[0], (torch.ones(2, 3, 10), torch.zeros(2, 3, 10)))
     with pytest.raises(IsscliError, match="the checkpoint has no tensor 'rnn.weight_hh_l1' of the model"):
         isscli.load_compacted(TiedLM(), {k: v for k, v in stored.items() if k != "rnn.weight_hh_l1"})
+
+
+def test_a_reloaded_module_copies_with_its_original_sizes() -> None:
+    """``from_module`` of a compacted module loaded back (original sizes known, kept units not) keeps reading zeros."""
+    lstm = isscli.nn.LSTM(3, [2, 1])
+    lstm.set_kept_units(None, [[4], [4]])
+    copied = isscli.nn.LSTM.from_module(lstm)
+    x = torch.randn(6, 5, 3)
+    assert copied.original_sizes == [[4], [4]]
+    assert torch.equal(copied(x, (torch.zeros(2, 5, 4), torch.zeros(2, 5, 4)))[0], lstm(x)[0])

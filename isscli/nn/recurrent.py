@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
-KERNELS = {"lstm": torch._VF.lstm, "gru": torch._VF.gru, "rnn_tanh": torch._VF.rnn_tanh,
-           "rnn_relu": torch._VF.rnn_relu}
+from isscli.models.recurrent import CELL_KERNELS as KERNELS
+from isscli.models.recurrent import GATES_PER_CELL as GATES
+
 PROJ_SIZE_REFUSED = ("proj_size is not supported by isscli.nn.LSTM: LSTMs with projections have no per-unit ISS "
                      "structure that isscli compacts yet; use proj_size=0")
 
@@ -328,7 +328,7 @@ class _RecurrentBase(nn.Module):
         new.train(module.training)
         if isinstance(module, _RecurrentBase) and module.original_sizes is not None:
             kept = [[getattr(module, "_kept" + _suffix(layer, direction)) for direction in range(len(layer_sizes))]
-                    for layer, layer_sizes in enumerate(module.hidden_sizes)]
+                    for layer, layer_sizes in enumerate(module.hidden_sizes)] if hasattr(module, "_kept_l0") else None
             new.set_kept_units(kept, module.original_sizes)
         return new
 
