@@ -354,3 +354,16 @@ def test_a_reloaded_module_copies_with_its_original_sizes() -> None:
     x = torch.randn(6, 5, 3)
     assert copied.original_sizes == [[4], [4]]
     assert torch.equal(copied(x, (torch.zeros(2, 5, 4), torch.zeros(2, 5, 4)))[0], lstm(x)[0])
+
+
+def test_the_api_derive_spec_takes_a_module_with_an_example_or_a_state_dict() -> None:
+    model = Head("lstm", 2, 6, False, "last", True)
+    x = torch.randn(3, 4, 5)
+    from_module = isscli.derive_spec(model, x)
+    from_names = isscli.derive_spec(model.state_dict())
+    assert receivers(from_module) == receivers(from_names) == [
+        {("rnn.weight_hh_l0", 1, 0), ("rnn.weight_ih_l1", 1, 0)}, {("rnn.weight_hh_l1", 1, 0), ("fc.weight", 1, 0)}]
+    with pytest.raises(IsscliError, match="^deriving the groups of a live module needs `example_input`"):
+        isscli.derive_spec(model)
+    with pytest.raises(IsscliError, match="^`example_input` is only for a live nn.Module"):
+        isscli.derive_spec(model.state_dict(), x)
