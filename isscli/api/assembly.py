@@ -61,6 +61,10 @@ def given_target(request: RunRequest) -> str | None:
     if not given and (request.prune_epochs is not None or request.recover_epochs is not None):
         raise IsscliError("`prune_epochs` and `recover_epochs` belong to a target run",
                           "add `target_hidden`, `target_params` or `target_speedup`, or drop them")
+    if given == ["target_params"]:  # a malformed number is refused before any corpus is looked for
+        parse_count(request.target_params, "target_params")
+    elif given == ["target_hidden"]:
+        parse_list(request.target_hidden, int, "target_hidden", "unit counts, one per ISS set", "400,350")
     return given[0] if given else None
 
 
