@@ -44,18 +44,22 @@ class Head(nn.Module):
         return self.fc(torch.tanh(out) if self.reader == "steps" else torch.relu(out))
 
 
+def zero_groups(model: nn.Module, spec: isscli.GroupSpec, chosen: list[torch.Tensor]) -> None:
+    """Zero, in the live model, the groups ``chosen`` marks in each set, as ISS training would."""
+    pruned = prune({name: p.detach() for name, p in model.named_parameters()}, spec, 0.0, chosen=chosen)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            parameter.copy_(pruned.tensors[name])
+
+
 def zero_some(model: nn.Module, spec: isscli.GroupSpec, draw: st.DrawFn) -> None:
-    """Zero a drawn subset of each set's groups (at least one unit kept), as ISS training would."""
+    """Zero a drawn subset of each set's groups (at least one unit kept)."""
     chosen = []
     for iss in spec.sets:
         mask = torch.tensor(draw(st.lists(st.booleans(), min_size=iss.components, max_size=iss.components)))
         mask[draw(st.integers(0, iss.components - 1))] = False
         chosen.append(mask)
-    tensors = {name: p.detach() for name, p in model.named_parameters()}
-    pruned = prune(tensors, spec, 0.0, chosen=chosen)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            parameter.copy_(pruned.tensors[name])
+    zero_groups(model, spec, chosen)
 
 
 def receivers(spec: isscli.GroupSpec) -> list[set[tuple[str, int, int]]]:
@@ -123,11 +127,7 @@ def test_encoder_decoder_state_handoff_is_one_set_per_layer() -> None:
     spec = derive_module_spec(model, example)
     assert [(s.name, s.components) for s in spec.sets] == [("encoder.l0+decoder.l0", 12), ("encoder.l1+decoder.l1", 12)]
     assert receivers(spec)[1] == {("encoder.weight_hh_l1", 1, 0), ("decoder.weight_hh_l1", 1, 0), ("head.weight", 1, 0)}
-    tensors = {name: p.detach() for name, p in model.named_parameters()}
-    pruned = prune(tensors, spec, 0.0, chosen=[torch.arange(12) % 3 == 0, torch.arange(12) < 5])
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            parameter.copy_(pruned.tensors[name])
+    zero_groups(model, spec, [torch.arange(12) % 3 == 0, torch.arange(12) < 5])
     result = compact_module(model, example)
     assert result.units == {"encoder.l0+decoder.l0": 8, "encoder.l1+decoder.l1": 7}
     assert result.model.encoder.hidden_sizes == result.model.decoder.hidden_sizes == [[8], [7]]
@@ -154,11 +154,7 @@ def test_tied_lm_stays_tied_and_takes_a_state_of_either_size() -> None:
     example = (torch.randint(0, 30, (6, 3)), zeros)
     spec = derive_module_spec(model, example)
     assert receivers(spec) == receivers(derive_spec({n: p.detach() for n, p in model.named_parameters()}))
-    tensors = {name: p.detach() for name, p in model.named_parameters()}
-    pruned = prune(tensors, spec, 0.0, chosen=[torch.arange(10) < 3, torch.arange(10) >= 6])
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            parameter.copy_(pruned.tensors[name])
+    zero_groups(model, spec, [torch.arange(10) < 3, torch.arange(10) >= 6])
     result = compact_module(model, example)
     small = result.model
     assert small.decoder.weight is small.encoder.weight and small.encoder.weight.shape == (30, 6)
@@ -306,12 +302,7 @@ def test_convolution_receivers_and_packed_sequences(build: type[nn.Module]) -> N
     model = build()
     example = ((torch.randn(3, 7, 4),) if build is ConvHead else (torch.randn(7, 3, 4), torch.tensor([7, 4, 2])))
     spec = derive_module_spec(model, example)
-    tensors = {name: p.detach() for name, p in model.named_parameters()}
-    chosen = [torch.arange(iss.components) % 2 == 1 for iss in spec.sets]
-    pruned = prune(tensors, spec, 0.0, chosen=chosen)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            parameter.copy_(pruned.tensors[name])
+    zero_groups(model, spec, [torch.arange(iss.components) % 2 == 1 for iss in spec.sets])
     result = compact_module(model, example, spec=spec)
     assert result.max_difference <= 1e-6
     if build is ConvHead:
@@ -327,11 +318,7 @@ def test_load_compacted_reads_a_tie_under_either_name_and_dense_sized_zero_state
     model = TiedLM()
     example = (torch.randint(0, 30, (6, 3)), (torch.zeros(2, 3, 10), torch.zeros(2, 3, 10)))
     spec = derive_module_spec(model, example)
-    pruned = prune({name: p.detach() for name, p in model.named_parameters()}, spec, 0.0,
-                   chosen=[torch.arange(10) < 4, torch.arange(10) >= 7])
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            parameter.copy_(pruned.tensors[name])
+    zero_groups(model, spec, [torch.arange(10) < 4, torch.arange(10) >= 7])
     small = compact_module(model, example).model
     expected, _ = small(*example)
     stored = {("decoder.weight" if name == "encoder.weight" else name): tensor  # as safetensors' save_model keeps it
