@@ -354,3 +354,20 @@ def test_the_api_derive_spec_takes_a_module_with_an_example_or_a_state_dict() ->
         isscli.derive_spec(model)
     with pytest.raises(IsscliError, match="^`example_input` is only for a live nn.Module"):
         isscli.derive_spec(model.state_dict(), x)
+
+
+def test_a_compacted_model_compacts_again_and_still_reads_the_dense_sized_state() -> None:
+    torch.manual_seed(6)
+    model = TiedLM()
+    dense_zeros = (torch.zeros(2, 3, 10), torch.zeros(2, 3, 10))
+    example = (torch.randint(0, 30, (6, 3)), dense_zeros)
+    zero_groups(model, derive_module_spec(model, example), [torch.arange(10) % 3 == 0, torch.arange(10) < 2])
+    first = compact_module(model, example).model  # keeps units 1,2,4,5,7,8 and 2…9
+    second_spec = derive_module_spec(first, example)
+    assert [s.components for s in second_spec.sets] == [6, 8]
+    zero_groups(first, second_spec, [torch.arange(6) < 2, torch.arange(8) >= 5])
+    result = compact_module(first, example)
+    assert result.model.rnn.hidden_sizes == [[4], [5]]
+    assert result.model.rnn._kept_l0.tolist() == [4, 5, 7, 8] and result.model.rnn._kept_l1.tolist() == [2, 3, 4, 5, 6]
+    nonzero = (torch.randn(2, 3, 10), torch.randn(2, 3, 10))  # a dense-sized state is read at the kept units
+    assert torch.allclose(result.model(example[0], nonzero)[0], first(example[0], nonzero)[0], atol=1e-5)

@@ -195,7 +195,7 @@ def compact_module(model: nn.Module, example_input: Any, spec: GroupSpec | None 
         smaller = rebuilt_recurrent(module, prefix, compacted.tensors)
         units = [kept.get(Member(name, m.layer, m.direction).tensor("weight_hh")) for m in members(name, module)]
         if all(u is not None for u in units):
-            smaller.set_kept_units(regrouped(units, module), layer_sizes(module))
+            remember_kept_units(smaller, module, regrouped(units, module))
         replace_module(result, name, smaller)
         rebuilt.add(name)
     shrink_parameters(result, compacted.tensors, rebuilt)
@@ -215,6 +215,21 @@ def compact_module(model: nn.Module, example_input: Any, spec: GroupSpec | None 
                                  "the spec misses a receiver: derive it from the model (spec=None)")
     return ModuleCompaction(result, spec, compacted.sets, compacted.parameters_before, compacted.parameters_after,
                             difference, compared, skipped)
+
+
+def remember_kept_units(smaller: nn.Module, module: nn.Module, kept: list[list[list[int]]]) -> None:
+    """Which units of the first, dense model ``smaller`` holds, so a dense-sized state still fits: ``kept`` indexes
+    ``module``'s units, and a module compacted before maps them on to its own dense original."""
+    original = getattr(module, "original_sizes", None)
+    if original is None:
+        smaller.set_kept_units(kept, layer_sizes(module))
+    elif hasattr(module, "_kept_l0"):
+        earlier = [[getattr(module, f"_kept_l{layer}{'_reverse' if d else ''}") for d in range(len(sizes))]
+                   for layer, sizes in enumerate(kept)]
+        smaller.set_kept_units([[earlier[layer][d][torch.tensor(units, dtype=torch.long)]
+                                 for d, units in enumerate(sizes)] for layer, sizes in enumerate(kept)], original)
+    else:
+        smaller.set_kept_units(None, original)
 
 
 def regrouped(units: list[list[int] | None], module: nn.Module) -> list[list[list[int]]]:
