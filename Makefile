@@ -27,7 +27,7 @@ demo: install
 	$(BIN)/python -m isscli demo
 
 lint: install
-	$(BIN)/ruff check isscli tests benchmarks
+	$(BIN)/ruff check isscli tests benchmarks examples
 
 # Regenerate the shipped specs of the presets from freshly initialised models.
 specs: install
