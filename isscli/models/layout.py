@@ -50,8 +50,12 @@ class Layout:
         return CELL_BY_GATES.get(self.gates, "lstm")
 
 
+def _hinted(name: str, hints: tuple[str, ...]) -> bool:
+    return any(hint in name.lower() for hint in hints)
+
+
 def _pick(candidates: list[str], hints: tuple[str, ...]) -> list[str]:
-    preferred = [name for name in candidates if any(hint in name.lower() for hint in hints)]
+    preferred = [name for name in candidates if _hinted(name, hints)]
     return preferred or candidates
 
 
@@ -122,6 +126,8 @@ def find_layout(tensors: dict[str, torch.Tensor]) -> Layout:
     others = {n: t for n, t in tensors.items() if not n.startswith(prefix) and t.dim() == 2}
     embeddings = _pick([n for n, t in others.items() if t.shape[1] == input_size], EMBEDDING_HINTS)
     embedding = embeddings[0] if len(embeddings) == 1 else None
+    if embedding is not None and input_size == output_size and not _hinted(embedding, EMBEDDING_HINTS):
+        embedding = None  # a head as wide as the input (a forecaster's `fc`), not an embedding tied to it
     outputs = _pick([n for n, t in others.items() if t.shape[1] == output_size and n != embedding], OUTPUT_HINTS)
     if len(outputs) > 1:
         raise CheckpointError(
