@@ -377,3 +377,26 @@ def test_names_do_not_read_a_head_as_wide_as_the_input_as_a_tied_embedding() -> 
     model = Head("lstm", 1, 5, False, "last", True)  # input size 5 = hidden size 5: fc.weight fits both widths
     spec = isscli.derive_spec(model.state_dict())
     assert receivers(spec) == [{("rnn.weight_hh_l0", 1, 0), ("fc.weight", 1, 0)}]
+
+
+class DotAttention(nn.Module):
+    """Luong-style attention: the decoder's state scores the encoder's outputs by a dot product over units."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.GRU(4, 8)
+        self.decoder = nn.GRU(4, 8)
+        self.out = nn.Linear(16, 3)
+
+    def forward(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        memory, h = self.encoder(source)
+        queries, _ = self.decoder(target, h)
+        weights = torch.softmax(torch.einsum("tbh,sbh->tbs", queries, memory), dim=-1)
+        context = torch.einsum("tbs,sbh->tbh", weights, memory)
+        return self.out(torch.cat((queries, context), -1))
+
+
+def test_attention_scores_over_units_are_refused_not_guessed() -> None:
+    torch.manual_seed(7)
+    with pytest.raises(IsscliError, match=r"^the units of encoder.l0, decoder.l0 reach the model's outputs by a path"):
+        derive_module_spec(DotAttention(), (torch.randn(6, 2, 4), torch.randn(5, 2, 4)))

@@ -26,10 +26,12 @@ from isscli.spec.schema import TensorSlice
 
 
 class UnitProbe:
-    """Replaces the outputs of the active layer-directions with fixed noise and zeroes the masked units."""
+    """Replaces the outputs of the active layer-directions with fixed noise and zeroes the masked units; units
+    marked in ``real`` keep what the layer computed."""
 
     def __init__(self, seed: int = 0) -> None:
         self.masks: dict[Member, Tensor] = {}
+        self.real: dict[Member, Tensor] = {}
         self.seed = seed
         self.noise: dict[tuple[Member, int, tuple[int, ...]], Tensor] = {}
 
@@ -52,7 +54,8 @@ class UnitProbe:
         if key not in self.noise:
             generator = torch.Generator().manual_seed(self.seed * 100_003 + len(self.noise))
             self.noise[key] = torch.randn(like.shape, generator=generator).to(like)
-        return self.noise[key] * self.masks[member].to(like)
+        filled = self.noise[key] * self.masks[member].to(like)
+        return torch.where(self.real[member].to(like.device), like, filled) if member in self.real else filled
 
 
 def input_dims(model: nn.Module) -> dict[str, list[int]]:
