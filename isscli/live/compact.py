@@ -12,15 +12,24 @@ input model computes on the example input.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from isscli.equivalence import compare as equivalence_compare
 from isscli.errors import IsscliError
-from isscli.live.model import Member, call_model, layer_sizes, members, recurrent_modules, replace_module
+from isscli.live.model import (
+    Member,
+    call_model,
+    layer_sizes,
+    members,
+    named_outputs,
+    recurrent_modules,
+    replace_module,
+    tied_names,
+)
 from isscli.live.trace import derive_module_spec
 from isscli.spec.schema import GroupSpec, check_spec
 from isscli.surgery import SetChange
@@ -51,21 +60,6 @@ class ModuleCompaction:
     def units(self) -> dict[str, int]:
         """Units kept per ISS set."""
         return {change.name: change.after for change in self.sets}
-
-
-def named_outputs(result: Any, path: str = "output") -> Iterator[tuple[str, Tensor]]:
-    """Every floating-point tensor of a model's result with where it sits (``output[1][0]``)."""
-    if isinstance(result, Tensor):
-        if result.is_floating_point():
-            yield path, result
-    elif isinstance(result, nn.utils.rnn.PackedSequence):
-        yield from named_outputs(result.data, f"{path}.data")
-    elif isinstance(result, dict):
-        for key, value in result.items():
-            yield from named_outputs(value, f"{path}[{key!r}]")
-    elif isinstance(result, (tuple, list)):
-        for index, value in enumerate(result):
-            yield from named_outputs(value, f"{path}[{index}]")
 
 
 @torch.no_grad()
@@ -142,15 +136,15 @@ def shrink_parameters(model: nn.Module, tensors: dict[str, Tensor], skip: set[st
 
 
 def compare(before: dict[str, Tensor], after: dict[str, Tensor]) -> tuple[float, list[str], list[str]]:
-    """Largest |difference| / largest |output| over the outputs of equal shape; which were and were not compared."""
+    """Largest |difference| / largest |output| over the outputs of equal shape (NaN if any is not finite, so the
+    check fails); which were and were not compared."""
     compared = [name for name in before if name in after and before[name].shape == after[name].shape]
     skipped = [name for name in before if name not in compared]
     if not compared:
         raise IsscliError("no output of the compacted model has the shape of the input model's, so nothing could "
                           "be compared", "return the model's predictions from forward")
-    scale = max(float(before[n].abs().max()) if before[n].numel() else 0.0 for n in compared)
-    worst = max(float((before[n].double() - after[n].double()).abs().max()) if before[n].numel() else 0.0
-                for n in compared)
+    pairs = [(before[n].double(), after[n].double()) for n in compared if before[n].numel()]
+    worst, scale = equivalence_compare(pairs) if pairs else (0.0, 0.0)
     return worst / max(scale, 1e-30), compared, skipped
 
 
@@ -275,15 +269,3 @@ def load_compacted(model: nn.Module, state_dict: dict[str, Tensor]) -> nn.Module
     buffers = {name: tensor for name, tensor in state_dict.items() if name not in names}
     model.load_state_dict({**buffers, **full, **{alias: full[name] for alias, name in aliases.items()}}, strict=True)
     return model
-
-
-def tied_names(model: nn.Module) -> dict[str, str]:
-    """Every second name of a shared parameter → the name ``named_parameters`` gives it."""
-    first: dict[int, str] = {}
-    aliases = {}
-    for name, parameter in model.named_parameters(remove_duplicate=False):
-        if id(parameter) in first:
-            aliases[name] = first[id(parameter)]
-        else:
-            first[id(parameter)] = name
-    return aliases

@@ -9,6 +9,7 @@ that each use has its own gradient) on which :mod:`isscli.live.probe` and :mod:`
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,17 +68,24 @@ def call_model(model: nn.Module, example_input: Any) -> Any:
     return model(example_input)
 
 
+def named_outputs(result: Any, path: str = "output") -> Iterator[tuple[str, Tensor]]:
+    """Every floating-point tensor of a model's result with where it sits (``output[1][0]``)."""
+    if isinstance(result, Tensor):
+        if result.is_floating_point():
+            yield path, result
+    elif isinstance(result, nn.utils.rnn.PackedSequence):
+        yield from named_outputs(result.data, f"{path}.data")
+    elif isinstance(result, dict):
+        for key, value in result.items():
+            yield from named_outputs(value, f"{path}[{key!r}]")
+    elif isinstance(result, (tuple, list)):
+        for index, value in enumerate(result):
+            yield from named_outputs(value, f"{path}[{index}]")
+
+
 def output_tensors(result: Any) -> list[Tensor]:
     """Every floating-point tensor in a model's result (nested tuples, lists, dicts, packed sequences)."""
-    if isinstance(result, Tensor):
-        return [result] if result.is_floating_point() else []
-    if isinstance(result, nn.utils.rnn.PackedSequence):
-        return output_tensors(result.data)
-    if isinstance(result, dict):
-        return [t for value in result.values() for t in output_tensors(value)]
-    if isinstance(result, (tuple, list)):
-        return [t for value in result for t in output_tensors(value)]
-    return []
+    return [tensor for _, tensor in named_outputs(result)]
 
 
 def recurrent_modules(model: nn.Module) -> dict[str, nn.Module]:
@@ -127,21 +135,26 @@ def layer_sizes(module: nn.Module) -> list[list[int]]:
     return [[module.hidden_size] * (2 if module.bidirectional else 1) for _ in range(module.num_layers)]
 
 
+def tied_names(model: nn.Module) -> dict[str, str]:
+    """Every second name of a shared parameter → the name ``named_parameters`` gives it."""
+    first: dict[int, str] = {}
+    aliases = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        if id(parameter) in first:
+            aliases[name] = first[id(parameter)]
+        else:
+            first[id(parameter)] = name
+    return aliases
+
+
 def untie(model: nn.Module) -> dict[str, str]:
     """Give every second holder of a shared parameter (a decoder tied to an embedding) its own copy, so that each
     use has its own gradient; returns copy name → the name ``named_parameters`` gives the shared one."""
-    first: dict[int, str] = {}
-    aliases = {}
-    for prefix, module in model.named_modules(remove_duplicate=False):
-        for attribute, parameter in list(module._parameters.items()):
-            if parameter is None:
-                continue
-            name = f"{prefix}.{attribute}" if prefix else attribute
-            if id(parameter) in first and first[id(parameter)] != name:
-                setattr(module, attribute, nn.Parameter(parameter.detach().clone()))
-                aliases[name] = first[id(parameter)]
-            else:
-                first.setdefault(id(parameter), name)
+    aliases = tied_names(model)
+    for alias in aliases:
+        owner, _, attribute = alias.rpartition(".")
+        module = model.get_submodule(owner)
+        setattr(module, attribute, nn.Parameter(getattr(module, attribute).detach().clone()))
     return aliases
 
 
