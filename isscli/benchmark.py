@@ -28,6 +28,8 @@ from isscli.checkpoint import Checkpoint
 from isscli.equivalence import max_output_difference
 from isscli.export.onnx import to_onnx, verify_onnx
 from isscli.export.runtime import onnx_session, onnx_workload
+from isscli.live import cost
+from isscli.live.model import layer_sizes, recurrent_modules
 from isscli.models import build_model, load_model, preset_config
 from isscli.timing import Timings, Workload, capture_cuda_graph, clock_for, machine, time_interleaved
 
@@ -53,10 +55,13 @@ class Settings:
     runtime: str = "torch"  # or onnxruntime: each model exported to ONNX and run in ONNX Runtime (CPU)
     threads: int | None = None
 
+    inputs: str | None = None  # the user's own models: what their forward runs on (no steps of isscli's choosing)
+
     @property
     def workloads(self) -> dict[str, tuple[str, int | None]]:
-        """ONNX Runtime runs whole models only: no ``recurrent`` workload there."""
-        return {k: v for k, v in WORKLOADS.items() if self.runtime == "torch" or v[0] == "full"}
+        """ONNX Runtime and the user's own forward run whole models only: no ``recurrent`` workload there."""
+        whole = self.runtime != "torch" or self.inputs is not None
+        return {k: v for k, v in WORKLOADS.items() if not whole or v[0] == "full"}
 
 
 @dataclass
@@ -71,6 +76,7 @@ class Contender:
     details: dict[str, Any] = field(default_factory=dict)  # extra report fields, e.g. a check's result
     masked: bool = False  # a checkpoint with weight masks (SET, magnitude pruning): unstructured sparsity
     session: Any = None  # its ONNX Runtime session, with ``runtime="onnxruntime"``
+    inputs: tuple[torch.Tensor, ...] | None = None  # the user's own model (``model``): what its forward runs on
 
 
 def from_shapes(role: str, sizes: list[list[int]], seed: int = 0) -> Contender:
@@ -87,6 +93,14 @@ def from_checkpoint(
     label = checkpoint.path.name if checkpoint.path else f"{role} (in memory)"
     return Contender(role, label, model, {"checkpoint": str(checkpoint.path) if checkpoint.path else None,
                                           "sha256": checkpoint.sha256}, masked=bool(checkpoint.masks))
+
+
+def from_user_model(role: str, checkpoint: Checkpoint, model: nn.Module, inputs: tuple[torch.Tensor, ...],
+                    source: dict[str, Any]) -> Contender:
+    """The user's own class holding ``checkpoint``, timed on ``inputs`` (whole inferences: its forward)."""
+    label = checkpoint.path.name if checkpoint.path else f"{role} (in memory)"
+    return Contender(role, label, model.eval(), {"checkpoint": str(checkpoint.path) if checkpoint.path else None,
+                                                 "sha256": checkpoint.sha256, **source}, inputs=inputs)
 
 
 def unstructured_twin(baseline: Contender, structured: Contender, seed: int = 0) -> Contender:
@@ -132,6 +146,12 @@ def unstructured_contenders(model: Contender, baseline: Contender | None, seed: 
     return [model, baseline, unstructured_twin(baseline, model, seed)]
 
 
+def user_inference(contender: Contender, batch: int, device: torch.device) -> Workload:
+    """The user's forward on the first ``batch`` rows of its inputs (moved to the device once, not timed)."""
+    inputs = tuple(argument[:batch].to(device) for argument in contender.inputs or ())
+    return lambda: contender.model(*inputs)
+
+
 def inference(model: nn.Module, part: str, batch: int, steps: int, device: torch.device, seed: int) -> Workload:
     """A closure running one whole inference; its inputs are made once, here, so they are not timed."""
     config = model.config
@@ -153,7 +173,9 @@ def time_contenders(contenders: list[Contender], settings: Settings) -> dict[str
         runs = {}
         size = batch or settings.batch
         for contender in contenders:
-            if contender.session is not None:
+            if contender.inputs is not None:
+                run = user_inference(contender, size, settings.device)
+            elif contender.session is not None:
                 run = onnx_workload(contender.session, contender.model.config, part, size, settings.steps,
                                     settings.seed)
             else:
@@ -166,8 +188,29 @@ def time_contenders(contenders: list[Contender], settings: Settings) -> dict[str
     return results
 
 
+def describe_user_model(contender: Contender) -> dict[str, Any]:
+    """Size and cost of the user's own model, counted on one run of its forward (:mod:`isscli.live.cost`)."""
+    model, inputs = contender.model, contender.inputs or ()
+    multiply_adds, not_counted = cost.multiply_adds(model, inputs)
+    batch = int(inputs[0].shape[0]) if inputs else 1
+    return {
+        "role": contender.role, "label": contender.label, "source": contender.source, "format": "dense",
+        "family": None, "cell": None, "vocab_size": None, "embedding_size": None,
+        "hidden_sizes": [sizes for module in recurrent_modules(model).values() for sizes in layer_sizes(module)],
+        "parameters": cost.parameter_count(model),
+        "nonzero_weights": sum(int((p != 0).sum()) for p in model.parameters()),
+        "bytes": cost.parameter_bytes(model),
+        "multiply_adds_per_step": None,
+        "multiply_adds_per_sequence": multiply_adds / batch,
+        "not_counted": not_counted,
+        **contender.details,
+    }
+
+
 def describe(contender: Contender) -> dict[str, Any]:
     """Size and cost of a model: dense ones from their config, CSR ones from their nonzeros."""
+    if contender.inputs is not None:
+        return describe_user_model(contender)
     model, config = contender.model, contender.model.config
     nonzeros = sum(unstructured.nonzero_counts(model).values())
     return {
@@ -222,12 +265,18 @@ def comparison(entries: dict[str, dict[str, Any]], timings: dict[str, dict[str, 
     return {
         "speedup": ratios["model"]["full"],
         "speedups": ratios,
-        "multiply_add_reduction": baseline["multiply_adds_per_step"] / model["multiply_adds_per_step"],
+        "multiply_add_reduction": multiply_add_reduction(baseline, model),
         "parameter_reduction": baseline["parameters"] / model["parameters"],
         "structured_over_unstructured": (
             speedups(timings["unstructured"], timings["model"])["full"] if "unstructured" in timings else None
         ),
     }
+
+
+def multiply_add_reduction(baseline: dict[str, Any], model: dict[str, Any]) -> float:
+    """Per step for isscli's families, per sequence for the user's own models (which have no step count)."""
+    key = "multiply_adds_per_step" if model["multiply_adds_per_step"] is not None else "multiply_adds_per_sequence"
+    return baseline[key] / max(model[key], 1e-30)
 
 
 def run(contenders: list[Contender], settings: Settings) -> dict[str, Any]:
@@ -247,6 +296,7 @@ def run(contenders: list[Contender], settings: Settings) -> dict[str, Any]:
             "batch": settings.batch, "latency_batch": WORKLOADS["latency"][1], "steps": settings.steps,
             "repeats": settings.repeats, "warmup": settings.warmup, "device": str(settings.device),
             "cuda_graphs": settings.cuda_graphs, "seed": settings.seed, "runtime": settings.runtime,
+            **({"steps": None, "inputs": settings.inputs} if settings.inputs is not None else {}),
         },
         "machine": machine(settings.device),
         "models": list(entries.values()),

@@ -154,7 +154,12 @@ RECIPES: dict[str, TrainSettings] = {
     "tiny": TrainSettings(epochs=4, batch_size=20, bptt=20, lr=1.0, lr_decay=0.5, decay_after=2, max_grad_norm=5),
     "bilstm-classifier": TrainSettings(epochs=10, batch_size=50, bptt=1, lr=1e-3, lr_decay=1.0, decay_after=0,
                                        max_grad_norm=5, optimizer="adam"),
+    # The user's own model (``model``) on tensor data: Adam's default step, batches of 32 samples.
+    "tensor-data": TrainSettings(epochs=10, batch_size=32, bptt=1, lr=1e-3, lr_decay=1.0, decay_after=0,
+                                 max_grad_norm=5, optimizer="adam", eval_batch_size=64),
 }
+#: The recipe of ``finetune`` with ``model`` unless ``preset`` names another.
+TENSOR_RECIPE = "tensor-data"
 #: The published test perplexities of Zaremba et al. (2014), for comparison in reports.
 PUBLISHED_TEST_PERPLEXITY = {"small": 114.5, "medium": 82.7, "large": 78.4}
 

@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from isscli.checkpoint import load_checkpoint, save_checkpoint
 from isscli.distributed import all_sum, current, on_main
 from isscli.errors import IsscliError
-from isscli.models import load_model, model_tensors
+from isscli.models import model_tensors
 from isscli.observer import Observer, SilentObserver
 from isscli.provenance import operation_record
 from isscli.recipes import TrainSettings
@@ -158,12 +158,11 @@ class Trainer:
             raise IsscliError(f"`stop_after` {stop_after} is not an epoch", "give an epoch number ≥ 1")
         if resume:
             self.resume()
-        self.observer.run_started({iss.name: iss.components for iss in self.run.spec.sets},
-                                  self.model.config.family == "classifier")
+        self.observer.run_started({iss.name: iss.components for iss in self.run.spec.sets}, self.run.scores_loss)
         log = JsonLog(self.run.paths.log, append=resume)
         log.write({"event": "resume" if resume else "start", "operation": self.run.operation,
                    "from_epoch": self.start_epoch, "settings": self.settings.to_dict(),
-                   "model": self.model.config.to_dict(),
+                   "model": self.run.model_record(),
                    **{k: v for k, v in self.run.parameters.items() if k not in ("spec", "settings")}})
         reports: list[EpochReport] = []
         for epoch in range(self.start_epoch + 1, self.settings.epochs + 1):
@@ -213,7 +212,7 @@ class Trainer:
         valid = on_main(lambda: task.evaluate(self.model, "valid", settings.max_eval_batches))
         report = self.epoch_report(epoch, lr, total / max(count, 1), valid, time.perf_counter() - started)
         self.check(report)
-        self.lowest_perplexity = min(self.lowest_perplexity or math.inf, valid.perplexity)
+        self.lowest_perplexity = min(self.lowest_perplexity or math.inf, valid.guard_value)
         eligible = all(hook.keeps(epoch) for hook in self.run.hooks)
         report.best = eligible and (self.best_rank is None or list(valid.rank()) < self.best_rank)
         if eligible and (report.best or settings.keep == "last"):
@@ -270,13 +269,13 @@ class Trainer:
         dead = [name for name, alive in report.alive.items() if alive == 0]
         if dead:
             self.diverged(report.epoch, f"set {dead[0]} has no ISS component left (a dead model)")
-        ppl = report.valid.perplexity
-        if not math.isfinite(ppl):
-            self.diverged(report.epoch, f"validation perplexity is {ppl}")
+        value, what = report.valid.guard_value, "loss" if report.valid.objective == "regression" else "perplexity"
+        if not math.isfinite(value):
+            self.diverged(report.epoch, f"validation {what} is {value}")
         lowest = self.lowest_perplexity
-        if lowest is not None and ppl > self.settings.divergence_factor * lowest:
-            self.diverged(report.epoch, f"validation perplexity {ppl:.1f} is over "
-                                        f"{self.settings.divergence_factor:g}× the best ({lowest:.1f})")
+        if lowest is not None and value > self.settings.divergence_factor * lowest:
+            self.diverged(report.epoch, f"validation {what} {value:.4g} is over "
+                                        f"{self.settings.divergence_factor:g}× the best ({lowest:.4g})")
 
     def diverged(self, epoch: int, reason: str) -> None:
         settings = self.settings
@@ -304,7 +303,7 @@ class Trainer:
         masks, mask_info = {}, None
         for hook in self.run.hooks:
             masks, mask_info = hook.checkpoint_masks() or (masks, mask_info)
-        save_checkpoint(self.run.paths.output, model_tensors(self.model), self.model.config.to_dict(),
+        save_checkpoint(self.run.paths.output, model_tensors(self.model), self.run.header_config(),
                         provenance, inputs=inputs, overwrite=True, masks=masks, mask_info=mask_info,
                         vocabulary=self.run.vocabulary)
 
@@ -314,7 +313,7 @@ class Trainer:
             return None
 
         def score() -> Evaluation:
-            best = load_model(load_checkpoint(self.run.paths.output)).to(self.run.device)
+            best = self.run.reload(load_checkpoint(self.run.paths.output)).to(self.run.device)
             return self.run.task.evaluate(best, split)
 
         return on_main(score)

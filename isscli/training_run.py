@@ -25,6 +25,7 @@ from isscli.spec import GroupSpec
 from isscli.tasks import Evaluation, Task
 
 if TYPE_CHECKING:
+    from isscli.live.usermodel import ModelSource
     from isscli.training import Trainer
 
 
@@ -178,14 +179,39 @@ class TrainingRun:
     parameters: dict[str, Any] = field(default_factory=dict)
     hooks: list[TrainingHook] = field(default_factory=list)
     vocabulary: list[str] | None = None  # the word of each embedding row, written into every checkpoint
+    source: ModelSource | None = None  # the user's own class (``model``); None: one of isscli's families
+
+    def model_record(self) -> dict[str, Any]:
+        """What the model is, for the log and the resume identity: its config, or the user's class and arguments."""
+        return self.source.describe() if self.source is not None else self.model.config.to_dict()
+
+    def header_config(self) -> dict[str, Any] | None:
+        """The config written into every checkpoint; the user's own models have none (their class is theirs)."""
+        return None if self.source is not None else self.model.config.to_dict()
+
+    def reload(self, checkpoint: Checkpoint) -> nn.Module:
+        """A written checkpoint as a model again (reading it back proves the file sound)."""
+        if self.source is not None:
+            from isscli.live.usermodel import load_user_model
+
+            return load_user_model(self.source, checkpoint)
+        from isscli.models import load_model
+
+        return load_model(checkpoint)
+
+    @property
+    def scores_loss(self) -> bool:
+        """Whether progress shows a loss rather than a perplexity (classifiers, the user's models)."""
+        return self.source is not None or self.model.config.family == "classifier"
 
     def identity(self) -> dict[str, Any]:
         """What must not change between an interrupted run and its continuation."""
         return {
             "action": self.operation,
             "parent_sha256": self.parent.sha256 if self.parent else None,
-            "config": self.model.config.to_dict(),
-            "data": (self.parameters.get("data") or {}).get("vocabulary_sha256"),
+            "config": self.model_record(),
+            "data": (self.parameters.get("data") or {}).get("vocabulary_sha256")
+            or (self.parameters.get("data") or {}).get("sha256"),
             "spec": self.spec.to_json(),
         }
 

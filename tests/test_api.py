@@ -164,7 +164,7 @@ def test_quality_gates_exit_1_and_every_json_report_has_a_schema(run_cli, dense,
     lonely = run_cli("eval", dense, "--data", corpus, "--max-loss", "0.05")
     assert lonely.code == 2 and "--baseline and --max-loss go together" in lonely.stderr
     wrong_kind = run_cli("eval", dense, "--data", corpus, "--fail-below", "0.5")
-    assert wrong_kind.code == 2 and "--fail-below gates a classifier" in wrong_kind.stderr
+    assert wrong_kind.code == 2 and "--fail-below does not gate a model scored by perplexity" in wrong_kind.stderr
     pruned = tmp_path / "p.safetensors"
     for args, schema in ((["groups", dense], "isscli.groups/1"), (["show", dense], "isscli.show/1"),
                          (["prune", dense, "--keep-fraction", "0.5", "-o", pruned], "isscli.prune/1"),

@@ -105,21 +105,26 @@ def test_their_model_is_scored_as_they_score_it_and_never_read_with_a_guessed_or
     expected = their_perplexity(theirs["model"], batchify(theirs["data"]["test"], 10))
     assert expected < len(theirs["words"]) / 2  # a model that learned something
 
-    refused = run_cli("eval", imported, "--data", folder, "--batch-size", "10", "--bptt", "35")
-    assert refused.code == 2 and len(refused.stderr.strip().splitlines()) == 1
+    guessed = run_cli("eval", imported, "--data", folder, "--vocab", folder / "vocab.txt")
+    assert guessed.code == 2 and "carries no model config" in guessed.stderr and "--model" in guessed.stderr
+    assert "--arch" in guessed.stderr  # its forward is never guessed: the user says what it is
+    refused = run_cli("eval", imported, "--arch", "lm", "--data", folder, "--batch-size", "10", "--bptt", "35")
+    assumed, error = refused.stderr.strip().splitlines()  # what --arch assumes, said; then the one-line error
+    assert refused.code == 2 and assumed.startswith("assumed:") and error.startswith("error:")
     assert "carries no vocabulary" in refused.stderr and "--vocab" in refused.stderr
     assert "--vocab-order=first-seen" in refused.stderr
 
-    scored = run_cli("eval", imported, "--data", folder, "--vocab", folder / "vocab.txt", "--batch-size", "10",
-                     "--bptt", "35", "--json", "-")
+    scored = run_cli("eval", imported, "--arch", "lm", "--data", folder, "--vocab", folder / "vocab.txt",
+                     "--batch-size", "10", "--bptt", "35", "--json", "-")
     assert scored.code == 0, scored.stderr
     assert json.loads(scored.stdout)["perplexity"] == pytest.approx(expected, rel=1e-4)
-    ordered = run_cli("eval", imported, "--data", folder, "--vocab-order", "first-seen", "--batch-size", "10",
-                      "--bptt", "35", "--json", "-")
+    assert "isscli's `lm` architecture" in json.loads(scored.stdout)["assumption"] and "assumed:" in scored.stderr
+    ordered = run_cli("eval", imported, "--arch", "lm", "--data", folder, "--vocab-order", "first-seen",
+                      "--batch-size", "10", "--bptt", "35", "--json", "-")
     assert json.loads(ordered.stdout)["perplexity"] == pytest.approx(expected, rel=1e-4)
 
-    wrong = run_cli("eval", imported, "--data", folder, "--vocab-order", "frequency", "--batch-size", "10",
-                    "--bptt", "35", "--json", "-")
+    wrong = run_cli("eval", imported, "--arch", "lm", "--data", folder, "--vocab-order", "frequency",
+                    "--batch-size", "10", "--bptt", "35", "--json", "-")
     report = json.loads(wrong.stdout)
     assert report["perplexity"] > 3 * expected
     if report["perplexity"] >= len(theirs["words"]):
@@ -130,8 +135,8 @@ def test_their_model_finetunes_with_its_vocabulary_which_isscli_then_carries(run
     folder = theirs["folder"]
     imported = tmp_path / "model.safetensors"
     assert run_cli("import-pt", folder / "model.pt", "-o", imported).code == 0
-    quick = ["--data", folder, "--epochs", "1", "--max-batches", "10", "--batch-size", "8", "--bptt", "10",
-             "--eval-batch-size", "10", "--preset", "tiny", "--device", "cpu"]
+    quick = ["--arch", "lm", "--data", folder, "--epochs", "1", "--max-batches", "10", "--batch-size", "8",
+             "--bptt", "10", "--eval-batch-size", "10", "--preset", "tiny", "--device", "cpu"]
     refused = run_cli("finetune", imported, "--lambda", "0.01", "-o", tmp_path / "x.safetensors", *quick)
     assert refused.code == 2 and "carries no vocabulary" in refused.stderr
     tuned = tmp_path / "tuned.safetensors"

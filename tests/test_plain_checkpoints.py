@@ -56,9 +56,15 @@ def test_plain_state_dict_works_with_groups_prune_compact(run_cli, tmp_path: Pat
 
     pruned = tmp_path / "pruned.safetensors"
     assert run_cli("prune", plain, "--group-threshold", "1e-3", "-o", pruned).code == 0
-    result = run_cli("compact", pruned, "-o", tmp_path / "small.safetensors", "--json", "-")
+    unknown = run_cli("compact", pruned, "-o", tmp_path / "small.safetensors")
+    assert unknown.code == 2 and "cannot verify" in unknown.stderr and "--no-verify" in unknown.stderr
+    assert not (tmp_path / "small.safetensors").exists()
+    result = run_cli("compact", pruned, "--arch", "lm", "-o", tmp_path / "small.safetensors", "--json", "-")
     assert result.code == 0, result.stderr
     report = json.loads(result.stdout)
+    assert "isscli's `lm` architecture" in report["assumption"] and "assumed:" in result.stderr
+    assumed = load_checkpoint(tmp_path / "small.safetensors").provenance["result"]["assumed"]
+    assert assumed == report["assumption"]  # recorded in the file too
     assert [s["components_after"] for s in report["sets"]] == [5, 4]
     assert report["max_output_difference"] <= 1e-5
 
@@ -96,7 +102,8 @@ def test_import_pt_stores_tied_weights_once_and_compacts(run_cli, tmp_path: Path
     tensors = load_checkpoint(converted).tensors
     assert ("decoder.weight" in tensors) != ("encoder.weight" in tensors)
 
-    report = json.loads(run_cli("compact", converted, "-o", tmp_path / "c.safetensors", "--json", "-").stdout)
+    report = json.loads(run_cli("compact", converted, "--arch", "lm", "-o", tmp_path / "c.safetensors", "--json",
+                                "-").stdout)
     assert [s["components_after"] for s in report["sets"]] == [6, 5]
     assert report["max_output_difference"] <= 1e-5
 
@@ -108,7 +115,7 @@ def test_config_flag_supplies_what_a_plain_checkpoint_lacks(run_cli, tmp_path: P
     plain = tmp_path / "plain.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(plain))
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"dropout": 0.3}))
+    config.write_text(json.dumps({"family": "lm", "dropout": 0.3}))
     result = run_cli("compact", plain, "--config", config, "-o", tmp_path / "c.safetensors", "--json", "-")
     assert result.code == 0, result.stderr
     assert json.loads(result.stdout)["max_output_difference"] <= 1e-5

@@ -18,7 +18,8 @@ from torch import nn
 
 from isscli import distributed
 from isscli.api.common import as_checkpoint, input_paths, model_overrides, output_path, resolve_spec
-from isscli.api.corpora import check_vocabulary, load_task, vocabulary_choice
+from isscli.api.corpora import TRAINING_SPLITS, check_vocabulary, load_task, vocabulary_choice
+from isscli.api.user_models import EXAMPLE_ROWS, ExampleInput, model_spec, user_source
 from isscli.checkpoint import Checkpoint
 from isscli.controller import ControllerSettings, IssController
 from isscli.controller.targets import (
@@ -31,7 +32,10 @@ from isscli.controller.targets import (
     targets_from_sizes,
     units_of,
 )
+from isscli.data.tensors import TensorData, is_tensor_file, load_tensor_data
 from isscli.errors import IsscliError
+from isscli.live.budget import compacted_parameters, sizes_for_budget
+from isscli.live.usermodel import ModelSource, load_user_model
 from isscli.mask_hooks import check_schedule, check_set_options, finetune_hook, set_hook
 from isscli.models import PRESETS, build_model, load_model, model_tensors, preset_config
 from isscli.models.config import ModelConfig
@@ -39,8 +43,9 @@ from isscli.models.registry import resolve_config
 from isscli.observer import Observer
 from isscli.parsing import parse_count, parse_list
 from isscli.provenance import plain
-from isscli.recipes import PAPER_THRESHOLD, RECIPES, TrainSettings, read_settings_file, recipe
+from isscli.recipes import PAPER_THRESHOLD, RECIPES, TENSOR_RECIPE, TrainSettings, read_settings_file, recipe
 from isscli.runstate import load_run_state
+from isscli.tasks import TensorTask
 from isscli.training import RunPaths, TrainingHook, TrainingRun, prepare_outputs
 
 if TYPE_CHECKING:
@@ -119,6 +124,7 @@ class Start:
     parent: Checkpoint | None
     config: ModelConfig | None  # the checkpoint's (finetune); a fresh model's comes with the corpus
     build: Callable[[dict[str, Any]], nn.Module]  # the model, given the corpus description (after seeding)
+    source: ModelSource | None = None  # the user's own class (``model``): it learns from tensor data
 
 
 def start_of(request: RunRequest, observer: Observer) -> Start:
@@ -151,6 +157,12 @@ def _train_start(request: TrainRequest) -> Start:
 
 
 def _finetune_start(request: FinetuneRequest, observer: Observer) -> Start:
+    source = user_source(request, observer)
+    if source is not None:
+        return _user_model_start(request, source)
+    if request.objective is not None or request.split_rule is not None:
+        raise IsscliError("`objective` and `split_rule` describe tensor data, which the user's own model reads",
+                          "give `model`=file.py:Class (and `data`=FILE.safetensors|.npz), or drop them")
     loaded = as_checkpoint(request.checkpoint)
     overrides = _overrides(request)
     config, _ = resolve_config(loaded, request.arch, overrides)
@@ -161,6 +173,36 @@ def _finetune_start(request: FinetuneRequest, observer: Observer) -> Start:
         return load_model(loaded, request.arch, overrides)
 
     return Start("finetune", name, base, config.family, loaded, config, build)
+
+
+def _user_model_start(request: FinetuneRequest, source: ModelSource) -> Start:
+    """The user's class holding the checkpoint, on tensor data, with the ``tensor-data`` recipe unless ``preset``."""
+    if request.data is None or not is_tensor_file(request.data):
+        raise IsscliError("`model` learns from tensor data", "give `data`=FILE.safetensors or .npz holding x and y "
+                          "(and `objective`=regression|classification|tagging)")
+    unused = [name for name in ("vocab", "vocab_order", "max_vocab", "min_count", "magnitude_sparsity")
+              if getattr(request, name) is not None]
+    if unused:
+        raise IsscliError(f"`{unused[0]}` does not apply to `model` on tensor data", f"drop `{unused[0]}`")
+    if request.target_speedup is not None:
+        raise IsscliError("`target_speedup` measures isscli's own model families, not the one `model` names",
+                          "give `target_hidden` or `target_params`")
+    loaded = as_checkpoint(request.checkpoint)
+    name = request.preset or TENSOR_RECIPE
+    return Start("finetune", name, recipe(name), "tensor", loaded, None,
+                 lambda _data: load_user_model(source, loaded), source)
+
+
+def tensor_task(request: RunRequest, settings: TrainSettings, device: torch.device,
+                observer: Observer) -> tuple[TensorTask, TensorData]:
+    """The run's tensor data as a task, its split rule and call convention said."""
+    data = load_tensor_data(Path(str(request.data)), request.objective, request.split_rule)  # type: ignore[attr-defined]
+    missing = [split for split in TRAINING_SPLITS if split not in data.splits]
+    if missing:
+        raise IsscliError(f"{request.data} has no {missing[0]} split ({data.split_rule})",
+                          "store train, valid and test, or give plain x and y with a `split_rule`")
+    observer.note(f"data: {data.split_rule}; {data.describe()['call']}, objective {data.objective}")
+    return TensorTask(data, settings.batch_size, settings.eval_batch_size, settings.seed, device), data
 
 
 # -- hooks ------------------------------------------------------------------------------------
@@ -207,13 +249,18 @@ def controller_hook(
     assert name is not None
     units = units_of(model, spec)
     current = [units[iss.name] for iss in spec.sets]
-    config = model.config
+    config: ModelConfig | None = getattr(model, "config", None)
+    shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
     saved = saved_targets(paths.resume) if paths.resume.is_file() and name == "target_speedup" else None
     if saved is not None:  # a resumed speed target is not measured again
         targets, origin = dict(saved["targets"]), dict(saved["origin"])
     elif name == "target_hidden":
         sizes = parse_list(request.target_hidden, int, name, "unit counts, one per ISS set", "400,350")
         targets, origin = targets_from_sizes(spec, sizes, name), {"parameter": name, "value": request.target_hidden}
+    elif name == "target_params" and config is None:  # the user's own model: counted from its tensors
+        limit = parse_count(request.target_params, name)
+        targets, count = sizes_for_budget(spec, shapes, units, limit)
+        origin = {"parameter": name, "value": request.target_params, "limit": limit, "parameters": count}
     elif name == "target_params":
         limit = parse_count(request.target_params, name)
         check_layout(config, spec, name)
@@ -221,6 +268,7 @@ def controller_hook(
         targets = targets_from_sizes(spec, sizes, name)
         origin = {"parameter": name, "value": request.target_params, "limit": limit, "parameters": count}
     else:
+        assert config is not None  # refused for the user's own models (_user_model_start)
         check_layout(config, spec, name)
         speedup = float(request.target_speedup or 0)
         if speedup > 1:
@@ -230,17 +278,20 @@ def controller_hook(
         origin = {"parameter": name, "value": speedup, "measured_speedup": measured, "device": str(device)}
     check_targets(spec, targets, units, name)
     observer.note(f"targets: {', '.join(f'{n} {units[n]}→{size}' for n, size in targets.items())}"
-                  f"{target_detail(config, spec, targets, origin)}; pruning {phases[0]} epoch(s), "
+                  f"{target_detail(config, spec, targets, origin, shapes)}; pruning {phases[0]} epoch(s), "
                   f"then {phases[1]} with λ = 0")
     controller = ControllerSettings(targets, phases[0], phases[1], cap=settings.group_lasso or None, origin=origin)
     return IssController(controller, announce=lambda message, warning: observer.note(message, warning))
 
 
-def target_detail(config: ModelConfig, spec: Any, targets: dict[str, int], origin: dict[str, Any]) -> str:
+def target_detail(config: ModelConfig | None, spec: Any, targets: dict[str, int], origin: dict[str, Any],
+                  shapes: dict[str, tuple[int, ...]]) -> str:
     if "parameters" in origin:
         return f" ({origin['parameters']:,} parameters after compaction, budget {origin['limit']:,})"
     if "measured_speedup" in origin:
         return f" (measured here: {origin['measured_speedup']:.2f}× faster than the dense model)"
+    if config is None:
+        return f" ({compacted_parameters(spec, shapes, targets):,} parameters after compaction)"
     from isscli.accounting import parameter_count
 
     try:
@@ -280,13 +331,21 @@ def assemble(request: RunRequest, observer: Observer, device: torch.device) -> t
     if start.operation == "finetune" and settings.group_lasso == 0 and settings.l1 == 0 and target is None:
         if request.magnitude_sparsity is None and not start.parent.masks:  # type: ignore[attr-defined, union-attr]
             observer.note("no `group_lasso` or `l1`: this fine-tunes without learning ISS")
-    choice = vocabulary_choice(request.vocab, request.vocab_order, request.max_vocab, request.min_count,
-                               start.parent, observer)
-    task, data, words = load_task(start.family, request.data, settings, device, observer, choice)
+    if start.source is not None:
+        task, tensors = tensor_task(request, settings, device, observer)
+        data, words = tensors.describe(), None
+    else:
+        choice = vocabulary_choice(request.vocab, request.vocab_order, request.max_vocab, request.min_count,
+                                   start.parent, observer)
+        task, data, words = load_task(start.family, request.data, settings, device, observer, choice)
     torch.manual_seed(settings.seed)
     model = start.build(data).to(device)
-    spec = resolve_spec(Checkpoint(model_tensors(model), path=start.parent and start.parent.path), request.spec,
-                        request.renames)
+    if start.source is not None:  # the groups from the user's forward, on the first rows of the training data
+        example = ExampleInput(tensors.example_input(EXAMPLE_ROWS, device), "the first training rows")
+        spec = model_spec(model, example, request.spec, request.renames)
+    else:
+        spec = resolve_spec(Checkpoint(model_tensors(model), path=start.parent and start.parent.path), request.spec,
+                            request.renames)
     hooks = mask_hooks(request, start, model, settings)
     if target is not None:
         hooks.append(controller_hook(request, model, spec, settings, (phases[0], phases[1]), device, paths, observer))
@@ -295,7 +354,7 @@ def assemble(request: RunRequest, observer: Observer, device: torch.device) -> t
     for dropped in ("settings_file", "force", "resume", "stop_after"):
         parameters.pop(dropped, None)
     run = TrainingRun(start.operation, model, task, settings, spec, paths, device, start.parent, parameters, hooks,
-                      words)
+                      words, start.source)
     return run, resume
 
 

@@ -11,9 +11,12 @@ from typing import Any
 import torch
 
 from isscli import benchmark
-from isscli.api.common import CheckpointSource, ConfigSource, as_checkpoint, model_overrides
+from isscli.api.common import CheckpointSource, ConfigSource, PathLike, as_checkpoint, model_overrides
+from isscli.api.user_models import ExampleInput, ModelChoice, example_input, resized, user_source
 from isscli.atomic import first_line
 from isscli.errors import IsscliError
+from isscli.live.usermodel import load_user_model, model_source
+from isscli.models.registry import architecture_assumption
 from isscli.observer import Observer, SilentObserver
 from isscli.parsing import (
     MAX_BATCH,
@@ -34,7 +37,7 @@ Shapes = str | Sequence[int]
 
 
 @dataclass(kw_only=True)
-class BenchRequest:
+class BenchRequest(ModelChoice):
     """Time ``checkpoint`` (or a fresh model of ``shapes``) against ``against`` (or ``against_shapes``)."""
 
     checkpoint: CheckpointSource | None = None
@@ -54,6 +57,7 @@ class BenchRequest:
     seed: int = 0
     arch: str | None = None
     config: ConfigSource = None
+    data: PathLike | None = None  # with ``model``: tensor data whose first ``batch`` rows the models run on
 
 
 @dataclass
@@ -100,6 +104,13 @@ def check(request: BenchRequest) -> None:
     if request.runtime == "onnxruntime" and (request.unstructured or not on_cpu):
         raise IsscliError("`runtime`=onnxruntime runs dense models on the CPU",
                           "drop `unstructured`, `cuda_graphs` and `device`, or use `runtime`=torch")
+    if request.model is not None:
+        given = [name for name in ("shapes", "against_shapes") if getattr(request, name) is not None]
+        if given or request.unstructured or request.runtime != "torch" or request.cuda_graphs:
+            name = given[0] if given else ("unstructured" if request.unstructured else
+                                           "cuda_graphs" if request.cuda_graphs else "runtime")
+            raise IsscliError(f"`{name}` times isscli's own models, not the one `model` names",
+                              "time checkpoints of your model (`checkpoint`, `against`) in torch, or drop `model`")
     bounds = {"batch": (1, MAX_BATCH), "steps": (1, MAX_STEPS), "repeats": (1, MAX_REPEATS),
               "warmup": (0, MAX_REPEATS), "threads": (1, MAX_THREADS), "seed": (0, MAX_SEED)}
     for name, (low, high) in bounds.items():
@@ -121,9 +132,20 @@ def memory_guard(request: BenchRequest) -> Iterator[None]:
 
 
 def contender(role: str, source: CheckpointSource | None, shapes: Shapes | None, request: BenchRequest,
-              name: str) -> benchmark.Contender:
+              name: str, example: ExampleInput | None = None) -> benchmark.Contender:
+    if source is not None and example is not None:
+        loaded = as_checkpoint(source)
+        user = model_source(request.model, request.model_args)
+        assert user is not None
+        return benchmark.from_user_model(role, loaded, load_user_model(user, loaded), example.arguments,
+                                         user.describe())
     if source is not None:
-        return benchmark.from_checkpoint(role, as_checkpoint(source), request.arch, model_overrides(request.config))
+        loaded = as_checkpoint(source)
+        found = benchmark.from_checkpoint(role, loaded, request.arch, model_overrides(request.config))
+        assumption = architecture_assumption(loaded, request.arch, model_overrides(request.config))
+        if assumption:
+            found.details["assumption"] = assumption
+        return found
     sizes = parse_list(shapes or "", int, name, "positive hidden sizes", "1500,1500", minimum=1, maximum=MAX_UNITS)
     return benchmark.from_shapes(role, [[size] for size in sizes], request.seed)
 
@@ -152,17 +174,27 @@ def bench(request: BenchRequest, observer: Observer | None = None) -> BenchResul
     if request.repeats < RECOMMENDED_REPEATS:
         (observer or SilentObserver()).note(f"only {request.repeats} repeats: medians of fewer than "
                                             f"{RECOMMENDED_REPEATS} are rough")
+    observer = observer or SilentObserver()
+    example = None
+    if user_source(request, observer) is not None:
+        example = resized(example_input(request.data, request.input_shape, request.batch, request.seed),
+                          request.batch)
+        observer.note(f"timing the models' own forward: {example.description}")
     with memory_guard(request):
-        contenders = [contender("model", request.checkpoint, request.shapes, request, "shapes")]
+        contenders = [contender("model", request.checkpoint, request.shapes, request, "shapes", example)]
         has_baseline = request.against is not None or request.against_shapes is not None
         if has_baseline:
             contenders.append(contender("baseline", request.against, request.against_shapes, request,
-                                        "against_shapes"))
+                                        "against_shapes", example))
+        for found in contenders:
+            if "assumption" in found.details:
+                observer.note(f"assumed: {found.details['assumption']}", True)
         if request.unstructured:
             contenders = benchmark.unstructured_contenders(contenders[0], contenders[1] if has_baseline else None,
                                                           request.seed)
         settings = benchmark.Settings(request.batch, request.steps, request.repeats, request.warmup, device,
-                                      request.cuda_graphs, request.seed, request.runtime, request.threads)
+                                      request.cuda_graphs, request.seed, request.runtime, request.threads,
+                                      example.description if example is not None else None)
         result = BenchResult(**benchmark.run(contenders, settings))
     if request.fail_below is not None:
         speedup = result.speedup

@@ -2,30 +2,51 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from isscli.api.common import (
     ConfigSource,
     OutputRequest,
+    PathLike,
     as_checkpoint,
     checked_output,
     model_overrides,
     request_inputs,
 )
+from isscli.api.user_models import ModelChoice, example_input, user_source
 from isscli.errors import IsscliError
 from isscli.export.onnx import ExportResult, export_onnx
+from isscli.live.usermodel import ModelSource, load_user_model
+from isscli.models.registry import architecture_assumption
 
 FORMATS = ("onnx",)
 
 
 @dataclass(kw_only=True)
-class ExportRequest(OutputRequest):
-    """Export ``checkpoint`` (an LM or a classifier, compacted or not) to ``output`` in ``format``."""
+class ExportRequest(OutputRequest, ModelChoice):
+    """Export ``checkpoint`` (an LM or a classifier, compacted or not; or any model with ``model``) to ``output``."""
 
     format: str = "onnx"
     opset: int = 17
     arch: str | None = None
     config: ConfigSource = None
+    data: PathLike | None = None  # with ``model``: tensor data whose rows the export traces and checks
+
+
+def export_user_model(request: ExportRequest, source: ModelSource) -> ExportResult:
+    """The user's own module through ``torch.onnx.export``, checked in ONNX Runtime against that module."""
+    from isscli.export.module import export_module
+
+    loaded = as_checkpoint(request.checkpoint)
+    model = load_user_model(source, loaded)
+    example = example_input(request.data, request.input_shape, rows=8)
+    metadata = {"isscli.model": json.dumps(source.describe()), "isscli.checked_on": example.description}
+    result = export_module(model, example.arguments, Path(str(request.output)), request.force, request.opset,
+                           metadata)
+    result.model, result.checked_on = source.describe(), example.description
+    return result
 
 
 def export_model(request: ExportRequest) -> ExportResult:
@@ -47,5 +68,11 @@ def export_model(request: ExportRequest) -> ExportResult:
     if request.output is None:
         raise IsscliError("export needs an `output` file", "give e.g. `output`=model.onnx")
     checked_output(request.output, request_inputs(request), request.force)
-    return export_onnx(as_checkpoint(request.checkpoint), request.output, request.force, request.opset,
-                       request.arch, model_overrides(request.config))
+    source = user_source(request)
+    if source is not None:
+        return export_user_model(request, source)
+    loaded = as_checkpoint(request.checkpoint)
+    result = export_onnx(loaded, request.output, request.force, request.opset, request.arch,
+                         model_overrides(request.config))
+    result.assumption = architecture_assumption(loaded, request.arch, model_overrides(request.config))
+    return result

@@ -14,6 +14,7 @@ import torch
 from isscli.api.common import (
     ConfigSource,
     OutputRequest,
+    PathLike,
     SpecSource,
     as_checkpoint,
     checked_output,
@@ -23,11 +24,19 @@ from isscli.api.common import (
     resolve_spec,
     write_checkpoint,
 )
+from isscli.api.user_models import ModelChoice, example_input, model_spec, model_tensors_once, user_source
 from isscli.checkpoint import Checkpoint
 from isscli.controller.targets import targets_from_sizes
 from isscli.equivalence import output_difference
 from isscli.errors import IsscliError
-from isscli.models.registry import config_after_surgery, load_model, resolve_config
+from isscli.live.usermodel import ModelSource, load_user_model
+from isscli.models.registry import (
+    architecture_assumption,
+    config_after_surgery,
+    load_model,
+    resolve_config,
+    unknown_forward,
+)
 from isscli.observer import Observer, SilentObserver
 from isscli.parsing import parse_list
 from isscli.provenance import operation_record, plain
@@ -56,7 +65,7 @@ class CompactionMismatch(IsscliError):
 
 
 @dataclass(kw_only=True)
-class PruneRequest(OutputRequest):
+class PruneRequest(OutputRequest, ModelChoice):
     """Zero ISS components: those whose group norm is ≤ ``group_threshold``, or the weakest ones down to
     ``target_hidden`` units per set or to ``keep_fraction`` of each set's units (and weights < ``weight_threshold``).
     Give exactly one of the three."""
@@ -67,6 +76,7 @@ class PruneRequest(OutputRequest):
     weight_threshold: float | None = None
     spec: SpecSource = None
     renames: Mapping[str, str] = field(default_factory=dict)
+    data: PathLike | None = None  # with ``model``: tensor data whose rows the groups are traced on
 
 
 @dataclass
@@ -113,12 +123,22 @@ def prune(request: PruneRequest) -> PruneResult:
     check_prune_request(request)
     output = checked_output(request.output, request_inputs(request), request.force)
     loaded = as_checkpoint(request.checkpoint)
-    spec = resolve_spec(loaded, request.spec, request.renames)
+    source = user_source(request)
+    parameters: dict[str, Any] = {}
+    if source is not None:  # the groups from the user's forward; a tied weight held once, as the model holds it
+        model = load_user_model(source, loaded)
+        example = example_input(request.data, request.input_shape)
+        spec = model_spec(model, example, request.spec, request.renames)
+        loaded = Checkpoint(model_tensors_once(model), loaded.config, loaded.provenance, loaded.path, loaded.sha256,
+                            loaded.masks, loaded.mask_info, loaded.vocabulary)
+        parameters = {**source.describe(), "inputs": example.description}
+    else:
+        spec = resolve_spec(loaded, request.spec, request.renames)
     cut = weakest_components(loaded.tensors, spec, request) if request.group_threshold is None else None
     pruned = prune_tensors(loaded.tensors, spec, request.group_threshold or 0.0, request.weight_threshold, cut)
     parameters = {"group_threshold": request.group_threshold, "target_hidden": request.target_hidden,
                   "keep_fraction": request.keep_fraction, "weight_threshold": request.weight_threshold,
-                  "spec": spec.to_json()}
+                  "spec": spec.to_json(), **parameters}
     checkpoint = Checkpoint(pruned.tensors, loaded.config, operation_record("prune", parameters, loaded),
                             masks=loaded.masks, mask_info=loaded.mask_info,  # same shapes: masks still fit
                             vocabulary=loaded.vocabulary)
@@ -174,14 +194,19 @@ def weakest_components(tensors: dict[str, torch.Tensor], spec: GroupSpec, reques
 
 
 @dataclass(kw_only=True)
-class CompactRequest(OutputRequest):
-    """Remove every ISS component whose receivers are all zero; the smaller model computes the same outputs."""
+class CompactRequest(OutputRequest, ModelChoice):
+    """Remove every ISS component whose receivers are all zero; the smaller model computes the same outputs.
+
+    The check runs the model's forward: isscli's own family (the checkpoint's config, or ``arch``/``config``), or
+    the user's class (``model``) on ``data``'s rows or an ``input_shape``. Without any of them nothing can be run:
+    refused unless ``verify=False``."""
 
     spec: SpecSource = None
     renames: Mapping[str, str] = field(default_factory=dict)
-    verify: bool = True  # run both models on random inputs; refuse to write if their outputs differ
+    verify: bool = True  # run both models; refuse to write if their outputs differ
     arch: str | None = None
     config: ConfigSource = None
+    data: PathLike | None = None  # with ``model``: tensor data whose first rows the check runs on
 
 
 @dataclass
@@ -200,6 +225,8 @@ class Verification:
     output_scale: float
     tolerance: float
     dtype: str  # the precision the check ran in: float64 for a float64 checkpoint, else float32
+    inputs: str = "random inputs"  # what both models ran on
+    relative: bool = False  # True: ``max_output_difference`` is already divided by ``output_scale`` (``model``)
 
 
 @dataclass
@@ -209,7 +236,8 @@ class CompactResult:
     sets: list[SetCompaction]
     parameters_before: int
     parameters_after: int
-    verification: Verification | None  # None: not verified (``verify=False``, or no runnable config)
+    verification: Verification | None  # None: not verified (``verify=False``)
+    assumption: str | None = None  # a checkpoint without a config run as one of isscli's families: said, recorded
 
     @property
     def hidden_sizes(self) -> list[list[int]] | None:
@@ -239,36 +267,62 @@ def compact(request: CompactRequest, observer: Observer | None = None) -> Compac
     observer = observer or SilentObserver()
     output = checked_output(request.output, request_inputs(request), request.force)
     loaded = as_checkpoint(request.checkpoint)
+    source = user_source(request, observer)
+    if source is not None:
+        return compact_user_model(request, source, loaded, output)
     spec = resolve_spec(loaded, request.spec, request.renames)
     result = compact_tensors(loaded.tensors, spec)
     new_config = config_after_surgery(loaded.config, result.tensors)
     overrides = model_overrides(request.config)
     verification = None
+    assumption = architecture_assumption(loaded, request.arch, overrides)
     if request.verify:
-        if runnable(loaded, request.arch, overrides):
-            verification = verify(loaded, result.tensors, request.arch, overrides)
-        else:
-            observer.note("not verified: the checkpoint has no config (give `config` or `arch` to verify)", True)
+        if loaded.config is None and request.arch is None and "family" not in (overrides or {}):
+            error = unknown_forward(loaded)
+            raise IsscliError(f"cannot verify the compaction: {error.message}",
+                              f"{error.hint}; or `verify`=False to write it unverified")
+        if assumption:
+            observer.note(f"assumed: {assumption}", True)
+        verification = verify(loaded, result.tensors, request.arch, overrides)
+    else:
+        observer.note("not verified (`verify`=False): the compacted model was not run", True)
     kept = {change.name: change.kept for change in result.sets}
     parameters = {"spec": spec.to_json(), "verify": request.verify}
-    provenance = operation_record("compact", parameters, loaded, kept_units=kept,
+    provenance = operation_record("compact", parameters, loaded, kept_units=kept, assumed=assumption,
                                   max_output_difference=verification and verification.max_output_difference)
     checkpoint = Checkpoint(result.tensors, new_config, provenance, vocabulary=loaded.vocabulary)
     if output is not None:
         write_checkpoint(checkpoint, output, input_paths(loaded), request.force)
     sets = [SetCompaction(c.name, c.components, c.after, c.kept) for c in result.sets]
-    return CompactResult(checkpoint, output, sets, result.parameters_before, result.parameters_after, verification)
+    return CompactResult(checkpoint, output, sets, result.parameters_before, result.parameters_after, verification,
+                         assumption)
 
 
-def runnable(checkpoint: Checkpoint, arch: str | None, overrides: dict[str, Any] | None) -> bool:
-    """Whether a model can be built from the checkpoint (a config, given or inferred)."""
-    if checkpoint.config is not None or arch is not None or overrides is not None:
-        return True
-    try:
-        resolve_config(checkpoint)
-    except IsscliError:
-        return False
-    return True
+def compact_user_model(request: CompactRequest, source: ModelSource, loaded: Checkpoint,
+                       output: Path | None) -> CompactResult:
+    """Compaction through the user's own class: its forward derives the groups (unless a spec is given) and checks
+    the smaller model (:func:`~isscli.live.compact.compact_module`, always verified)."""
+    from isscli.live.compact import TOLERANCE as MODULE_TOLERANCE
+    from isscli.live.compact import compact_module
+
+    model = load_user_model(source, loaded)
+    example = example_input(request.data, request.input_shape)
+    spec = model_spec(model, example, request.spec, request.renames)
+    compaction = compact_module(model, example.arguments, spec)
+    tensors = model_tensors_once(compaction.model)
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    verification = Verification(compaction.max_difference, 1.0, MODULE_TOLERANCE, dtype, example.description, True)
+    kept = {change.name: change.kept for change in compaction.sets}
+    parameters = {"spec": spec.to_json(), "verify": True, **source.describe(), "inputs": example.description}
+    provenance = operation_record("compact", parameters, loaded, kept_units=kept,
+                                  max_output_difference=compaction.max_difference)
+    checkpoint = Checkpoint(tensors, config_after_surgery(loaded.config, tensors), provenance,
+                            vocabulary=loaded.vocabulary)
+    if output is not None:
+        write_checkpoint(checkpoint, output, input_paths(loaded), request.force)
+    sets = [SetCompaction(c.name, c.components, c.after, c.kept) for c in compaction.sets]
+    return CompactResult(checkpoint, output, sets, compaction.parameters_before, compaction.parameters_after,
+                         verification)
 
 
 def verify(

@@ -80,6 +80,10 @@ class FinetuneRequest(RunRequest):
 
     checkpoint: CheckpointSource
     arch: str | None = None
+    model: str | None = None  # the user's own class (file.py:Class), fine-tuned on tensor data
+    model_args: str | Mapping[str, Any] | Sequence[Any] | None = None
+    objective: str | None = None  # tensor data: regression | classification | tagging
+    split_rule: str | None = None  # tensor data with plain x, y: train,valid,test fractions in file order
     magnitude_sparsity: float | None = None
     prune_start: int | None = None
     prune_end: int | None = None
@@ -191,13 +195,19 @@ def _run_here(request: RunRequest, observer: Observer, device: torch.device) -> 
                        published, start, run.parameters.get("data"))
 
 
+def score_text(score: Evaluation) -> str:
+    """The score as people read it: an accuracy in percent, a perplexity or a loss."""
+    if score.metric == "accuracy":
+        return f"{score.accuracy:.2%}"
+    return f"{score.perplexity:.2f}" if score.metric == "perplexity" else f"{score.loss:.4g}"
+
+
 def starting_score(run: TrainingRun, force: bool, observer: Observer) -> Evaluation:
     """The checkpoint's validation score before fine-tuning: a run that starts worse than a uniform guess is
     reading the words with another numbering, and is refused unless ``force``."""
     score = distributed.on_main(lambda: run.task.evaluate(run.model, "valid", run.settings.max_eval_batches))
-    what = f"accuracy {score.accuracy:.2%}" if score.accuracy is not None else f"perplexity {score.perplexity:.2f}"
-    observer.note(f"start: valid {what} (the checkpoint as given, before fine-tuning)")
-    warning = None if score.accuracy is not None else \
+    observer.note(f"start: valid {score.metric} {score_text(score)} (the checkpoint as given, before fine-tuning)")
+    warning = None if score.metric != "perplexity" else \
         uniform_guess_warning(score.perplexity, run.model.config.vocab_size, run.parameters["data"])
     if warning and not force:
         raise IsscliError(warning, "give the vocabulary it was trained with (`vocab` or `vocab_order`), or pass "

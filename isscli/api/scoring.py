@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from isscli.api.common import CheckpointSource, ConfigSource, PathLike, as_checkpoint, model_overrides
 from isscli.api.corpora import check_vocabulary, load_task, uniform_guess_warning, vocabulary_choice
+from isscli.api.user_models import user_source
+from isscli.data.tensors import is_tensor_file, load_tensor_data
 from isscli.errors import IsscliError
+from isscli.live.usermodel import ModelSource, load_user_model
 from isscli.models import load_model
+from isscli.models.registry import architecture_assumption
 from isscli.observer import Observer, SilentObserver
 from isscli.parsing import MAX_BATCH, MAX_SEED, MAX_STEPS, check_bounds
 from isscli.recipes import RECIPES
+from isscli.tasks import TensorTask
 from isscli.timing import resolve_device
 
 SPLITS = ("train", "valid", "test")
@@ -45,6 +52,10 @@ class EvaluateRequest:
     fail_below: float | None = None  # the gate of a classifier: accuracy at least this (a share, 0.75)
     baseline: CheckpointSource | None = None  # the gate against a model: scored on the same split …
     max_loss: float | None = None  # … it may be this much worse: perplexity × (1 + max_loss), accuracy − max_loss
+    model: str | None = None  # the user's own class (file.py:Class): scores it on tensor data
+    model_args: str | Mapping[str, Any] | Sequence[Any] | None = None
+    objective: str | None = None  # tensor data: regression | classification | tagging
+    split_rule: str | None = None  # tensor data with plain x, y: train,valid,test fractions in file order
 
 
 @dataclass
@@ -52,14 +63,18 @@ class EvaluateResult:
     checkpoint: str
     data: str
     split: str
-    loss: float  # mean cross-entropy per token (LM) or sentence (classifier)
-    perplexity: float  # exp(loss)
+    loss: float  # mean cross-entropy per token (LM) or sentence (classifier); tensor data: the objective's loss
+    perplexity: float | None  # exp(loss); None on tensor data (the loss or the accuracy is the score)
     count: int  # tokens or sentences scored
     parameters: int
     accuracy: float | None = None  # classifiers
     warning: str | None = None  # e.g. a perplexity worse than a uniform guess (another word numbering?)
     gate: dict[str, Any] | None = None  # the quality gate's limit, the value and whether it ``passed``
+    assumption: str | None = None  # a checkpoint without a config run as one of isscli's families: said, recorded
     unknown: dict[str, Any] | None = None  # LMs: per split, the tokens read as <unk> (count, share, mapped)
+    objective: str | None = None  # tensor data: regression | classification | tagging
+    model: dict[str, Any] | None = None  # the user's class that was run (``model``, ``model_args``)
+    split_rule: str | None = None  # tensor data: how the splits were made
 
     def to_json(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -86,12 +101,18 @@ def evaluate(request: EvaluateRequest, observer: Observer | None = None) -> Eval
     for name, high in (("batch_size", MAX_BATCH), ("bptt", MAX_STEPS)):
         check_bounds(getattr(request, name), name, 1, high)
     check_bounds(request.seed, "seed", 0, MAX_SEED)
+    observer = observer or SilentObserver()
+    source = user_source(request, observer)
+    if source is not None or (request.data is not None and is_tensor_file(request.data)):
+        return evaluate_tensors(request, source, observer)
     loaded = as_checkpoint(request.checkpoint)
     device = resolve_device(request.device)
+    assumption = architecture_assumption(loaded, request.arch, model_overrides(request.config))
+    if assumption:
+        observer.note(f"assumed: {assumption}", True)
     model = load_model(loaded, request.arch, model_overrides(request.config)).to(device)
     settings = RECIPES["small"].updated({"batch_size": request.batch_size, "eval_batch_size": request.batch_size,
                                          "bptt": request.bptt, "seed": request.seed})
-    observer = observer or SilentObserver()
     choice = vocabulary_choice(request.vocab, request.vocab_order, checkpoint=loaded, observer=observer)
     task, data, _ = load_task(model.config.family, request.data, settings, device, observer, choice,
                               splits={request.split: "batch_size"})
@@ -112,7 +133,42 @@ def evaluate(request: EvaluateRequest, observer: Observer | None = None) -> Eval
                             warning)
     result.gate = quality_gate(request, result, observer)
     result.unknown = data.get("unknown")
+    result.assumption = assumption
     return result
+
+
+def evaluate_tensors(request: EvaluateRequest, source: ModelSource | None, observer: Observer) -> EvaluateResult:
+    """The user's own class on tensor data: the objective's loss (and accuracy) on one split."""
+    if source is None:
+        raise IsscliError(f"`data` {request.data} is tensor data, which isscli's own model families do not read",
+                          "give `model`=file.py:Class, the model that reads it")
+    if request.data is None or not is_tensor_file(request.data):
+        raise IsscliError("`model` is scored on tensor data", "give `data`=FILE.safetensors or .npz holding x and y")
+    loaded = as_checkpoint(request.checkpoint)
+    device = resolve_device(request.device)
+    data = load_tensor_data(Path(request.data), request.objective, request.split_rule)
+    if request.split not in data.splits:
+        raise IsscliError(f"{request.data} has no {request.split} split ({data.split_rule})",
+                          f"use `split`={' or '.join(data.splits)}, or store {request.split}.x and {request.split}.y")
+    observer.note(f"data: {data.split_rule}; {data.describe()['call']}, objective {data.objective}")
+    model = load_user_model(source, loaded).to(device)
+    task = TensorTask(data, request.batch_size, request.batch_size, request.seed, device)
+    score = task.evaluate(model, request.split)
+    if not math.isfinite(score.loss):
+        raise ScoreNotFinite(f"the loss on the {request.split} split is {score.loss}: the model has no score",
+                             "fix or re-create the checkpoint")
+    result = EvaluateResult(str(loaded.path) if loaded.path else "(in memory)", str(request.data), request.split,
+                            score.loss, None, score.count, loaded.num_parameters(), score.accuracy,
+                            objective=data.objective, model=source.describe(), split_rule=data.split_rule)
+    result.gate = quality_gate(request, result, observer)
+    return result
+
+
+def gate_metric(result: EvaluateResult) -> str:
+    """What a gate compares: accuracy where there is one, else the perplexity (LMs) or the loss (regression)."""
+    if result.accuracy is not None:
+        return "accuracy"
+    return "perplexity" if result.objective is None else "loss"
 
 
 def check_gates(request: EvaluateRequest) -> None:
@@ -128,7 +184,8 @@ def quality_gate(request: EvaluateRequest, result: EvaluateResult, observer: Obs
     """The gate's verdict: a perplexity at most ``fail_above``, an accuracy at least ``fail_below``, and against
     ``baseline`` a perplexity at most (1 + ``max_loss``) × its, or an accuracy at least its − ``max_loss``."""
     classifier = result.accuracy is not None
-    value = result.accuracy if classifier else result.perplexity
+    metric = gate_metric(result)
+    value = getattr(result, metric)
     limits = []
     if request.fail_above is not None and not classifier:
         limits.append(("fail_above", request.fail_above))
@@ -136,19 +193,22 @@ def quality_gate(request: EvaluateRequest, result: EvaluateResult, observer: Obs
         limits.append(("fail_below", request.fail_below))
     for name in ("fail_above", "fail_below"):
         if getattr(request, name) is not None and name not in dict(limits):
-            raise IsscliError(f"`{name}` gates {'a language model' if name == 'fail_above' else 'a classifier'}",
-                              "use `fail_above` (perplexity) for LMs and `fail_below` (accuracy) for classifiers")
+            raise IsscliError(f"`{name}` does not gate a model scored by {metric}",
+                              "use `fail_above` for a perplexity or a loss (LMs, regression) and `fail_below` for "
+                              "an accuracy (classifiers, classification and tagging objectives)")
     reference = None
     if request.baseline is not None:
         base = evaluate(EvaluateRequest(checkpoint=request.baseline, data=request.data, vocab=request.vocab,
                                         vocab_order=request.vocab_order, split=request.split,
                                         batch_size=request.batch_size, bptt=request.bptt, seed=request.seed,
-                                        device=request.device, arch=request.arch, config=request.config), observer)
-        reference = base.accuracy if classifier else base.perplexity
+                                        device=request.device, arch=request.arch, config=request.config,
+                                        model=request.model, model_args=request.model_args,
+                                        objective=request.objective, split_rule=request.split_rule), observer)
+        reference = getattr(base, metric)
         loss = float(request.max_loss or 0.0)
         limits.append(("max_loss", reference - loss if classifier else reference * (1 + loss)))
     if not limits:
         return None
     passed = all(value >= limit if classifier else value <= limit for _, limit in limits)
-    return {"metric": "accuracy" if classifier else "perplexity", "value": value, "limits": dict(limits),
+    return {"metric": metric, "value": value, "limits": dict(limits),
             "baseline": reference, "passed": bool(passed and math.isfinite(value or math.nan))}

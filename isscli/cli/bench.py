@@ -9,6 +9,7 @@ import typer
 
 from isscli import api
 from isscli.cli.common import ArchOption, ConfigOption, ReportForceOption, claim_outputs, request_from
+from isscli.cli.options import HELP, option
 from isscli.cli.output import JSON_HELP, Notes, console, emit, safe, table
 from isscli.errors import IsscliError
 
@@ -30,14 +31,23 @@ def milliseconds(timing: dict[str, float]) -> str:
 
 def render(report: dict[str, Any]) -> None:
     settings, machine, models = report["settings"], report["machine"], report["models"]
+    per_step = models[0]["multiply_adds_per_step"] is not None
     rows = [
         (m["role"], " ".join("+".join(map(str, s)) for s in m["hidden_sizes"]), m["parameters"],
-         m["nonzero_weights"], round(m["bytes"] / 2**20, 1), m["multiply_adds_per_step"])
+         m["nonzero_weights"], round(m["bytes"] / 2**20, 1),
+         m["multiply_adds_per_step"] if per_step else round(m["multiply_adds_per_sequence"]))
         for m in models
     ]
-    columns = ("role", "hidden", "params", "nonzero", "MiB", "MACs/step")
+    columns = ("role", "hidden", "params", "nonzero", "MiB", "MACs/step" if per_step else "MACs/sequence")
     console.print(table("models", columns, rows))
     console.print(safe("; ".join(f"{m['role']}: {m['label']}" for m in models)), soft_wrap=False)
+    if settings.get("inputs"):
+        console.print(safe(f"inputs: {settings['inputs']}"), soft_wrap=False)
+    for m in models:
+        if m.get("assumption"):
+            console.print(f"[yellow]assumed: {safe(m['assumption'])}[/]")
+        if m.get("not_counted"):
+            console.print(safe(f"{m['role']}: MACs leave out {', '.join(m['not_counted'])} (not recurrent or linear)"))
     compared = report["comparison"]
     timing_rows = []
     for workload, label in WORKLOAD_LABELS.items():
@@ -50,7 +60,8 @@ def render(report: dict[str, Any]) -> None:
     columns = ("workload", *(m["role"] for m in models), *(("speed-up",) if compared else ()))
     graphs = ", CUDA graphs" if settings["cuda_graphs"] else ""
     runtime = ", ONNX Runtime" if settings.get("runtime") == "onnxruntime" else ""
-    title = (f"ms per {settings['steps']}-step inference, median (min–max) of {settings['repeats']} "
+    what = f"{settings['steps']}-step inference" if settings["steps"] is not None else "inference"
+    title = (f"ms per {what}, median (min–max) of {settings['repeats']} "
              f"interleaved repeats on {settings['device']}{graphs}{runtime}")
     console.print(table(title, columns, timing_rows))
     gpu = f", {machine['gpu']} (CUDA {machine['cuda']})" if machine["gpu"] else ""
@@ -115,10 +126,17 @@ def bench(
     seed: int = typer.Option(0, "--seed", help="Seed of inputs, --shapes weights and the --unstructured scatter."),
     arch: Optional[str] = ArchOption,
     config: Optional[str] = ConfigOption,
+    model: Optional[str] = option("model"),
+    model_args: Optional[str] = option("model_args"),
+    data: Optional[Path] = option("data", HELP["model_data"]),
+    input_shape: Optional[str] = option("input_shape"),
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
     force: bool = ReportForceOption,
 ) -> None:
-    """Time full inference, the recurrent layers alone and batch-1 latency of a model (and a baseline), interleaved."""
+    """Time full inference, the recurrent layers alone and batch-1 latency of a model (and a baseline), interleaved.
+
+    With --model, CKPT and --against are checkpoints of your own class, timed through its forward on --data's first
+    --batch rows (or --input-shape): whole inferences and batch-1 latency."""
     claim_outputs(locals(), "json_path")
     result = api.bench(request_from(api.BenchRequest, locals()), Notes())
     report = result.to_json()

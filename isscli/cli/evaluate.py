@@ -32,25 +32,42 @@ def evaluate(
     device: str = DeviceOption,
     arch: Optional[str] = ArchOption,
     config: Optional[str] = ConfigOption,
-    fail_above: Optional[float] = option("fail_above"),
+    model: Optional[str] = option("model"),
+    model_args: Optional[str] = option("model_args"),
+    objective: Optional[str] = option("objective"),
+    split_rule: Optional[str] = option("split_rule"),
+    fail_above: Optional[float] = option("fail_above", "Quality gate: exit 1 if the perplexity (LMs) or the loss "
+                                                       "(--objective regression) is above this."),
     fail_below: Optional[float] = option("fail_below"),
     baseline: Optional[Path] = option("baseline"),
     max_loss: Optional[float] = option("max_loss"),
     json_path: Optional[Path] = option("json_path"),
     force: bool = ReportForceOption,
 ) -> None:
-    """Perplexity of a language model (accuracy of a classifier) on one split of a corpus; optionally a CI gate."""
+    """Perplexity of a language model (accuracy of a classifier) on one split of a corpus; optionally a CI gate.
+
+    With --model, your own class is scored on tensor data (--data FILE.safetensors|.npz, --objective): the loss
+    (MSE for regression) or the accuracy, gated with --fail-above (loss) or --fail-below (accuracy)."""
     claim_outputs(locals(), "json_path")
     result = api.evaluate(request_from(api.EvaluateRequest, locals()), Notes())
 
     def render() -> None:
-        if result.accuracy is None:
-            columns = ("data", "split", "tokens", "loss", "perplexity")
-            row = (result.data, result.split, result.count, result.loss, result.perplexity)
-        else:
-            columns = ("data", "split", "sentences", "loss", "accuracy")
+        items = {None: "tokens", "regression": "samples", "classification": "sequences", "tagging": "steps"}
+        count = items.get(result.objective, "items") if result.accuracy is None or result.objective else "sentences"
+        if result.accuracy is not None:
+            columns = ("data", "split", count, "loss", "accuracy")
             row = (result.data, result.split, result.count, result.loss, f"{result.accuracy:.2%}")
+        elif result.objective is not None:
+            columns = ("data", "split", count, "loss (MSE)")
+            row = (result.data, result.split, result.count, result.loss)
+        else:
+            columns = ("data", "split", count, "loss", "perplexity")
+            row = (result.data, result.split, result.count, result.loss, result.perplexity)
         console.print(table(f"eval {checkpoint}", columns, [row]))
+        if result.split_rule:
+            console.print(f"data: {result.split_rule}")
+        if result.assumption:
+            console.print(f"[yellow]assumed: {result.assumption}[/]")
         if result.gate is not None:
             against = f" (baseline {result.gate['baseline']:.4g})" if result.gate["baseline"] is not None else ""
             limits = ", ".join(f"{limit:.4g}" for limit in result.gate["limits"].values())

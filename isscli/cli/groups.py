@@ -9,6 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from isscli.api.common import resolve_spec
+from isscli.api.user_models import example_input, model_parameters, model_spec
 from isscli.atomic import atomic_write_text
 from isscli.checkpoint import Checkpoint, load_checkpoint
 from isscli.cli.common import (
@@ -19,7 +20,10 @@ from isscli.cli.common import (
     claim_outputs,
     renames_from,
 )
+from isscli.cli.options import HELP, option
 from isscli.cli.output import JSON_HELP, console, emit, note, table, visible
+from isscli.errors import IsscliError
+from isscli.live.usermodel import load_user_model, model_source
 from isscli.spec import GroupSpec, check_spec, load_spec
 from isscli.spec.authors import attach_companion_biases
 from isscli.surgery import alive_components, removable_components
@@ -94,15 +98,39 @@ def show(
     ),
     rename: list[str] = RenameOption,
     rename_file: Optional[Path] = RenameFileOption,
+    model: Optional[str] = option("model"),
+    model_args: Optional[str] = option("model_args"),
+    data: Optional[Path] = option("data", HELP["model_data"]),
+    input_shape: Optional[str] = option("input_shape"),
     force: bool = ForceOption,
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
-    """Derive the ISS groups of CKPT (or check a spec with --check) and print one row per set."""
+    """Derive the ISS groups of CKPT (or check a spec with --check) and print one row per set.
+
+    From tensor names: one recurrent module, or numbered ones (layers.0, layers.1, … read as a chain, which the
+    spec's comment says). With --model, from your class's forward instead: any number of recurrent modules
+    (an encoder and its decoder too), each unit's receivers found by running the model."""
     claim_outputs(locals(), "output", "json_path")
     loaded = load_checkpoint(checkpoint)
-    spec = resolve_spec(loaded, check, renames_from(rename, rename_file))
+    renames = renames_from(rename, rename_file)
+    source = model_source(model, model_args)
+    comment = None
+    if source is not None:  # the model's own forward finds each unit's receivers
+        module = load_user_model(source, loaded)
+        example = example_input(data, input_shape)
+        spec = model_spec(module, example, check, renames)
+        loaded = Checkpoint(model_parameters(module), path=loaded.path, sha256=loaded.sha256)
+        comment = f"traced from {model}'s forward: {example.description}"
+    else:
+        if data is not None or input_shape is not None:
+            raise IsscliError("`data` and `input_shape` are what `model` runs on", "add `model`=file.py:Class")
+        spec = resolve_spec(loaded, check, renames)
+        comment = spec.comment if spec.comment and "assumed" in spec.comment else None
     report = spec_report(spec, loaded)
+    report["derivation"] = comment
     title = f"ISS groups of {checkpoint}" + (f" (spec {check} is valid)" if check else "")
+    if comment:
+        note(comment, warning="assumed" in comment)
     emit(report, json_path, lambda: render_spec(report, title), "isscli.groups/1")
     if output is not None:
         atomic_write_text(output, spec.dumps())
@@ -119,7 +147,7 @@ def check_command(
     force: bool = ReportForceOption,
 ) -> None:
     """Validate SPEC against CHECKPOINT: names, ranges, overlaps (exit 2 on the first problem)."""
-    show(checkpoint, None, spec, rename, rename_file, force, json_path)
+    show(checkpoint, None, spec, rename, rename_file, None, None, None, None, force, json_path)
 
 
 @app.command("convert")

@@ -107,6 +107,8 @@ def flag_names(args: list[str]) -> dict[str, str]:
     for param in command.params:
         if param.param_type_name == "option":
             names[param.name or ""] = max(param.opts, key=len)
+            if getattr(param, "secondary_opts", None):  # `verify`=False → --no-verify
+                names[f"{param.name}=False"] = param.secondary_opts[0]
         elif param.param_type_name == "argument":
             names[param.name or ""] = param.metavar or (param.name or "").upper()
     return names
@@ -114,7 +116,12 @@ def flag_names(args: list[str]) -> dict[str, str]:
 
 def in_flags(message: str, names: dict[str, str]) -> str:
     """```name``` → the flag of that name (``--name-with-dashes`` when the command has none)."""
-    return re.sub(r"`([a-z_][a-z0-9_]*)`", lambda m: names.get(m[1], "--" + m[1].replace("_", "-")), message)
+    def flag(match: re.Match[str]) -> str:
+        if match[2] and f"{match[1]}=False" in names:
+            return names[f"{match[1]}=False"]
+        return names.get(match[1], "--" + match[1].replace("_", "-")) + (match[2] or "")
+
+    return re.sub(r"`([a-z_][a-z0-9_]*)`(=False)?", flag, message)
 
 
 #: Errors of the machine, not of isscli: a full disk, a read-only folder, a quota (exit 2, one line).

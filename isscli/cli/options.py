@@ -41,7 +41,20 @@ HELP = {
 
     "data": "Corpus folder: PTB format (ptb.{train,valid,test}.txt) for LMs — or one text file, split by lines "
             "90/5/5 — and SST-2/MR for classifiers. Default for LMs: $ISSCLI_DATA, ../shared/data/ptb, the download "
-            "cache, a download, the shipped fallback.",
+            "cache, a download, the shipped fallback. With --model: tensor data, a .safetensors or .npz file holding "
+            "x, y (and lengths), or train.x, valid.x, test.x … (docs/training.md).",
+    "model": "Your own model class, path/to/file.py:Class or package.module:Class: isscli loads the checkpoint into "
+             "it and runs its forward (for checkpoints isscli's families cannot describe). Imports that code, at "
+             "your request only (docs/security.md). Takes precedence over --arch/--config.",
+    "model_args": "JSON constructor arguments of --model: an object (keywords) or a list (positional), "
+                  "e.g. '{\"hidden\": 64}'.",
+    "input_shape": "With --model and no --data: the input the model runs on, samples first: 10x30x8 (floats) or "
+                   "10x30:int<5000 (token ids below 5000).",
+    "objective": "Tensor data with --model: regression (MSE), classification (cross-entropy per sequence; y [N]) "
+                 "or tagging (cross-entropy per step; y [N, T], -100 ignored).",
+    "split_rule": "Tensor data holding plain x, y: train,valid,test fractions, taken in file order (default "
+                  "0.8,0.1,0.1; no shuffling, so a time series' future stays out of training).",
+    "model_data": "With --model: tensor data (.safetensors/.npz) whose first rows the model runs on.",
     "vocab": "The words in id order: a text file (one word per line), a JSON list, or a JSON object word → id. "
              "Needed for a checkpoint that carries no vocabulary (e.g. a plain state_dict); isscli's checkpoints "
              "carry theirs.",

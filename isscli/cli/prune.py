@@ -10,7 +10,7 @@ import typer
 from isscli import api
 from isscli.api.common import output_path
 from isscli.cli.common import ForceOption, RenameFileOption, RenameOption, SpecOption, claim_outputs, request_from
-from isscli.cli.options import option
+from isscli.cli.options import HELP, option
 from isscli.cli.output import console, emit, note, table
 
 
@@ -26,6 +26,10 @@ def prune(
     spec: Optional[Path] = SpecOption,
     rename: list[str] = RenameOption,
     rename_file: Optional[Path] = RenameFileOption,
+    model: Optional[str] = option("model"),
+    model_args: Optional[str] = option("model_args"),
+    data: Optional[Path] = option("data", HELP["model_data"]),
+    input_shape: Optional[str] = option("input_shape"),
     output: Optional[Path] = typer.Option(
         None, "-o", "--output", help="Output checkpoint. Default: CKPT.pruned.safetensors."
     ),

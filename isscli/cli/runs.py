@@ -102,6 +102,8 @@ def report(result: api.TrainResult, json_path: Optional[Path]) -> None:
 def describe(evaluation: Evaluation) -> str:
     if evaluation.accuracy is not None:
         return f"accuracy {evaluation.accuracy:.2%} (loss {evaluation.loss:.4f})"
+    if evaluation.metric == "loss":
+        return f"loss {evaluation.loss:.4g}"
     return f"perplexity {evaluation.perplexity:.2f}"
 
 
@@ -154,8 +156,15 @@ def finetune(
     prune_every: Optional[int] = option("prune_every"),
     arch: Optional[str] = ArchOption,
     config: Optional[str] = ConfigOption,
+    model: Optional[str] = option("model"),
+    model_args: Optional[str] = option("model_args"),
+    objective: Optional[str] = option("objective"),
+    split_rule: Optional[str] = option("split_rule"),
 ) -> None:
     """Fine-tune CKPT with group Lasso on its ISS (paper Eq. 2–4): whole hidden units go to zero, for prune/compact.
+
+    With --model, your own class learns from tensor data (--data FILE.safetensors|.npz, --objective), its groups
+    traced from its forward.
 
     A masked CKPT (SET, magnitude pruning) keeps its masks; --magnitude-sparsity prunes by magnitude instead.
     --target-hidden/--target-params/--target-speedup steer λ per layer to reach a size (docs/training.md).

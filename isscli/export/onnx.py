@@ -71,6 +71,9 @@ class ExportResult:
     output_scale: float
     tolerance: float
     hidden_sizes: list[list[int]]
+    assumption: str | None = None  # a checkpoint without a config exported as one of isscli's families: said
+    model: dict[str, Any] | None = None  # the user's own class that was exported (``model``, ``model_args``)
+    checked_on: str | None = None  # what the graph and the module ran on
 
     def to_json(self) -> dict[str, Any]:
         return plain(self)

@@ -76,6 +76,7 @@ def find_couplings(traced: TracedModel, example_input: Any) -> list[tuple[Member
     state. A nonzero initial state that isscli cannot follow is refused."""
     produced: dict[tuple[int, tuple[int, ...]], Member] = {}
     received: list[tuple[str, Any]] = []
+    alive: list[Tensor] = []
     handles = []
     for name, module in traced.recurrent.items():
         count = len(members(name, module))
@@ -88,6 +89,7 @@ def find_couplings(traced: TracedModel, example_input: Any) -> list[tuple[Member
             parts = state_parts(hidden_part(module, output[1]), count) or []
             for member, part in zip(members(name, module), parts):
                 produced[storage_key(part)] = member
+                alive.append(part)  # a freed state's address could come back as another tensor's
 
         handles += [module.register_forward_pre_hook(before, with_kwargs=True), module.register_forward_hook(after)]
     try:
@@ -153,12 +155,14 @@ def recorded_states(traced: TracedModel) -> Iterator[set[int]]:
     """The storages of every final state the recurrent modules return meanwhile: a model that returns its state
     (a stateful LM) returns the units themselves, which shrink with the model rather than pass through weights."""
     storages: set[int] = set()
+    alive: list[Tensor] = []  # held until the end: a freed state's memory could hold an output, at the same address
 
     def record(module: nn.Module, args: tuple, output: Any) -> None:
         state = output[1] if module.mode != "lstm" else output[1][0:2]
         for part in (state if isinstance(state, (tuple, list)) else (state,)):
             for tensor in (part if isinstance(part, (tuple, list)) else (part,)):
                 storages.add(tensor.untyped_storage().data_ptr())
+                alive.append(tensor)
 
     handles = [module.register_forward_hook(record) for module in traced.recurrent.values()]
     try:

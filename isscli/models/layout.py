@@ -6,6 +6,11 @@ hidden size and the gate count (rows / columns: 4 LSTM, 3 GRU, 1 RNN), the embed
 matrix whose width is the first layer's input size, and the output layer the matrix whose
 width is the last layer's output size. Where that is ambiguous, the error says which flag
 settles it.
+
+Several recurrent modules are one model only when their names say how they connect: numbered
+modules ``layers.0.``, ``layers.1.``, … (an ``nn.ModuleList``), each as wide at its input as the
+one before at its output, are read as a chain for deriving groups. Any other mix (an encoder
+and a decoder) is refused with a pointer to ``--model``, which traces the forward instead.
 """
 
 from __future__ import annotations
@@ -23,27 +28,87 @@ RECURRENT_PARAMETER = re.compile(r"^(weight|bias)_(ih|hh)_l\d+(_reverse)?$")
 EMBEDDING_HINTS = ("encoder", "embed", "emb")
 OUTPUT_HINTS = ("decoder", "classifier", "fc", "out", "linear", "proj", "softmax")
 CELL_BY_GATES = {4: "lstm", 3: "gru", 1: "rnn_tanh"}
+#: A module of an ``nn.ModuleList``: ``<base><index>.``, e.g. ``encoder.layers.0.``.
+NUMBERED_PREFIX = re.compile(r"^(?P<base>.*?)(?P<index>\d+)\.$")
+CHAIN_HINT = ("pass --model file.py:Class so isscli traces the forward (it finds each module's receivers), "
+              "or write a spec and pass --spec")
+
+
+@dataclass
+class Stack:
+    """One recurrent module's parameters (``<prefix>weight_hh_l<n>[_reverse]``): its layers' sizes and input width."""
+
+    prefix: str
+    gates: int
+    hidden_sizes: list[list[int]]
+    input_size: int
+
+    @property
+    def output_size(self) -> int:
+        """Width of what the module returns: its last layer's directions side by side."""
+        return sum(self.hidden_sizes[-1])
+
+    @property
+    def module(self) -> str:
+        """The module's name as ``named_modules`` spells it (``layers.0``); a bare state_dict's stack is ``rnn``."""
+        return self.prefix.rstrip(".") or "rnn"
+
+    def rnn_name(self, kind: str, layer: int, direction: int) -> str:
+        return f"{self.prefix}{kind}_l{layer}{'_reverse' if direction == 1 else ''}"
 
 
 @dataclass
 class Layout:
-    """Names and sizes of the parts of a recurrent model inside a flat tensor dict."""
+    """Names and sizes of the parts of a recurrent model inside a flat tensor dict.
 
-    rnn_prefix: str
-    gates: int
-    hidden_sizes: list[list[int]]
-    input_size: int
+    ``stacks`` is one module, or (only from ``find_layout(..., chains=True)``) numbered modules read as one chain,
+    each feeding the next. The single-module attributes (``rnn_prefix``, ``hidden_sizes``, ``gates``, ``cell``,
+    ``rnn_name``) describe isscli's own model families; on a chain they raise a :class:`CheckpointError`, so code
+    that would build one of those models from the layout refuses instead of reading one module as the whole.
+    """
+
+    stacks: list[Stack]
     embedding: str | None
     output: str | None
     output_bias: str | None
     tied: bool
 
     @property
+    def chained(self) -> bool:
+        """Whether the recurrent layers span several numbered modules (``layers.0.``, ``layers.1.``, …)."""
+        return len(self.stacks) > 1
+
+    @property
+    def stack(self) -> Stack:
+        """The one recurrent module; a chain is not one of isscli's model families, so it is refused here."""
+        if self.chained:
+            raise _not_a_family(self.stacks)
+        return self.stacks[0]
+
+    @property
+    def rnn_prefix(self) -> str:
+        return self.stack.prefix
+
+    @property
+    def gates(self) -> int:
+        return self.stack.gates
+
+    @property
+    def hidden_sizes(self) -> list[list[int]]:
+        return self.stack.hidden_sizes
+
+    @property
+    def input_size(self) -> int:
+        """Width of the first module's input: what the embedding (or the raw features) feeds."""
+        return self.stacks[0].input_size
+
+    @property
     def output_size(self) -> int:
-        return sum(self.hidden_sizes[-1])
+        """Width of the last module's output: what the output layer reads."""
+        return self.stacks[-1].output_size
 
     def rnn_name(self, kind: str, layer: int, direction: int) -> str:
-        return f"{self.rnn_prefix}{kind}_l{layer}{'_reverse' if direction == 1 else ''}"
+        return self.stack.rnn_name(kind, layer, direction)
 
     @property
     def cell(self) -> str:
@@ -59,8 +124,8 @@ def _pick(candidates: list[str], hints: tuple[str, ...]) -> list[str]:
     return preferred or candidates
 
 
-def _recurrent_stack(tensors: dict[str, torch.Tensor]) -> tuple[str, dict[tuple[int, int], torch.Tensor]]:
-    """The one recurrent stack's name prefix and its ``weight_hh`` tensors by (layer, direction)."""
+def _recurrent_weights(tensors: dict[str, torch.Tensor]) -> dict[str, dict[tuple[int, int], torch.Tensor]]:
+    """Every recurrent module's ``weight_hh`` tensors by (layer, direction), keyed by the module's name prefix."""
     stacks: dict[str, dict[tuple[int, int], torch.Tensor]] = {}
     for name, tensor in tensors.items():
         match = RECURRENT_NAME.match(name)
@@ -73,12 +138,87 @@ def _recurrent_stack(tensors: dict[str, torch.Tensor]) -> tuple[str, dict[tuple[
             "no recurrent layer found (no tensor named like 'weight_hh_l0')",
             "isscli works on LSTM/GRU/RNN checkpoints with PyTorch's parameter names",
         )
-    if len(stacks) > 1:
+    return stacks
+
+
+def _module_list(prefixes: list[str]) -> str:
+    """``layers.0, layers.1``: module names for a message (a top-level module's empty prefix reads ``rnn``)."""
+    return ", ".join(prefix.rstrip(".") or "rnn" for prefix in prefixes)
+
+
+def _numbered(prefixes: list[str]) -> list[str] | None:
+    """The prefixes in chain order when all are ``<P><i>.`` for one ``<P>`` (an ``nn.ModuleList``), else None.
+
+    Numbering gaps (``layers.0.``, ``layers.2.``: something not recurrent sits between) are refused here: the
+    names no longer say that one module reads the other.
+    """
+    matches = {prefix: NUMBERED_PREFIX.match(prefix) for prefix in prefixes}
+    if not all(matches.values()) or len({match["base"] for match in matches.values() if match}) != 1:
+        return None
+    index = {prefix: int(match["index"]) for prefix, match in matches.items() if match}
+    order = sorted(prefixes, key=index.__getitem__)
+    if [index[prefix] for prefix in order] != list(range(len(order))):
         raise CheckpointError(
-            f"several recurrent stacks found ({', '.join(repr(p) for p in sorted(stacks))})",
-            "write a group spec by hand for models with several stacks and pass it with --spec",
+            f"the recurrent modules {_module_list(order)} are numbered with gaps, so tensor names cannot tell "
+            "which feeds which",
+            CHAIN_HINT,
         )
-    return next(iter(stacks.items()))
+    return order
+
+
+def _not_a_family(stacks: list[Stack]) -> CheckpointError:
+    """Numbered modules, which isscli's own LM and classifier never are: building one of them would misread them."""
+    names = _module_list([stack.prefix for stack in stacks])
+    return CheckpointError(
+        f"the recurrent modules {names} are not one of isscli's model families",
+        "pass --model file.py:Class so isscli loads the checkpoint into your own class",
+    )
+
+
+def _unrelated(prefixes: list[str]) -> CheckpointError:
+    """Several recurrent modules that are not one numbered list: an encoder and a decoder, say (in file order)."""
+    return CheckpointError(
+        f"several recurrent modules ({_module_list(prefixes)}) whose connections tensor names cannot tell",
+        CHAIN_HINT,
+    )
+
+
+def _stack(tensors: dict[str, torch.Tensor], prefix: str, weights: dict[tuple[int, int], torch.Tensor]) -> Stack:
+    """One module's :class:`Stack`, its input width read off ``weight_ih_l0``."""
+    hidden_sizes, gates = _hidden_sizes(prefix, weights)
+    first_input = tensors.get(f"{prefix}weight_ih_l0")
+    if first_input is None:
+        raise CheckpointError(f"{prefix}weight_ih_l0 is missing", "check the checkpoint")
+    _check_matrix(f"{prefix}weight_ih_l0", first_input)
+    return Stack(prefix, gates, hidden_sizes, int(first_input.shape[1]))
+
+
+def _chain(stacks: list[Stack]) -> None:
+    """Numbered modules are one chain only if each reads exactly what the one before returns."""
+    names = _module_list([stack.prefix for stack in stacks])
+    for before, after in zip(stacks, stacks[1:]):
+        if after.input_size != before.output_size:
+            raise CheckpointError(
+                f"{after.module} reads {after.input_size} features but {before.module} returns {before.output_size}, "
+                f"so tensor names cannot tell how the modules {names} connect",
+                CHAIN_HINT,
+            )
+
+
+def _stacks(tensors: dict[str, torch.Tensor], chains: bool) -> list[Stack]:
+    """The recurrent module, or with ``chains`` the numbered modules read as one chain (see :func:`find_layout`)."""
+    weights = _recurrent_weights(tensors)
+    if len(weights) == 1:
+        prefix, only = next(iter(weights.items()))
+        return [_stack(tensors, prefix, only)]
+    order = _numbered(list(weights))
+    if order is None:
+        raise _unrelated(list(weights))
+    stacks = [_stack(tensors, prefix, weights[prefix]) for prefix in order]
+    if not chains:
+        raise _not_a_family(stacks)
+    _chain(stacks)
+    return stacks
 
 
 def _check_matrix(name: str, tensor: torch.Tensor) -> None:
@@ -112,18 +252,18 @@ def _hidden_sizes(prefix: str, weights: dict[tuple[int, int], torch.Tensor]) -> 
     return hidden_sizes, next(iter(gates_seen))
 
 
-def find_layout(tensors: dict[str, torch.Tensor]) -> Layout:
-    """Infer the :class:`Layout`; raise a one-line :class:`CheckpointError` where it cannot."""
-    prefix, weights = _recurrent_stack(tensors)
-    hidden_sizes, gates = _hidden_sizes(prefix, weights)
-    first_input = tensors.get(f"{prefix}weight_ih_l0")
-    if first_input is None:
-        raise CheckpointError(f"{prefix}weight_ih_l0 is missing", "check the checkpoint")
-    _check_matrix(f"{prefix}weight_ih_l0", first_input)
-    input_size = first_input.shape[1]
-    output_size = sum(hidden_sizes[-1])
+def find_layout(tensors: dict[str, torch.Tensor], chains: bool = False) -> Layout:
+    """Infer the :class:`Layout`; raise a one-line :class:`CheckpointError` where it cannot.
 
-    others = {n: t for n, t in tensors.items() if not n.startswith(prefix) and t.dim() == 2}
+    With ``chains`` (deriving a group spec), numbered recurrent modules ``<P>0.``, ``<P>1.``, … (an
+    ``nn.ModuleList`` of LSTMs, the per-layer stacks isscli recommends) are read as one chain when each module's
+    input width equals the previous one's output width: names say nothing more, so the caller must state that
+    assumption. Without it (building isscli's own model) only one recurrent module is accepted.
+    """
+    stacks = _stacks(tensors, chains)
+    input_size, output_size = stacks[0].input_size, stacks[-1].output_size
+    prefixes = tuple(stack.prefix for stack in stacks)
+    others = {n: t for n, t in tensors.items() if not n.startswith(prefixes) and t.dim() == 2}
     embeddings = _pick([n for n, t in others.items() if t.shape[1] == input_size], EMBEDDING_HINTS)
     embedding = embeddings[0] if len(embeddings) == 1 else None
     if embedding is not None and input_size == output_size and not _hinted(embedding, EMBEDDING_HINTS):
@@ -140,11 +280,12 @@ def find_layout(tensors: dict[str, torch.Tensor]) -> Layout:
         output, tied = embedding, True
     elif output is not None and embedding is not None and tensors[output].shape == tensors[embedding].shape:
         tied = bool(torch.equal(tensors[output], tensors[embedding]))
-    bias = _output_bias(tensors, prefix, output, tied)
-    return Layout(prefix, gates, hidden_sizes, input_size, embedding, output, bias, tied)
+    bias = _output_bias(tensors, prefixes, output, tied)
+    return Layout(stacks, embedding, output, bias, tied)
 
 
-def _output_bias(tensors: dict[str, torch.Tensor], prefix: str, output: str | None, tied: bool) -> str | None:
+def _output_bias(tensors: dict[str, torch.Tensor], prefixes: tuple[str, ...], output: str | None,
+                 tied: bool) -> str | None:
     """``decoder.bias`` beside ``decoder.weight``; for a tied model stored once, the vector of vocabulary size."""
     if output is None:
         return None
@@ -152,7 +293,7 @@ def _output_bias(tensors: dict[str, torch.Tensor], prefix: str, output: str | No
     if candidate in tensors and not tied:
         return candidate
     rows = tensors[output].shape[0]
-    vectors = [n for n, t in tensors.items() if not n.startswith(prefix) and t.dim() == 1 and t.shape[0] == rows]
+    vectors = [n for n, t in tensors.items() if not n.startswith(prefixes) and t.dim() == 1 and t.shape[0] == rows]
     vectors = _pick(vectors, OUTPUT_HINTS)
     return vectors[0] if len(vectors) == 1 else None
 

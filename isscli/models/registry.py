@@ -90,6 +90,8 @@ def resolve_config(
     if checkpoint.config is not None:
         raw = dict(checkpoint.config)
     else:
+        if arch is None and "family" not in (overrides or {}):
+            raise unknown_forward(checkpoint)
         layout = find_layout(tensors)
         raw = config_from_layout(layout, tensors, arch).to_dict()
         tensors = canonical_tensors(tensors, layout, arch or raw["family"])
@@ -97,6 +99,41 @@ def resolve_config(
         raw["family"] = arch
     raw.update(overrides or {})
     return ModelConfig.from_dict(raw), tensors
+
+
+#: What isscli's own families compute, said wherever a checkpoint without a config is read as one of them.
+ARCHITECTURES = {
+    "lm": "embedding → recurrent layers → linear decoder at every step",
+    "classifier": "embedding → recurrent layers → max-pooling over time → linear",
+    "rhn": "embedding → recurrent highway layers → tied decoder",
+}
+
+
+def unknown_forward(checkpoint: Checkpoint) -> CheckpointError:
+    """A checkpoint without a config is a state_dict of some model whose forward isscli cannot see: running one of
+    isscli's own families in its place would be a guess (a mean-pooling classifier read as a max-pooling one)."""
+    name = checkpoint.path.name if checkpoint.path else "the checkpoint"
+    return CheckpointError(
+        f"{name} carries no model config, so isscli does not know its forward",
+        "pass `model`=file.py:Class (your own module: isscli runs its forward), or `arch`=lm|classifier if it is "
+        f"isscli's architecture (lm: {ARCHITECTURES['lm']}; classifier: {ARCHITECTURES['classifier']})",
+    )
+
+
+def architecture_assumption(checkpoint: Checkpoint, arch: str | None, overrides: dict[str, Any] | None) -> str | None:
+    """What is assumed when a checkpoint without a config runs as one of isscli's families (said and recorded)."""
+    if checkpoint.config is not None:
+        return None
+    family = (overrides or {}).get("family") or arch
+    if family is None:
+        return None
+    name = checkpoint.path.name if checkpoint.path else "the checkpoint"
+    pooling = (overrides or {}).get("pooling")
+    what = ARCHITECTURES.get(family, family)
+    if family == "classifier" and pooling:
+        what = what.replace("max-pooling", f"{pooling}-pooling")
+    return (f"{name} carries no config: run as isscli's `{family}` architecture ({what}), sizes read from its "
+            "tensor names, as `arch`/`config` said")
 
 
 def load_model(checkpoint: Checkpoint, arch: str | None = None, overrides: dict[str, Any] | None = None) -> nn.Module:
