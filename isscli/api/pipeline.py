@@ -10,7 +10,7 @@ later, when the machine is quiet (the sweep does: bench only after every trainin
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,14 @@ class ShrinkRequest:
     device: str = "auto"
     resume: bool = False  # keep the results of steps already in FOLDER/shrink.json
     force: bool = False  # replace what FOLDER holds
+    model: str | None = None  # the user's own class (file.py:Class): every step runs its forward on tensor `data`
+    model_args: str | Mapping[str, Any] | Sequence[Any] | None = None
+    objective: str | None = None  # tensor data: regression | classification | tagging
+    split_rule: str | None = None
+
+    def user_model(self) -> dict[str, Any]:
+        """The fields every step's request shares when the model is the user's own class (none otherwise)."""
+        return {"model": self.model, "model_args": self.model_args, "data": self.data} if self.model else {}
 
 
 @dataclass
@@ -148,12 +156,13 @@ def _shrink(request: ShrinkRequest, observer: Observer) -> ShrinkResult:
         threshold = request.group_threshold if request.group_threshold is not None else training_threshold(checkpoint)
         observer.note(f"prune {checkpoint} (group norm ≤ {threshold:g})")
         pruned = prune(PruneRequest(checkpoint=checkpoint, group_threshold=threshold,
-                                    output=folder / PRUNED, force=True))
+                                    output=folder / PRUNED, force=True, **request.user_model()))
         observer.note("compact (verified against the pruned model)")
         compacted = compact(CompactRequest(checkpoint=pruned.checkpoint, output=folder / COMPACTED,
-                                           force=True), observer)
+                                           force=True, **request.user_model()), observer)
         result.pruned, result.compacted, result.group_threshold = pruned.output, compacted.output, threshold
-        result.hidden_sizes_before = (pruned.checkpoint.config or {}).get("hidden_sizes")
+        result.hidden_sizes_before = (pruned.checkpoint.config or {}).get("hidden_sizes") or \
+            compacted.module_sizes_before
         result.hidden_sizes_after = compacted.hidden_sizes
         result.parameters_before, result.parameters_after = compacted.parameters_before, compacted.parameters_after
         result.max_output_difference = compacted.verification.max_output_difference \
@@ -166,11 +175,12 @@ def _shrink(request: ShrinkRequest, observer: Observer) -> ShrinkResult:
             observer.note(f"evaluate the {role} model on the {request.split} split")
             result.evaluations[role] = evaluate(EvaluateRequest(
                 checkpoint=models[role], data=request.data, vocab=request.vocab, vocab_order=request.vocab_order,
-                split=request.split, device=request.device))
+                split=request.split, device=request.device, model=request.model, model_args=request.model_args,
+                objective=request.objective, split_rule=request.split_rule))
             save()
     if request.bench and result.bench is None:
         observer.note(f"bench the compact model against {models['baseline']}")
         result.bench = bench(BenchRequest(checkpoint=result.compacted, against=models["baseline"],
-                                          repeats=request.bench_repeats), observer)
+                                          repeats=request.bench_repeats, **request.user_model()), observer)
         save()
     return result

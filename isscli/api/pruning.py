@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from isscli.api.common import (
     ConfigSource,
@@ -29,6 +30,7 @@ from isscli.checkpoint import Checkpoint
 from isscli.controller.targets import targets_from_sizes
 from isscli.equivalence import output_difference
 from isscli.errors import IsscliError
+from isscli.live.model import layer_sizes, recurrent_modules
 from isscli.live.usermodel import ModelSource, load_user_model
 from isscli.models.registry import (
     architecture_assumption,
@@ -238,10 +240,13 @@ class CompactResult:
     parameters_after: int
     verification: Verification | None  # None: not verified (``verify=False``)
     assumption: str | None = None  # a checkpoint without a config run as one of isscli's families: said, recorded
+    module_sizes: list[list[int]] | None = None  # the user's own model (``model``): its layers' sizes after …
+    module_sizes_before: list[list[int]] | None = None  # … and before
 
     @property
     def hidden_sizes(self) -> list[list[int]] | None:
-        return (self.checkpoint.config or {}).get("hidden_sizes")
+        """Units per layer and direction after compaction (of every recurrent module, for the user's own model)."""
+        return (self.checkpoint.config or {}).get("hidden_sizes") or self.module_sizes
 
     def to_json(self) -> dict[str, Any]:
         return plain({key: value for key, value in vars(self).items() if key != "checkpoint"})
@@ -322,7 +327,13 @@ def compact_user_model(request: CompactRequest, source: ModelSource, loaded: Che
         write_checkpoint(checkpoint, output, input_paths(loaded), request.force)
     sets = [SetCompaction(c.name, c.components, c.after, c.kept) for c in compaction.sets]
     return CompactResult(checkpoint, output, sets, compaction.parameters_before, compaction.parameters_after,
-                         verification)
+                         verification, module_sizes=all_layer_sizes(compaction.model),
+                         module_sizes_before=all_layer_sizes(model))
+
+
+def all_layer_sizes(model: nn.Module) -> list[list[int]]:
+    """Units per layer (and direction) of every recurrent module, in order."""
+    return [size for module in recurrent_modules(model).values() for size in layer_sizes(module)]
 
 
 def verify(

@@ -136,11 +136,12 @@ def render(result: SweepResult) -> None:
         sizes = entry.get("hidden_sizes")
         shown = " ".join("+".join(map(str, s)) for s in sizes) if sizes else "—"
         value = entry.get(metric)
-        score = "—" if value is None else (f"{value:.2%}" if metric == "accuracy" else f"{value:.2f}")
+        score = "—" if value is None else (f"{value:.2%}" if metric == "accuracy" else
+                                          f"{value:.4g}" if metric == "loss" else f"{value:.2f}")
         pareto = " ".join(axis for axis in ("params", "speed") if entry["label"] in result.pareto[AXES[axis]])
         speed = entry.get("speedup")
         rows.append((entry["label"], shown, entry.get("parameters") or "—", score,
                      "—" if speed is None else f"{speed:.2f}×", entry.get("status", ""), pareto or ""))
-    short = "acc" if metric == "accuracy" else "ppl"
+    short = {"accuracy": "acc", "loss": "loss"}.get(metric, "ppl")
     columns = ("point", "hidden", "params", short, "speed-up", "status", "Pareto")
     console.print(table(f"sweep {result.folder}", columns, rows))

@@ -42,8 +42,9 @@ class Point:
             settings["group_lasso"] = float(self.value)
             if isinstance(base, FinetuneRequest) and "keep" not in settings:
                 settings["keep"] = "last"  # ISS fine-tuning: the later epochs are the sparse ones
-        elif self.kind == "dense":
+        elif self.kind == "dense":  # as long as the longest point (its epochs), with no target's phases
             settings.update(group_lasso=0.0, l1=0.0, epochs=int(self.value))
+            changes.update(prune_epochs=None, recover_epochs=None)
         else:
             name = {"hidden": "target_hidden", "params": "target_params", "speedup": "target_speedup"}[self.kind]
             changes[name] = float(self.value) if self.kind == "speedup" else self.value

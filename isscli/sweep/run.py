@@ -62,7 +62,13 @@ def _shrink_request(plan: Plan, point: Point, bench: bool) -> ShrinkRequest:
     return ShrinkRequest(checkpoint=folder / "model.safetensors", folder=folder,
                          baseline=plan.checkpoint or folder / "pruned.safetensors", data=plan.base.data,
                          group_threshold=plan.threshold(point), evaluate=("compact",), bench=bench,
-                         bench_repeats=plan.bench_repeats, device=plan.base.device, resume=True, force=True)
+                         bench_repeats=plan.bench_repeats, device=plan.base.device, resume=True, force=True,
+                         **user_model(plan))
+
+
+def user_model(plan: Plan) -> dict[str, Any]:
+    """The user's own class and its tensor data's reading, for every step of a point (none for isscli's models)."""
+    return {name: getattr(plan.base, name, None) for name in ("model", "model_args", "objective", "split_rule")}
 
 
 def _guarded(plan: Plan, point: Point, log: PointLog, step: Any) -> PointOutcome:
@@ -127,6 +133,7 @@ def point_record(plan: Plan, point: Point, result: ShrinkResult) -> dict[str, An
         "parameters": result.parameters_after,
         "perplexity": score.perplexity,
         "accuracy": score.accuracy,
+        "loss": score.loss,
         "speedup": bench.speedup,
         "multiply_add_reduction": bench.comparison["multiply_add_reduction"],
         "valid": train_report.get("best_valid"),
@@ -147,11 +154,12 @@ def baseline_record(plan: Plan) -> dict[str, Any] | None:
         return None
     path = plan.folder / "baseline.json"
     if not path.is_file():
-        score = evaluate(EvaluateRequest(checkpoint=plan.checkpoint, data=plan.base.data, device=plan.base.device))
+        score = evaluate(EvaluateRequest(checkpoint=plan.checkpoint, data=plan.base.data, device=plan.base.device,
+                                         **user_model(plan)))
         dense = load_checkpoint(plan.checkpoint)
         record = {"label": "dense", "kind": "baseline", "value": None, "status": "ok",
                   "hidden_sizes": (dense.config or {}).get("hidden_sizes"), "parameters": dense.num_parameters(),
-                  "perplexity": score.perplexity, "accuracy": score.accuracy, "speedup": 1.0}
+                  "perplexity": score.perplexity, "accuracy": score.accuracy, "loss": score.loss, "speedup": 1.0}
         atomic_write_text(path, json.dumps(record, indent=2) + "\n")
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -211,7 +219,7 @@ class SweepResult:
     """Every point's record, the dense baseline, the metric and both Pareto fronts."""
 
     folder: Path
-    metric: str  # perplexity | accuracy
+    metric: str  # perplexity | accuracy | loss (a regression on tensor data)
     settings: dict[str, Any]
     baseline: dict[str, Any] | None
     points: list[dict[str, Any]]
@@ -284,7 +292,8 @@ def summarise(plan: Plan, baseline: dict[str, Any] | None, outcomes: dict[str, P
             outcome = outcomes.get(point.label, PointOutcome(point.label, "failed", "not run"))
             rows.append({**point.to_json(), "status": outcome.status, "error": outcome.message})
     classifier = any(r.get("accuracy") is not None for r in rows + ([baseline] if baseline else []))
-    metric = "accuracy" if classifier else "perplexity"
+    regression = plan.base.objective == "regression" if hasattr(plan.base, "objective") else False
+    metric = "accuracy" if classifier else "loss" if regression else "perplexity"
     candidates = [r for r in rows if r.get("status") == "ok"] + ([baseline] if baseline else [])
     fronts: dict[str, list[str]] = {}
     for axis, lower_x in (("parameters", True), ("speedup", False)):
