@@ -8,6 +8,7 @@ import json
 import textwrap
 from pathlib import Path
 
+import jsonschema
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,7 @@ from safetensors.torch import save_file
 from isscli.checkpoint import load_checkpoint
 from isscli.live.compact import load_compacted
 from isscli.live.usermodel import import_model_class
+from tests.test_bench import doc_json
 
 MODELS = textwrap.dedent('''
     import torch
@@ -168,6 +170,7 @@ def test_a_forecaster_start_to_finish(run_cli, theirs, tmp_path: Path) -> None: 
     assert [m["multiply_adds_per_sequence"] for m in bench["models"]] == [compact_macs, 8 * (4 * 12 * 15 + 4 * 12 * 24)
                                                                          + 12]
     assert bench["settings"]["steps"] is None and "first 10 training rows" in bench["settings"]["inputs"]
+    jsonschema.validate(bench, doc_json("JSON schema"))  # the documented wire format
     assert set(bench["models"][0]["timings"]) == {"full", "latency"}
 
     onnxruntime = pytest.importorskip("onnxruntime")

@@ -39,7 +39,7 @@ from isscli.live.usermodel import ModelSource, load_user_model
 from isscli.mask_hooks import check_schedule, check_set_options, finetune_hook, set_hook
 from isscli.models import PRESETS, build_model, load_model, model_tensors, preset_config
 from isscli.models.config import ModelConfig
-from isscli.models.registry import resolve_config
+from isscli.models.registry import architecture_assumption, resolve_config
 from isscli.observer import Observer
 from isscli.parsing import parse_count, parse_list
 from isscli.provenance import plain
@@ -351,6 +351,11 @@ def assemble(request: RunRequest, observer: Observer, device: torch.device) -> t
         hooks.append(controller_hook(request, model, spec, settings, (phases[0], phases[1]), device, paths, observer))
     parameters = {**plain(request), "recipe": start.recipe_name, "settings": settings.to_dict(), "data": data,
                   "spec": spec.to_json()}
+    assumption = None if start.parent is None or start.source is not None else \
+        architecture_assumption(start.parent, request.arch, _overrides(request))  # type: ignore[attr-defined]
+    if assumption is not None:  # said, and recorded in every checkpoint of the run
+        observer.note(f"assumed: {assumption}", True)
+        parameters["assumed"] = assumption
     for dropped in ("settings_file", "force", "resume", "stop_after"):
         parameters.pop(dropped, None)
     run = TrainingRun(start.operation, model, task, settings, spec, paths, device, start.parent, parameters, hooks,

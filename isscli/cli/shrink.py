@@ -9,6 +9,7 @@ import typer
 
 from isscli import api
 from isscli.api.pipeline import RESULT_FILES
+from isscli.api.scoring import gate_metric
 from isscli.atomic import Output
 from isscli.cli.common import DeviceOption, ForceOption, claim_outputs, request_from
 from isscli.cli.options import option
@@ -32,11 +33,17 @@ def shrink(
     bench: bool = typer.Option(True, "--bench/--no-bench", help="Time the compact model against the baseline."),
     bench_repeats: int = typer.Option(7, "--bench-repeats", min=1, help="Timed repeats of the bench step."),
     device: str = DeviceOption,
+    model: Optional[str] = option("model"),
+    model_args: Optional[str] = option("model_args"),
+    objective: Optional[str] = option("objective"),
+    split_rule: Optional[str] = option("split_rule"),
     resume: bool = typer.Option(False, "--resume", help="Keep the steps FOLDER/shrink.json says are done."),
     force: bool = ForceOption,
     json_path: Optional[Path] = option("json_path"),
 ) -> None:
-    """Prune CKPT, compact it (verified exact), evaluate and bench it against the dense model: one table."""
+    """Prune CKPT, compact it (verified exact), evaluate and bench it against the dense model: one table.
+
+    With --model (your class) on tensor data (--data, --objective), every step runs your forward."""
     claim_outputs(locals(), "json_path",
                   extra=[Output(folder, "folder", folder=True, files=RESULT_FILES, replace=force or resume)])
     roles = parse_list(models, str, "evaluate", "model names", "baseline,pruned,compact")
@@ -46,14 +53,15 @@ def shrink(
         sizes = {"baseline": result.hidden_sizes_before, "pruned": result.hidden_sizes_before,
                  "compact": result.hidden_sizes_after}
         rows = [(role, " × ".join(str(sum(layer)) for layer in sizes[role] or []), score.parameters,
-                 round(score.accuracy if score.accuracy is not None else score.perplexity, 4))
-                for role, score in result.evaluations.items()]
-        metric = "accuracy" if any(s.accuracy is not None for s in result.evaluations.values()) else "perplexity"
+                 float(f"{getattr(score, gate_metric(score)):.4g}")) for role, score in result.evaluations.items()]
+        metric = next((gate_metric(score) for score in result.evaluations.values()), "perplexity")
         console.print(table(f"shrink {checkpoint} ({split} split)", ("model", "hidden", "parameters", metric), rows))
         if result.max_output_difference is not None:
             console.print(f"compaction verified: max |output difference| = {result.max_output_difference:.3g}")
         if result.bench is not None and result.speedup is not None:
-            console.print(f"compact vs baseline: [bold]{result.speedup:.2f}×[/] faster (batch 10 × 30 steps, median "
+            settings = result.bench.settings
+            shape = f"batch {settings['batch']}" + (f" × {settings['steps']} steps" if settings["steps"] else "")
+            console.print(f"compact vs baseline: [bold]{result.speedup:.2f}×[/] faster ({shape}, median "
                           f"of {bench_repeats})")
 
     emit(result.to_json(), json_path, render, "isscli.shrink/1")
