@@ -316,3 +316,20 @@ def test_an_input_shape_stands_in_for_data(run_cli, theirs, tmp_path: Path) -> N
     not_theirs = run_cli("eval", theirs["paths"]["Forecaster"], "--data",
                          theirs["folder"] / "Forecaster.data.safetensors", "--objective", "regression")
     assert not_theirs.code == 2 and "--model" in not_theirs.stderr
+
+
+def test_a_run_of_their_model_resumes_bit_for_bit_and_only_on_its_own_data(run_cli, theirs, tmp_path: Path) -> None:  # noqa: ANN001
+    dense, model = theirs["paths"]["Forecaster"], flags(theirs, "Forecaster")
+    run = ["finetune", dense, *model, "--objective", "regression", "--target-hidden", "6,5", *QUICK]
+    whole = json.loads(run_cli(*run, "-o", tmp_path / "whole.safetensors", "--json", "-").stdout)
+    assert run_cli(*run, "-o", tmp_path / "cut.safetensors", "--stop-after", "1").code == 0
+    resumed = run_cli(*run, "-o", tmp_path / "cut.safetensors", "--resume", "--json", "-")
+    assert resumed.code == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["test"] == whole["test"] and json.loads(resumed.stdout)["resumed_from_epoch"] == 1
+    other = tmp_path / "other.safetensors"
+    tensors = dict(theirs["data"]["Forecaster"][0])
+    save_file({"x": tensors["x"].contiguous(), "y": (2 * tensors["y"]).contiguous()}, str(other))
+    assert run_cli(*run, "-o", tmp_path / "moved.safetensors", "--stop-after", "1").code == 0
+    moved = ["finetune", dense, "--model", model[1], "--data", other, *run[6:]]
+    refused = run_cli(*moved, "-o", tmp_path / "moved.safetensors", "--resume")
+    assert refused.code == 2 and "belongs to another run" in refused.stderr
