@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from isscli import unstructured
-from isscli.accounting import multiply_adds_per_step, parameter_bytes, parameter_count
+from isscli.accounting import multiply_adds_per_step, parameter_count
 from isscli.checkpoint import Checkpoint
 from isscli.equivalence import max_output_difference
 from isscli.export.onnx import to_onnx, verify_onnx
@@ -31,9 +31,10 @@ from isscli.export.runtime import onnx_session, onnx_workload
 from isscli.live import cost
 from isscli.live.model import layer_sizes, recurrent_modules
 from isscli.models import build_model, load_model, preset_config
+from isscli.quantize import weight_bytes
 from isscli.timing import Timings, Workload, capture_cuda_graph, clock_for, machine, time_interleaved
 
-SCHEMA = "isscli.bench/2"
+SCHEMA = "isscli.bench/3"
 SHAPES_PRESET = "large"
 #: workload name → (part of the model, batch size; ``None`` = the chosen batch)
 WORKLOADS: dict[str, tuple[str, int | None]] = {"full": ("full", None), "recurrent": ("recurrent", None),
@@ -56,6 +57,7 @@ class Settings:
     threads: int | None = None
 
     inputs: str | None = None  # the user's own models: what their forward runs on (no steps of isscli's choosing)
+    quantize: str | None = None  # int8 | bf16: the contenders include quantized twins
 
     @property
     def workloads(self) -> dict[str, tuple[str, int | None]]:
@@ -77,6 +79,8 @@ class Contender:
     masked: bool = False  # a checkpoint with weight masks (SET, magnitude pruning): unstructured sparsity
     session: Any = None  # its ONNX Runtime session, with ``runtime="onnxruntime"``
     inputs: tuple[torch.Tensor, ...] | None = None  # the user's own model (``model``): what its forward runs on
+    precision: str = "fp32"  # or int8, bf16 (:mod:`isscli.quantize`)
+    counted: nn.Module | None = None  # a quantized twin's fp32 model, whose weights are counted
 
 
 def from_shapes(role: str, sizes: list[list[int]], seed: int = 0) -> Contender:
@@ -146,6 +150,51 @@ def unstructured_contenders(model: Contender, baseline: Contender | None, seed: 
     return [model, baseline, unstructured_twin(baseline, model, seed)]
 
 
+def quantized_contenders(contenders: list[Contender], precision: str, threads: int | None) -> list[Contender]:
+    """``quantize``: every model and its quantized twin in torch, and for int8, with ONNX Runtime installed, the
+    reference of the dense model in ONNX Runtime (fp32) and the model quantized there (int8); model rows first.
+
+    Speed-ups stay over the baseline in torch fp32 (the paper's comparison); the report adds each row's ratio
+    against ONNX Runtime's fp32 baseline.
+    """
+    from isscli.quantize import quantize_torch
+
+    twins = [Contender(f"{c.role}-{precision}", c.label, quantize_torch(c.model, precision), c.source,
+                       precision=precision, counted=c.model) for c in contenders]
+    rows = [item for pair in zip(contenders, twins) for item in pair]
+    if precision != "int8" or not onnxruntime_installed():
+        return rows
+    reference = contenders[-1]  # the baseline when there is one
+    rows.append(in_onnxruntime_as(reference, f"{reference.role}-onnxruntime", None, threads))
+    rows.append(in_onnxruntime_as(contenders[0], f"{contenders[0].role}-int8-onnxruntime", "int8", threads))
+    return rows
+
+
+def onnxruntime_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
+
+
+def in_onnxruntime_as(contender: Contender, role: str, precision: str | None, threads: int | None) -> Contender:
+    """The model exported to ONNX (quantized when ``precision`` is int8), checked against its torch self, with an
+    ONNX Runtime session."""
+    from isscli.quantize import INT8_TOLERANCE, quantize_onnx
+
+    proto = to_onnx(contender.model)
+    if precision == "int8":
+        proto = quantize_onnx(proto)
+    difference, scale = verify_onnx(contender.model, proto)
+    if precision == "int8" and not difference <= INT8_TOLERANCE * max(1.0, scale):
+        from isscli.export.onnx import ExportMismatch
+
+        raise ExportMismatch(f"the int8 graph of {contender.label} differs from its fp32 model by {difference:.3g} "
+                             f"(> {INT8_TOLERANCE:g} × {max(1.0, scale):.3g})", "report this as an isscli bug")
+    return Contender(role, contender.label, contender.model, contender.source,
+                     details={"onnx_max_output_difference": difference}, session=onnx_session(proto, threads),
+                     precision=precision or "fp32")
+
+
 def user_inference(contender: Contender, batch: int, device: torch.device) -> Workload:
     """The user's forward on the first ``batch`` rows of its inputs (moved to the device once, not timed)."""
     inputs = tuple(argument[:batch].to(device) for argument in contender.inputs or ())
@@ -173,6 +222,8 @@ def time_contenders(contenders: list[Contender], settings: Settings) -> dict[str
         runs = {}
         size = batch or settings.batch
         for contender in contenders:
+            if contender.session is not None and part != "full":
+                continue  # ONNX Runtime runs whole models only
             if contender.inputs is not None:
                 run = user_inference(contender, size, settings.device)
             elif contender.session is not None:
@@ -212,12 +263,14 @@ def describe(contender: Contender) -> dict[str, Any]:
     if contender.inputs is not None:
         return describe_user_model(contender)
     model, config = contender.model, contender.model.config
-    nonzeros = sum(unstructured.nonzero_counts(model).values())
+    nonzeros = sum(unstructured.nonzero_counts(contender.counted or model).values())
     return {
         "role": contender.role,
         "label": contender.label,
         "source": contender.source,
         "format": "csr" if contender.csr else "dense",
+        "precision": contender.precision,
+        "runtime": "onnxruntime" if contender.session is not None else "torch",
         "family": config.family,
         "cell": config.cell,
         "vocab_size": config.vocab_size,
@@ -225,7 +278,7 @@ def describe(contender: Contender) -> dict[str, Any]:
         "hidden_sizes": config.hidden_sizes,
         "parameters": unstructured.nonzero_parameters(model) if contender.csr else parameter_count(config),
         "nonzero_weights": nonzeros,
-        "bytes": unstructured.stored_bytes(model) if contender.csr else parameter_bytes(config),
+        "bytes": unstructured.stored_bytes(model) if contender.csr else weight_bytes(config, precision_of(contender)),
         "multiply_adds_per_step": (
             unstructured.nonzero_multiply_adds_per_step(model) if contender.csr else multiply_adds_per_step(config)
         ),
@@ -233,8 +286,14 @@ def describe(contender: Contender) -> dict[str, Any]:
     }
 
 
+def precision_of(contender: Contender) -> str | None:
+    return None if contender.precision == "fp32" else contender.precision
+
+
 def speedups(baseline: dict[str, Timings], other: dict[str, Timings]) -> dict[str, float]:
-    return {workload: baseline[workload].median_ms / other[workload].median_ms for workload in baseline}
+    """Per workload both timed: baseline median / other median."""
+    return {workload: baseline[workload].median_ms / other[workload].median_ms for workload in baseline
+            if workload in other}
 
 
 def in_onnxruntime(contenders: list[Contender], threads: int | None) -> None:
@@ -262,9 +321,12 @@ def comparison(entries: dict[str, dict[str, Any]], timings: dict[str, dict[str, 
         return None
     model, baseline = entries["model"], entries["baseline"]
     ratios = {role: speedups(timings["baseline"], timings[role]) for role in entries if role != "baseline"}
+    reference = next((role for role in entries if role.endswith("-onnxruntime") and "int8" not in role), None)
     return {
         "speedup": ratios["model"]["full"],
         "speedups": ratios,
+        "against_onnxruntime_fp32": None if reference is None else
+        {role: speedups(timings[reference], timings[role])["full"] for role in entries},
         "multiply_add_reduction": multiply_add_reduction(baseline, model),
         "parameter_reduction": baseline["parameters"] / model["parameters"],
         "structured_over_unstructured": (
@@ -289,13 +351,14 @@ def run(contenders: list[Contender], settings: Settings) -> dict[str, Any]:
     with torch.inference_mode():
         timings = time_contenders(contenders, settings)
     for role, entry in entries.items():
-        entry["timings"] = {workload: timings[role][workload].to_json() for workload in settings.workloads}
+        entry["timings"] = {workload: timing.to_json() for workload, timing in timings[role].items()}
     return {
         "schema": SCHEMA,
         "settings": {
             "batch": settings.batch, "latency_batch": WORKLOADS["latency"][1], "steps": settings.steps,
             "repeats": settings.repeats, "warmup": settings.warmup, "device": str(settings.device),
             "cuda_graphs": settings.cuda_graphs, "seed": settings.seed, "runtime": settings.runtime,
+            "quantize": settings.quantize,
             **({"steps": None, "inputs": settings.inputs} if settings.inputs is not None else {}),
         },
         "machine": machine(settings.device),

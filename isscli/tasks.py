@@ -202,7 +202,7 @@ def evaluate_stream(
     state, total, count = None, 0.0, 0
     for inputs, targets in islice(bptt_chunks(stream, bptt), limit):
         logits, state = model(inputs, state)
-        total += float(F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum"))
+        total += float(F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="sum"))
         count += targets.numel()
     model.train(was_training)
     return Evaluation(split, total / count, count)
@@ -262,7 +262,7 @@ def evaluate_sentences(
     total, correct, count = 0.0, 0, 0
     for tokens, lengths, labels in islice(sentence_batches(data, batch_size), limit):
         labels = labels.to(device)
-        logits = model(tokens.to(device), lengths.to(device))
+        logits = model(tokens.to(device), lengths.to(device)).float()  # a bf16 model's losses summed in fp32
         total += float(F.cross_entropy(logits, labels, reduction="sum"))
         correct += int((logits.argmax(dim=1) == labels).sum())
         count += labels.numel()

@@ -169,5 +169,5 @@ def test_quality_gates_exit_1_and_every_json_report_has_a_schema(run_cli, dense,
     for args, schema in ((["groups", dense], "isscli.groups/1"), (["show", dense], "isscli.show/1"),
                          (["prune", dense, "--keep-fraction", "0.5", "-o", pruned], "isscli.prune/1"),
                          (["compact", pruned, "-o", tmp_path / "c.safetensors"], "isscli.compact/1"),
-                         (["bench", pruned, "--repeats", "1", "--warmup", "0", "--steps", "2"], "isscli.bench/2")):
+                         (["bench", pruned, "--repeats", "1", "--warmup", "0", "--steps", "2"], "isscli.bench/3")):
         assert json.loads(run_cli(*args, "--json", "-").stdout)["schema"] == schema, args

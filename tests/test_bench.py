@@ -165,7 +165,7 @@ def test_table_and_json_file(run_cli, pair: tuple[Path, Path], tmp_path: Path) -
     result = run_cli("bench", small, "--against", dense, *FAST, "--json", tmp_path / "bench.json")
     assert result.code == 0, result.stderr
     assert "speed-up" in result.stdout and "multiply-add reduction" in result.stdout
-    assert json.loads((tmp_path / "bench.json").read_text())["schema"] == "isscli.bench/2"
+    assert json.loads((tmp_path / "bench.json").read_text())["schema"] == "isscli.bench/3"
 
 
 def test_single_model_has_no_comparison(run_cli, pair: tuple[Path, Path]) -> None:

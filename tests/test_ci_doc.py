@@ -38,7 +38,7 @@ def test_the_documented_pipeline_runs_and_leaves_its_reports(dense, corpus, tmp_
                for name in ("finetune", "prune", "compact", "eval", "bench", "export")}
     assert {name: report["schema"] for name, report in reports.items()} == {
         "finetune": "isscli.train/1", "prune": "isscli.prune/1", "compact": "isscli.compact/1",
-        "eval": "isscli.eval/1", "bench": "isscli.bench/2", "export": "isscli.export/1"}
+        "eval": "isscli.eval/1", "bench": "isscli.bench/3", "export": "isscli.export/1"}
     assert [s["components_after"] for s in reports["compact"]["sets"]] == [6, 5]
     assert reports["eval"]["gate"]["passed"] and reports["bench"]["gate"]["passed"]
     assert (out / "model.onnx").stat().st_size > 0 and reports["export"]["inputs"][0] == "tokens"

@@ -28,6 +28,7 @@ from isscli.parsing import (
     check_bounds,
     parse_list,
 )
+from isscli.quantize import check_precision
 from isscli.timing import resolve_device
 
 #: Fewer timed repeats than this give rough medians (said in a note).
@@ -58,11 +59,12 @@ class BenchRequest(ModelChoice):
     arch: str | None = None
     config: ConfigSource = None
     data: PathLike | None = None  # with ``model``: tensor data whose first ``batch`` rows the models run on
+    quantize: str | None = None  # int8 | bf16: each model's quantized twin too (:mod:`isscli.quantize`)
 
 
 @dataclass
 class BenchResult:
-    """The report of schema ``isscli.bench/2`` (docs/bench.md), field by field."""
+    """The report of schema ``isscli.bench/3`` (docs/bench.md), field by field."""
 
     schema: str
     settings: dict[str, Any]
@@ -111,6 +113,14 @@ def check(request: BenchRequest) -> None:
                                            "cuda_graphs" if request.cuda_graphs else "runtime")
             raise IsscliError(f"`{name}` times isscli's own models, not the one `model` names",
                               "time checkpoints of your model (`checkpoint`, `against`) in torch, or drop `model`")
+    if request.quantize is not None:
+        check_precision(request.quantize)
+        other = ("model" if request.model is not None else "unstructured" if request.unstructured else
+                 "runtime" if request.runtime != "torch" else "device" if request.device != "cpu" else None)
+        if other is not None:
+            raise IsscliError(f"`quantize` does not combine with `{other}`",
+                              "`quantize` times isscli's models on the CPU, in torch and (int8) ONNX Runtime both; "
+                              f"drop `{other}`")
     bounds = {"batch": (1, MAX_BATCH), "steps": (1, MAX_STEPS), "repeats": (1, MAX_REPEATS),
               "warmup": (0, MAX_REPEATS), "threads": (1, MAX_THREADS), "seed": (0, MAX_SEED)}
     for name, (low, high) in bounds.items():
@@ -189,12 +199,16 @@ def bench(request: BenchRequest, observer: Observer | None = None) -> BenchResul
         for found in contenders:
             if "assumption" in found.details:
                 observer.note(f"assumed: {found.details['assumption']}", True)
+        if request.quantize is not None:
+            for found in contenders:
+                check_precision(request.quantize, "torch", found.model.config)
+            contenders = benchmark.quantized_contenders(contenders, request.quantize, request.threads)
         if request.unstructured:
             contenders = benchmark.unstructured_contenders(contenders[0], contenders[1] if has_baseline else None,
                                                           request.seed)
         settings = benchmark.Settings(request.batch, request.steps, request.repeats, request.warmup, device,
                                       request.cuda_graphs, request.seed, request.runtime, request.threads,
-                                      example.description if example is not None else None)
+                                      example.description if example is not None else None, request.quantize)
         result = BenchResult(**benchmark.run(contenders, settings))
     if request.fail_below is not None:
         speedup = result.speedup

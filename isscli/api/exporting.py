@@ -20,6 +20,7 @@ from isscli.errors import IsscliError
 from isscli.export.onnx import ExportResult, export_onnx
 from isscli.live.usermodel import ModelSource, load_user_model
 from isscli.models.registry import architecture_assumption
+from isscli.quantize import check_precision
 
 FORMATS = ("onnx",)
 
@@ -33,6 +34,7 @@ class ExportRequest(OutputRequest, ModelChoice):
     arch: str | None = None
     config: ConfigSource = None
     data: PathLike | None = None  # with ``model``: tensor data whose rows the export traces and checks
+    quantize: str | None = None  # int8: the graph's weights quantized by ONNX Runtime, checked against fp32
 
 
 def export_user_model(request: ExportRequest, source: ModelSource) -> ExportResult:
@@ -69,10 +71,13 @@ def export_model(request: ExportRequest) -> ExportResult:
         raise IsscliError("export needs an `output` file", "give e.g. `output`=model.onnx")
     checked_output(request.output, request_inputs(request), request.force)
     source = user_source(request)
+    check_precision(request.quantize, "onnxruntime")
     if source is not None:
+        if request.quantize is not None:
+            raise IsscliError("`quantize` exports isscli's own model families", "drop `quantize` with `model`")
         return export_user_model(request, source)
     loaded = as_checkpoint(request.checkpoint)
     result = export_onnx(loaded, request.output, request.force, request.opset, request.arch,
-                         model_overrides(request.config))
+                         model_overrides(request.config), request.quantize)
     result.assumption = architecture_assumption(loaded, request.arch, model_overrides(request.config))
     return result

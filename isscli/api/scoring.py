@@ -20,6 +20,7 @@ from isscli.models import load_model
 from isscli.models.registry import architecture_assumption
 from isscli.observer import Observer, SilentObserver
 from isscli.parsing import MAX_BATCH, MAX_SEED, MAX_STEPS, check_bounds
+from isscli.quantize import check_precision, quantize_torch
 from isscli.recipes import RECIPES
 from isscli.tasks import TensorTask
 from isscli.timing import resolve_device
@@ -56,6 +57,7 @@ class EvaluateRequest:
     model_args: str | Mapping[str, Any] | Sequence[Any] | None = None
     objective: str | None = None  # tensor data: regression | classification | tagging
     split_rule: str | None = None  # tensor data with plain x, y: train,valid,test fractions in file order
+    quantize: str | None = None  # int8 | bf16: score the quantized model (torch); a baseline is scored as given
 
 
 @dataclass
@@ -75,6 +77,7 @@ class EvaluateResult:
     objective: str | None = None  # tensor data: regression | classification | tagging
     model: dict[str, Any] | None = None  # the user's class that was run (``model``, ``model_args``)
     split_rule: str | None = None  # tensor data: how the splits were made
+    precision: str = "fp32"  # int8 | bf16: the model was scored quantized (``quantize``)
 
     def to_json(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -104,13 +107,21 @@ def evaluate(request: EvaluateRequest, observer: Observer | None = None) -> Eval
     observer = observer or SilentObserver()
     source = user_source(request, observer)
     if source is not None or (request.data is not None and is_tensor_file(request.data)):
+        if request.quantize is not None:
+            raise IsscliError("`quantize` scores isscli's own model families", "drop `quantize` with `model`")
         return evaluate_tensors(request, source, observer)
     loaded = as_checkpoint(request.checkpoint)
     device = resolve_device(request.device)
     assumption = architecture_assumption(loaded, request.arch, model_overrides(request.config))
     if assumption:
         observer.note(f"assumed: {assumption}", True)
-    model = load_model(loaded, request.arch, model_overrides(request.config)).to(device)
+    model = load_model(loaded, request.arch, model_overrides(request.config))
+    if request.quantize is not None:
+        check_precision(request.quantize, "torch", model.config)
+        if device.type != "cpu" and request.quantize == "int8":
+            raise IsscliError("`quantize`=int8 runs on the CPU (dynamic int8 kernels)", "add `device`=cpu")
+        model = quantize_torch(model, request.quantize)
+    model = model.to(device)
     settings = RECIPES["small"].updated({"batch_size": request.batch_size, "eval_batch_size": request.batch_size,
                                          "bptt": request.bptt, "seed": request.seed})
     choice = vocabulary_choice(request.vocab, request.vocab_order, checkpoint=loaded, observer=observer)
@@ -134,6 +145,7 @@ def evaluate(request: EvaluateRequest, observer: Observer | None = None) -> Eval
     result.gate = quality_gate(request, result, observer)
     result.unknown = data.get("unknown")
     result.assumption = assumption
+    result.precision = request.quantize or "fp32"
     return result
 
 

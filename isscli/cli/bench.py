@@ -53,7 +53,8 @@ def render(report: dict[str, Any]) -> None:
     for workload, label in WORKLOAD_LABELS.items():
         if workload not in models[0]["timings"]:
             continue  # ONNX Runtime times whole models only
-        row = [label.format(batch=settings["batch"]), *(milliseconds(m["timings"][workload]) for m in models)]
+        row = [label.format(batch=settings["batch"]),
+               *(milliseconds(m["timings"][workload]) if workload in m["timings"] else "—" for m in models)]
         if compared is not None:
             row.append(f"{compared['speedups']['model'][workload]:.2f}×")
         timing_rows.append(row)
@@ -77,6 +78,8 @@ def render(report: dict[str, Any]) -> None:
     if models[0]["format"] == "csr":
         console.print(f"the model runs through CSR kernels, its zeros where they are (outputs within "
                       f"{models[0]['max_output_difference']:.2g} of its dense self)")
+    if len(compared["speedups"]) > 1 and settings.get("quantize"):
+        render_quantized(models, compared)
     if compared["structured_over_unstructured"] is not None:
         sparse = compared["speedups"]["unstructured"]["full"]
         console.print(
@@ -86,6 +89,19 @@ def render(report: dict[str, Any]) -> None:
     if report.get("gate"):
         gate = report["gate"]
         console.print(f"gate --fail-below {gate['fail_below']:g}: {'passed' if gate['passed'] else 'FAILED'}")
+
+
+def render_quantized(models: list[dict[str, Any]], compared: dict[str, Any]) -> None:
+    """``--quantize``: every row against the dense fp32 model in torch (and ONNX Runtime's), ISS and bits apart."""
+    against_ort = compared.get("against_onnxruntime_fp32") or {}
+    rows = []
+    for m in models:
+        ratios = compared["speedups"].get(m["role"], {"full": 1.0, "latency": 1.0})
+        rows.append((m["role"], m["precision"], m["runtime"], round(m["bytes"] / 2**20, 1),
+                     milliseconds(m["timings"]["full"]), f"{ratios['full']:.2f}×", f"{ratios['latency']:.2f}×",
+                     f"{against_ort[m['role']]:.2f}×" if m["role"] in against_ort else "—"))
+    columns = ("role", "precision", "runtime", "MiB", "full ms", "vs baseline fp32", "batch 1", "vs ONNX Runtime fp32")
+    console.print(table("speed-up over the dense fp32 model in torch", columns, rows))
 
 
 def bench(
@@ -122,6 +138,12 @@ def bench(
     ),
     fail_below: Optional[float] = typer.Option(
         None, "--fail-below", help="Exit 1 if the full-inference speed-up over the baseline is below this."
+    ),
+    quantize: Optional[str] = typer.Option(
+        None, "--quantize",
+        help="int8 or bf16: time each model's quantized twin too, in one interleaved run (int8: torch.ao dynamic "
+             "quantization, and with ONNX Runtime installed the dense model in fp32 and the model in int8 there). "
+             "Speed-ups stay over the dense fp32 model in torch.",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of inputs, --shapes weights and the --unstructured scatter."),
     arch: Optional[str] = ArchOption,

@@ -36,6 +36,9 @@ def evaluate(
     model_args: Optional[str] = option("model_args"),
     objective: Optional[str] = option("objective"),
     split_rule: Optional[str] = option("split_rule"),
+    quantize: Optional[str] = typer.Option(
+        None, "--quantize", help="int8 or bf16: score the model quantized (torch; int8 on the CPU). --baseline is "
+                                 "scored as given, in fp32: gate int8 against fp32 with --baseline CKPT."),
     fail_above: Optional[float] = option("fail_above", "Quality gate: exit 1 if the perplexity (LMs) or the loss "
                                                        "(--objective regression) is above this."),
     fail_below: Optional[float] = option("fail_below"),
@@ -63,7 +66,8 @@ def evaluate(
         else:
             columns = ("data", "split", count, "loss", "perplexity")
             row = (result.data, result.split, result.count, result.loss, result.perplexity)
-        console.print(table(f"eval {checkpoint}", columns, [row]))
+        precision = f" ({result.precision})" if result.precision != "fp32" else ""
+        console.print(table(f"eval {checkpoint}{precision}", columns, [row]))
         if result.split_rule:
             console.print(f"data: {result.split_rule}")
         if result.assumption:

@@ -32,6 +32,7 @@ from isscli.models import load_model
 from isscli.models.config import ModelConfig
 from isscli.models.recurrent import GATES_PER_CELL, RecurrentStack, direction_suffix
 from isscli.provenance import plain
+from isscli.quantize import INT8_TOLERANCE, check_precision, quantize_onnx
 
 if TYPE_CHECKING:
     import onnx
@@ -74,6 +75,10 @@ class ExportResult:
     assumption: str | None = None  # a checkpoint without a config exported as one of isscli's families: said
     model: dict[str, Any] | None = None  # the user's own class that was exported (``model``, ``model_args``)
     checked_on: str | None = None  # what the graph and the module ran on
+    precision: str = "fp32"  # int8: the graph's weights quantized (ONNX Runtime dynamic quantization)
+    file_bytes: int | None = None  # the file written
+    fp32_file_bytes: int | None = None  # int8: the fp32 graph's size, for comparison
+    fp32_max_output_difference: float | None = None  # int8: how far the fp32 graph was from PyTorch
 
     def to_json(self) -> dict[str, Any]:
         return plain(self)
@@ -338,7 +343,8 @@ def verify_onnx(model: nn.Module, proto: onnx.ModelProto, steps: int = 12, batch
 
 
 def export_onnx(checkpoint: Checkpoint, output: Path, force: bool = False, opset: int = 17,
-                arch: str | None = None, overrides: dict[str, Any] | None = None) -> ExportResult:
+                arch: str | None = None, overrides: dict[str, Any] | None = None,
+                quantize: str | None = None) -> ExportResult:
     """Export a checkpoint's model to an ONNX file, after checking it in ONNX Runtime.
 
     Args:
@@ -347,6 +353,8 @@ def export_onnx(checkpoint: Checkpoint, output: Path, force: bool = False, opset
         force: replace an existing ``output``.
         opset: the ONNX opset to target.
         arch, overrides: the model family and config fields of a checkpoint that carries no config.
+        quantize: ``"int8"``: write the graph with int8 weights (:func:`isscli.quantize.quantize_onnx`), checked
+            against the fp32 PyTorch model within :data:`isscli.quantize.INT8_TOLERANCE` × the largest |output|.
 
     Returns:
         An :class:`ExportResult`: the graph's input and output names and how far ONNX
@@ -374,6 +382,19 @@ def export_onnx(checkpoint: Checkpoint, output: Path, force: bool = False, opset
     if not difference <= tolerance:
         raise ExportMismatch(f"ONNX Runtime's outputs differ from PyTorch's by {difference:.3g} (> {tolerance:g}); "
                              "nothing was written", "report this as an isscli bug, with the checkpoint")
+    fp32 = None
+    if quantize is not None:  # the fp32 graph is right; its int8 twin is checked against the same PyTorch model
+        check_precision(quantize, "onnxruntime", model.config)
+        fp32 = (len(proto.SerializeToString()), difference)
+        proto = quantize_onnx(proto)
+        difference, scale = verify_onnx(model, proto)
+        tolerance = INT8_TOLERANCE * max(1.0, scale)
+        if not difference <= tolerance:
+            raise ExportMismatch(f"the int8 graph's outputs differ from the fp32 model's by {difference:.3g} "
+                                 f"(> {tolerance:.3g}: {INT8_TOLERANCE:g} × the largest |output|); nothing was written",
+                                 "export in fp32 (drop `quantize`), and report this with the checkpoint")
     atomic_write(output, lambda temp: onnx.save(proto, str(temp)))
     names = [[value.name for value in values] for values in (proto.graph.input, proto.graph.output)]
-    return ExportResult(output, *names, difference, scale, tolerance, model.config.hidden_sizes)
+    return ExportResult(output, *names, difference, scale, tolerance, model.config.hidden_sizes,
+                        precision=quantize or "fp32", file_bytes=output.stat().st_size,
+                        fp32_file_bytes=fp32[0] if fp32 else None, fp32_max_output_difference=fp32[1] if fp32 else None)
