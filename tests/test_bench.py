@@ -139,7 +139,7 @@ def test_json_report_fields_and_schema(run_cli, pair: tuple[Path, Path]) -> None
     jsonschema.validate(report, doc_json("JSON schema"))
     assert report["settings"] | {"device": "cpu"} == {
         "batch": 3, "latency_batch": 1, "steps": 3, "repeats": 2, "warmup": 0, "device": "cpu",
-        "cuda_graphs": False, "seed": 0, "runtime": "torch",
+        "cuda_graphs": False, "seed": 0, "runtime": "torch", "quantize": None,
     }
     assert report["machine"]["torch"] == torch.__version__ and report["machine"]["threads"] == 1
     model, baseline = report["models"]
