@@ -8,15 +8,17 @@ The two compose. Which runtime × precision exists here:
 runtime       int8 (dynamic: weights int8, activations quantized per batch)       bf16
 ============  ==================================================================  ============
 torch         ``torch.ao`` dynamic quantization: each LSTM/GRU layer-direction     weights and
-              (qint8), the output layer (qint8, per output channel), the           activations
-              embedding (8-bit rows, a scale and offset each)                      bfloat16
+              and the output layer (qint8, a scale per matrix), the embedding     activations
+              (8-bit rows, a scale and offset each)                                bfloat16
 onnxruntime   ``onnxruntime.quantization.quantize_dynamic`` of the exported         refused
               graph: LSTM/GRU nodes (DynamicQuantizeLSTM), the output layer
               (MatMulInteger), the embedding (Gather of int8 rows), per channel
 ============  ==================================================================  ============
 
 Plain RNN (tanh/ReLU) layers and recurrent highway networks have no int8 kernels in either runtime
-and are refused by name, as is bf16 in ONNX Runtime (its CPU kernels for LSTM are fp32 only).
+and are refused by name, as is bf16 in ONNX Runtime (its CPU kernels for LSTM are fp32 only). In torch the output
+layer takes one scale per matrix: a scale per output row cost 5% of the compact paper LM's time for no
+measurable gain (PTB small test perplexity +0.07% against +0.15% per matrix; BENCHMARKS.md).
 ``torch.ao.quantization`` is deprecated in the installed torch and warns on every call; those
 warnings are silenced here, where the call is deliberate.
 """
@@ -115,14 +117,12 @@ def quantize_torch(model: nn.Module, precision: str) -> nn.Module:
     from torch.ao.quantization import (
         default_dynamic_qconfig,
         float_qparams_weight_only_qconfig,
-        per_channel_dynamic_qconfig,
         quantize_dynamic,
     )
 
     copied.rnn = LayerwiseStack(copied.rnn)
     qconfigs: dict[Any, Any] = {nn.LSTM: default_dynamic_qconfig, nn.GRU: default_dynamic_qconfig,
-                                nn.Linear: per_channel_dynamic_qconfig,
-                                nn.Embedding: float_qparams_weight_only_qconfig}
+                                nn.Linear: default_dynamic_qconfig, nn.Embedding: float_qparams_weight_only_qconfig}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated; this call is deliberate
         return quantize_dynamic(copied, qconfigs, dtype=torch.qint8, inplace=True)
@@ -153,9 +153,9 @@ def quantize_onnx(proto: onnx.ModelProto, per_channel: bool = True) -> onnx.Mode
 
 
 def weight_bytes(config: ModelConfig, precision: str | None) -> int:
-    """Memory of the parameters as the quantized model holds them: int8 weight matrices with fp32 biases, a scale
-    per output-layer row and a scale and offset per embedding row (a tied decoder is quantized apart from the
-    embedding); bf16 everything at 2 bytes; fp32 (None) at 4."""
+    """Memory of the parameters as the quantized model holds them: int8 weight matrices with fp32 biases and a scale
+    and offset per embedding row (a tied decoder is quantized apart from the embedding); bf16 everything at 2
+    bytes; fp32 (None) at 4."""
     from isscli.accounting import layer_directions, output_width, parameter_count
     from isscli.models.recurrent import GATES_PER_CELL
 
@@ -168,4 +168,4 @@ def weight_bytes(config: ModelConfig, precision: str | None) -> int:
                     for width, hidden in layer_directions(config))
     embedding = config.vocab_size * (config.embedding_size + 8)
     rows = output_width(config)
-    return recurrent + embedding + rows * (config.output_size + 4 + 4)
+    return recurrent + embedding + rows * (config.output_size + 4)
