@@ -2,6 +2,7 @@
 
 One place turns every way such a file can be wrong into a one-line error naming the file: missing,
 not text, not JSON, nested deeper than Python's parser recurses, or larger than :data:`MAX_JSON_BYTES`.
+A leading UTF-8 byte-order mark (as Windows editors write) is dropped: JSON parsers would refuse it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def read_json(
         raise error(f"{what} {path} is larger than {MAX_JSON_BYTES // 2**20} MiB, the largest JSON file isscli reads",
                     f"give a smaller {what}")
     try:
-        return parse_json(path.read_text(encoding="utf-8"))
+        return parse_json(path.read_text(encoding="utf-8-sig"))  # -sig: without a byte-order mark, if any
     except UnicodeDecodeError:
         raise error(f"{what} {path} is not a text file", f"give a JSON {what}") from None
     except json.JSONDecodeError as problem:

@@ -337,7 +337,8 @@ def assemble(request: RunRequest, observer: Observer, device: torch.device) -> t
     else:
         choice = vocabulary_choice(request.vocab, request.vocab_order, request.max_vocab, request.min_count,
                                    start.parent, observer)
-        task, data, words = load_task(start.family, request.data, settings, device, observer, choice)
+        task, data, words = load_task(start.family, request.data, settings, device, observer, choice,
+                                      allow_unknown=request.allow_unknown)
     torch.manual_seed(settings.seed)
     model = start.build(data).to(device)
     if start.source is not None:  # the groups from the user's forward, on the first rows of the training data

@@ -27,6 +27,8 @@ from isscli.tasks import ClassifierTask, LanguageModelTask, Task
 
 #: The splits a training run reads, each with the setting that is its batch size.
 TRAINING_SPLITS = {"train": "batch_size", "valid": "eval_batch_size", "test": "eval_batch_size"}
+#: The largest share of the training split a vocabulary may read as <unk> before a run is refused.
+MAX_UNKNOWN_SHARE = 0.5
 
 
 def vocabulary_choice(
@@ -35,6 +37,9 @@ def vocabulary_choice(
 ) -> VocabularyChoice:
     """How the run numbers words: the checkpoint's vocabulary, ``vocab``, ``vocab_order``, or (training from
     scratch, or an isscli checkpoint of before 0.2) isscli's frequency order."""
+    if vocab is not None and vocab_order is not None:
+        raise IsscliError("`vocab` and `vocab_order` both say how the words are numbered: `vocab` as its file lists "
+                          "them, `vocab_order` from the training text", "give one of them")
     given = read_vocabulary_file(Path(vocab)) if vocab is not None else None
     stored = tuple(checkpoint.vocabulary) if checkpoint is not None and checkpoint.vocabulary is not None else None
     name = str(checkpoint.path) if checkpoint is not None and checkpoint.path else "the checkpoint"
@@ -67,13 +72,16 @@ def vocabulary_choice(
 
 def load_task(
     family: str, data: str | Path | None, settings: TrainSettings, device: torch.device, observer: Observer,
-    choice: VocabularyChoice, splits: Mapping[str, str] = TRAINING_SPLITS,
+    choice: VocabularyChoice, splits: Mapping[str, str] = TRAINING_SPLITS, allow_unknown: bool = False,
 ) -> tuple[Task, dict[str, Any], list[str]]:
     """The family's corpus as a :class:`Task`, its description for provenance and reports, and its vocabulary.
 
     ``splits`` are those the caller will read, each with the setting that is its batch size: a training run reads
-    all three (train, then valid after every epoch and test at the end). Each is checked here, before any work.
+    all three (train, then valid after every epoch and test at the end). Each is checked here, before any work;
+    so is, for a training run, the share of the train split read as ``<unk>`` (:func:`check_unknown_share`, unless
+    ``allow_unknown``).
     """
+    training = set(TRAINING_SPLITS) <= set(splits)
     if family == "classifier":
         if data is None:
             raise IsscliError("classifiers need `data`", "give e.g. `data`=../shared/data/sst2")
@@ -81,6 +89,8 @@ def load_task(
             raise IsscliError("`vocab_order`, `max_vocab` and `min_count` apply to language models",
                               "drop them (a classifier's vocabulary is <pad>, <unk>, then by frequency)")
         sentences = load_sentences(Path(data), settings.seed, choice.words)
+        if training and not allow_unknown:
+            check_unknown_share(sentences.unknown(), len(sentences.vocabulary), choice.source)
         task: Task = ClassifierTask(sentences, settings.batch_size, settings.eval_batch_size, settings.seed, device)
         description = {**sentences.describe(), "num_classes": sentences.num_classes,
                        "vocabulary_from_checkpoint": choice.from_checkpoint}
@@ -91,6 +101,8 @@ def load_task(
     corpus = load_corpus(source.path, choice)
     check_splits(corpus, {split: (name, getattr(settings, name)) for split, name in splits.items()})
     unknown = corpus.unknown()
+    if training and not allow_unknown:
+        check_unknown_share(unknown, len(corpus.vocabulary), choice.source)
     if any(report["mapped"] for report in unknown.values()):
         shares = ", ".join(f"{split} {report['mapped']:,} ({report['share']:.2%} <unk> in all)"
                            for split, report in unknown.items())
@@ -101,6 +113,19 @@ def load_task(
     task = LanguageModelTask(corpus, settings.batch_size, settings.bptt, settings.eval_batch_size, device)
     description = {**corpus.describe(), "origin": source.origin, "vocabulary_from_checkpoint": choice.from_checkpoint}
     return task, description, list(corpus.vocabulary.words)
+
+
+def check_unknown_share(unknown: Mapping[str, Mapping[str, float]], size: int, source: str) -> None:
+    """Refuse to train on a vocabulary that reads more than :data:`MAX_UNKNOWN_SHARE` of the train split as <unk>:
+    such a model learns mostly to predict <unk>, and its perplexity (1.00 when every token is <unk>) looks superb
+    while meaning nothing. ``allow_unknown`` trains on it anyway, on purpose."""
+    report = unknown["train"]
+    if report["share"] > MAX_UNKNOWN_SHARE:
+        raise IsscliError(
+            f"the vocabulary ({size:,} words, {source}) reads {report['share']:.1%} of the train split as <unk> "
+            f"({int(report['count']):,} tokens), more than {MAX_UNKNOWN_SHARE:.0%}: the model would learn little "
+            "but <unk>", "give a vocabulary that holds the text's words (a larger `max_vocab`, or the right `vocab`),"
+            " or pass `allow_unknown` to train on it anyway")
 
 
 def check_vocabulary(config: ModelConfig, data: dict[str, Any], provenance: dict[str, Any] | None) -> None:

@@ -45,6 +45,7 @@ class RunRequest:
     vocab_order: str | None = None  # frequency | first-seen: how to number the words of the training text
     max_vocab: int | None = None  # cap the vocabulary built from text (the rest becomes <unk>)
     min_count: int | None = None
+    allow_unknown: bool = False  # train even when the vocabulary reads more than half the train split as <unk>
     preset: str | None = None  # the recipe (and for train, the model)
     config: ConfigSource = None  # model config fields overriding the preset's or the checkpoint's
     dropout: float | None = None

@@ -18,7 +18,8 @@ FLAGS = {"data": ("--data", "-d"), "group_lasso": ("--lambda",), "threshold": ("
          "spec": ("--spec", "-s"), "settings_file": ("--settings",), "json_path": ("--json",),
          "output": ("-o", "--output")}
 #: Defaults other than None.
-DEFAULTS: dict[str, Any] = {"rename": [], "device": "auto", "resume": False, "force": False, "method": "dense"}
+DEFAULTS: dict[str, Any] = {"rename": [], "device": "auto", "resume": False, "force": False, "method": "dense",
+                             "allow_unknown": False}
 #: Old spellings, still accepted, not listed in --help.
 HIDDEN = ("threshold",)
 
@@ -60,8 +61,11 @@ HELP = {
              "carry theirs.",
     "vocab_order": "Number the words of the training text: frequency (isscli's: by count) or first-seen (PyTorch's "
                    "word_language_model: by first appearance in train, valid, test).",
-    "max_vocab": "Keep at most this many words (the most frequent; the rest become <unk>).",
+    "max_vocab": "Keep at most this many words, <unk> and <eos> included (the most frequent; the rest become "
+                 "<unk>); at least 2.",
     "min_count": "Keep only words seen at least this often in train (the rest become <unk>).",
+    "allow_unknown": "Train even when the vocabulary reads more than half the train split as <unk> (refused "
+                     "otherwise: such a model learns little but <unk>, and its perplexity means nothing).",
     "group_lasso": "Group Lasso strength λ, in the paper's units (loss summed over steps, averaged over the batch): "
                    "0.00245 is the paper's 2×1500 LM from scratch. 0: off. With a size target: the largest λ allowed.",
     "weight_threshold": "τ: zero regularized weights with |w| < τ after every batch. Default 1e-4 when λ, --l1 or a "

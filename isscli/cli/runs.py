@@ -57,7 +57,7 @@ SHARED: tuple[tuple[Any, tuple[str, ...]], ...] = (
     (Optional[float], ("divergence_factor",)),
     (Optional[str], ("keep", "precision")),
     (Optional[int], ("stop_after", "save_every")),
-    (bool, ("resume", "force")),
+    (bool, ("allow_unknown", "resume", "force")),
     (Optional[Path], ("json_path",)),
 )
 

@@ -18,7 +18,7 @@ import torch
 
 from isscli.data.corpus import find_split_files
 from isscli.data.text import UNK, read_text, text_lines
-from isscli.data.vocabulary import Vocabulary
+from isscli.data.vocabulary import Vocabulary, check_size
 from isscli.errors import IsscliError
 
 PAD = "<pad>"
@@ -56,6 +56,16 @@ class SentenceCorpus:
     vocabulary: Vocabulary
     num_classes: int
     splits: dict[str, EncodedSplit]
+
+    def unknown(self) -> dict[str, dict[str, float]]:
+        """Per split: tokens read as ``<unk>`` (``count``, ``share``), as :meth:`isscli.data.corpus.Corpus.unknown`."""
+        index = self.vocabulary.index.get(UNK)
+        report = {}
+        for split, data in self.splits.items():
+            ids = torch.cat(data.tokens) if data.tokens else torch.empty(0, dtype=torch.long)
+            count = int((ids == index).sum()) if index is not None else 0
+            report[split] = {"count": count, "share": count / max(ids.numel(), 1)}
+        return report
 
     def describe(self) -> dict[str, object]:
         return {
@@ -122,6 +132,8 @@ def load_sentences(folder: Path | str, seed: int = 0, words: Sequence[str] | Non
         vocabulary = Vocabulary(list(words))
     else:
         counts = Counter(word for sentence in examples["train"].sentences for word in sentence)
+        check_size(len(counts.keys() | {PAD, UNK}), f"the vocabulary of {folder}'s training sentences",
+                   hint="give fewer distinct words")
         vocabulary = Vocabulary.from_counts(counts, specials=(PAD, UNK))
     num_classes = max(max(e.labels) for e in examples.values()) + 1
     splits = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 
 from isscli.errors import IsscliError
@@ -11,15 +12,25 @@ UNK = "<unk>"
 
 
 def read_text(path: Path, encoding: str = "utf-8") -> str:
-    """A split's text; decoding errors become one-line errors that name the file."""
+    """A file's text with ``\\n`` line ends, less a leading UTF-8 byte-order mark; decoding errors become one-line
+    errors naming the file.
+
+    Editors on Windows write that mark: kept, it would glue itself to the first word (``\\ufeffthe`` is not
+    ``the``), so every text input — vocabularies, corpora, sentence files — loses it here, whatever the encoding.
+    """
     try:
-        return path.read_text(encoding=encoding)
-    except UnicodeDecodeError as error:
-        raise IsscliError(
-            f"{path} is not {encoding} text (byte {error.start})", "convert it to UTF-8, or check the data folder"
-        ) from None
+        data = Path(path).read_bytes()
     except OSError as error:
         raise IsscliError(f"cannot read {path} ({error.strerror})", "check the data folder") from None
+    mark = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        text = data[mark:].decode(encoding)
+    except UnicodeDecodeError as error:
+        raise IsscliError(f"{path} is not {encoding} text (byte {error.start + mark})",
+                          "convert it to UTF-8, or check the data folder") from None
+    if "\r" in text:  # universal newlines, as reading in text mode gives
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
 
 
 def text_lines(text: str) -> list[str]:

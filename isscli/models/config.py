@@ -11,11 +11,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from isscli.data.vocabulary import MAX_VOCABULARY
 from isscli.errors import IsscliError
 from isscli.models.recurrent import GATES_PER_CELL
 
 FAMILIES = ("lm", "classifier", "rhn")
 POOLINGS = ("max", "mean", "last")
+#: The fewest words a classifier runs with: id 0 is <pad>, which it masks out, so one word more (LMs and RHNs run
+#: with one word: every id below vocab_size is a word).
+MIN_CLASSIFIER_VOCABULARY = 2
 
 
 @dataclass
@@ -71,6 +75,10 @@ class ModelConfig:
             raise IsscliError(f"unknown cell {self.cell!r}", f"use one of {', '.join(GATES_PER_CELL)}")
         if self.pooling not in POOLINGS:
             raise IsscliError(f"unknown pooling {self.pooling!r}", f"use one of {', '.join(POOLINGS)}")
+        if self.family == "classifier" and self.vocab_size < MIN_CLASSIFIER_VOCABULARY:
+            raise IsscliError(f"config field vocab_size is {self.vocab_size}, but a classifier needs at least "
+                              f"{MIN_CLASSIFIER_VOCABULARY} (id 0 is <pad>, which it masks out, plus one word)",
+                              "fix the config: a classifier's vocab_size counts <pad> and its words")
         directions = {len(sizes) for sizes in self.hidden_sizes}
         if directions - {1, 2} or len(directions) != 1:
             raise IsscliError("every layer needs one size (unidirectional) or two (bidirectional)", "fix hidden_sizes")
@@ -94,7 +102,7 @@ class ModelConfig:
 
 #: Each numeric field's type and bounds (far above any real model: a typo must not allocate terabytes).
 NUMBERS: dict[str, tuple[type | tuple[type, ...], float, float]] = {
-    "vocab_size": (int, 1, 10_000_000), "embedding_size": (int, 1, 65_536), "num_classes": (int, 1, 10_000),
+    "vocab_size": (int, 1, MAX_VOCABULARY), "embedding_size": (int, 1, 65_536), "num_classes": (int, 1, 10_000),
     "depth": (int, 1, 64), "dropout": ((int, float), 0.0, 1.0), "init_range": ((int, float), 0.0, 1e6),
 }
 
