@@ -57,6 +57,31 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+class RankLost(IsscliError):
+    """Another rank of the run died (killed, out of memory, its machine gone): this one cannot go on alone. Not a
+    bug and not bad input — the run is resumable, so it has its own exit status (75, EX_TEMPFAIL: try again)."""
+
+    exit_code = 75
+
+
+#: What gloo and NCCL say when a peer disappears in the middle of a collective.
+PEER_GONE = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "Socket Timeout",
+             "NCCL communicator was aborted", "remote process exited")
+
+
+def lost_rank(error: BaseException, resume: str) -> RankLost | None:
+    """The one-line error for a collective that failed because another rank is gone, or None (another failure)."""
+    if not launched() or not isinstance(error, RuntimeError):
+        return None
+    distributed_error = isinstance(error, getattr(dist, "DistError", ()))
+    if not distributed_error and not any(sign in str(error) for sign in PEER_GONE):
+        return None
+    rank = int(os.environ.get("RANK", "0"))
+    return RankLost(f"rank {rank} lost contact with another rank of the run ({str(error).splitlines()[0][-80:]})",
+                    f"the run is resumable: torchrun --max-restarts restarts it from {resume}; or rerun the same "
+                    "command with `resume`")
+
+
 def restarted() -> bool:
     """Whether torchrun restarted the group after a failure (``--max-restarts``): the run continues."""
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0

@@ -168,6 +168,11 @@ def _run(request: RunRequest, observer: Observer | None) -> TrainResult:
     try:
         with run_lock(request, ranks.main):  # one run at a time writes OUT, OUT.log.jsonl, OUT.resume.safetensors
             return _run_here(request, (observer or SilentObserver()) if ranks.main else SilentObserver(), device)
+    except RuntimeError as error:  # a collective failed: another rank died, or a bug
+        lost = distributed.lost_rank(error, "OUT.resume.safetensors")
+        if lost is None:
+            raise
+        raise lost from error
     finally:
         if owned:
             distributed.stop()
