@@ -26,6 +26,9 @@ MAX_REPEATS = 10_000  # timed or warm-up repeats
 MAX_THREADS = 1_024
 MAX_UNITS = 65_536  # hidden units of one layer-direction
 MAX_COUNT = 10**12  # a parameter budget
+MAX_EPOCHS = 100_000  # epochs of a training run (and the epochs its lr schedule counts)
+MAX_BATCHES = 10**9  # batches: a cap on an epoch's, or how often state is saved
+MAX_FLOAT32 = 3.4028234663852886e38  # the largest float32: a larger setting is inf in the weights' precision
 
 
 def parse_list(
@@ -58,7 +61,10 @@ def check_bounds(value: float | None, name: str, low: float, high: float) -> Non
     """Refuse ``value`` (None: not given) outside ``[low, high]``, or not finite, with one line naming the bounds."""
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise IsscliError(f"`{name}` must be a number (got {value!r:.40}, a {type(value).__name__})",
+                          f"give `{name}` as a number between {low:,} and {high:,}")
+    if not low <= value <= high:
         raise IsscliError(f"`{name}` must be between {low:,} and {high:,} (got {value})",
                           f"give `{name}` in that range")
 

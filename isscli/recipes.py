@@ -19,7 +19,7 @@ from typing import Any
 
 from isscli.errors import IsscliError
 from isscli.jsonfile import read_json_object
-from isscli.parsing import MAX_SEED, check_bounds
+from isscli.parsing import MAX_BATCH, MAX_BATCHES, MAX_EPOCHS, MAX_FLOAT32, MAX_SEED, MAX_STEPS, check_bounds
 
 OPTIMIZERS = ("sgd", "adam")
 #: Precision of the forward and backward passes; weights, the regularizer and every ISS decision stay in fp32.
@@ -59,23 +59,18 @@ class TrainSettings:
     precision: str = "fp32"  # or bf16: forward and backward under autocast (weights and ISS decisions in fp32)
 
     def validate(self) -> TrainSettings:
-        positive = ("epochs", "batch_size", "bptt", "lr", "max_grad_norm", "eval_batch_size", "decay_every")
-        for name in positive:
+        for name, (low, high, low_allowed) in RANGES.items():
             value = getattr(self, name)
-            if not (value > 0 and math.isfinite(value)):
-                raise IsscliError(f"`{name}` must be > 0 (got {value})", "fix the setting")
-        for name in ("group_lasso", "l1", "epsilon", "decay_after"):
-            value = getattr(self, name)
-            if not (value >= 0 and math.isfinite(value)):
-                raise IsscliError(f"`{name}` must be ≥ 0 (got {value})", "fix the setting")
-        tau = self.weight_threshold
-        if tau is not None and not (tau >= 0 and math.isfinite(tau)):
-            raise IsscliError(f"`weight_threshold` must be ≥ 0 (got {self.weight_threshold})",
-                              "give e.g. `weight_threshold`=1e-4, or 0 to turn it off")
+            if value is None:
+                continue
+            if not finite(value) or value < low or (value == low and not low_allowed):
+                relation = "≥" if low_allowed else ">"
+                raise IsscliError(f"`{name}` must be {relation} {low} (got {shown(value)})", "fix the setting")
+            if value > high:
+                raise IsscliError(f"`{name}` must be at most {shown(high)} (got {shown(value)})",
+                                  f"give a smaller `{name}` (the bound keeps a mistyped number from reaching torch)")
         if not 0 < self.lr_decay <= 1:
             raise IsscliError(f"`lr_decay` {self.lr_decay} is outside (0, 1]", "give e.g. 0.5")
-        if not self.divergence_factor > 1:
-            raise IsscliError("`divergence_factor` must be > 1", "give e.g. 4")
         if self.optimizer not in OPTIMIZERS:
             raise IsscliError(f"unknown `optimizer` {self.optimizer!r}", f"use one of {', '.join(OPTIMIZERS)}")
         if self.keep not in KEEP:
@@ -83,9 +78,6 @@ class TrainSettings:
         check_bounds(self.seed, "seed", 0, MAX_SEED)
         if self.precision not in PRECISIONS:
             raise IsscliError(f"unknown `precision` {self.precision!r}", f"use one of {', '.join(PRECISIONS)}")
-        for name in ("max_batches", "max_eval_batches", "save_every"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise IsscliError(f"`{name}` must be ≥ 1", "fix the setting")
         return self
 
     @property
@@ -121,6 +113,19 @@ class TrainSettings:
         return replace(self, **checked).validate()
 
 
+def finite(value: float) -> bool:
+    """Python's whole numbers are always finite (``math.isfinite`` overflows on those beyond a float)."""
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def shown(number: float) -> str:
+    """A bound or a value in a message: whole numbers with thousands separators (huge ones by their order of
+    magnitude: they may not even convert to a float), others in 6 digits."""
+    if isinstance(number, int):
+        return f"{number:,}" if abs(number) < 10**15 else f"about 10^{int(abs(number).bit_length() * math.log10(2))}"
+    return f"{number:.6g}"
+
+
 def _checked(name: str, value: Any) -> Any:
     """A setting keeps its kind: numbers stay numbers (whole where the recipe's are), text stays text."""
     if value is None and name in OPTIONAL_SETTINGS:
@@ -129,7 +134,9 @@ def _checked(name: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise IsscliError(f"setting `{name}` must be a number (got {value!r})", "fix the setting")
         if name in WHOLE_SETTINGS:
-            if not float(value).is_integer():
+            if isinstance(value, int):
+                return value
+            if not value.is_integer():
                 raise IsscliError(f"setting `{name}` must be a whole number (got {value!r})", "fix the setting")
             return int(value)
         return float(value)
@@ -143,6 +150,27 @@ WHOLE_SETTINGS = ("epochs", "batch_size", "bptt", "decay_after", "decay_every", 
 NUMERIC_SETTINGS = (*WHOLE_SETTINGS, "lr", "lr_decay", "max_grad_norm", "group_lasso", "weight_threshold", "l1",
                     "epsilon", "divergence_factor")
 OPTIONAL_SETTINGS = ("weight_threshold", "max_batches", "max_eval_batches", "save_every")
+#: Each numeric setting's range: (lowest, highest, whether the lowest itself is allowed). The highest keep a
+#: mistyped number from reaching torch: sizes are allocations, counts are loops, and a number above float32's
+#: largest is inf in the weights' precision. ``lr_decay`` has a range of its own, (0, 1].
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "epochs": (0, MAX_EPOCHS, False),
+    "batch_size": (0, MAX_BATCH, False),
+    "eval_batch_size": (0, MAX_BATCH, False),
+    "bptt": (0, MAX_STEPS, False),
+    "decay_every": (0, MAX_EPOCHS, False),
+    "decay_after": (0, MAX_EPOCHS, True),
+    "max_batches": (1, MAX_BATCHES, True),
+    "max_eval_batches": (1, MAX_BATCHES, True),
+    "save_every": (1, MAX_BATCHES, True),
+    "lr": (0, MAX_FLOAT32, False),
+    "max_grad_norm": (0, MAX_FLOAT32, False),
+    "group_lasso": (0, MAX_FLOAT32, True),
+    "l1": (0, MAX_FLOAT32, True),
+    "epsilon": (0, MAX_FLOAT32, True),
+    "weight_threshold": (0, MAX_FLOAT32, True),
+    "divergence_factor": (1, MAX_FLOAT32, False),
+}
 
 RECIPES: dict[str, TrainSettings] = {
     # Zaremba et al. (2014), Table 1 and the TensorFlow PTB example.

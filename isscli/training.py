@@ -47,6 +47,7 @@ from isscli.training_run import (  # noqa: F401 - what a run is made of, importa
     TrainingHook,
     TrainingResult,
     TrainingRun,
+    identity_changes,
     prepare_outputs,
 )
 
@@ -93,10 +94,12 @@ class Trainer:
     def resume(self) -> None:
         """Continue from ``OUT.resume.safetensors``: weights, optimizer, RNG, best so far."""
         state = load_run_state(self.run.paths.resume)
-        if state.info.get("identity") != json.loads(json.dumps(self.run.identity())):
+        changed = identity_changes(state.info.get("identity"), json.loads(json.dumps(self.run.identity())))
+        if changed:
             raise IsscliError(
-                f"{self.run.paths.resume} belongs to another run (different model, data, spec or parent)",
-                "rerun the original command with --resume, or start afresh with --force",
+                f"{self.run.paths.resume} belongs to another run; changed: {', '.join(changed)}",
+                "rerun the original command (same checkpoint, --data, --spec and model) with --resume, or start "
+                "afresh with --force",
             )
         saved = state.info["settings"]
         current = self.settings.to_dict()

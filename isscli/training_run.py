@@ -20,6 +20,8 @@ from isscli.atomic import check_output_path
 from isscli.checkpoint import Checkpoint
 from isscli.distributed import current
 from isscli.errors import IsscliError, OutputError
+from isscli.fingerprint import corpus_sha256
+from isscli.provenance import finite_json
 from isscli.recipes import TrainSettings
 from isscli.spec import GroupSpec
 from isscli.tasks import Evaluation, Task
@@ -180,6 +182,13 @@ class TrainingRun:
     hooks: list[TrainingHook] = field(default_factory=list)
     vocabulary: list[str] | None = None  # the word of each embedding row, written into every checkpoint
     source: ModelSource | None = None  # the user's own class (``model``); None: one of isscli's families
+    corpus_sha256: str | None = field(init=False, default=None)  # the text read (:mod:`isscli.fingerprint`)
+
+    def __post_init__(self) -> None:
+        """Fingerprint the corpus now, right after it was read: a resume must find the same text."""
+        data = self.parameters.get("data") or {}
+        if data.get("path") and not data.get("sha256"):  # tensor data carries its file's sha256 already
+            self.corpus_sha256 = corpus_sha256(data["path"])
 
     def model_record(self) -> dict[str, Any]:
         """What the model is, for the log and the resume identity: its config, or the user's class and arguments."""
@@ -205,15 +214,29 @@ class TrainingRun:
         return self.source is not None or self.model.config.family == "classifier"
 
     def identity(self) -> dict[str, Any]:
-        """What must not change between an interrupted run and its continuation."""
+        """What must not change between an interrupted run and its continuation (:data:`IDENTITY_NAMES`): the data
+        by content, its vocabulary and its text (or the tensor file's sha256)."""
+        data = self.parameters.get("data") or {}
         return {
             "action": self.operation,
             "parent_sha256": self.parent.sha256 if self.parent else None,
             "config": self.model_record(),
-            "data": (self.parameters.get("data") or {}).get("vocabulary_sha256")
-            or (self.parameters.get("data") or {}).get("sha256"),
+            "data": {"vocabulary_sha256": data.get("vocabulary_sha256"),
+                     "sha256": data.get("sha256") or self.corpus_sha256},
             "spec": self.spec.to_json(),
         }
+
+
+#: How a resume refusal names each part of :meth:`TrainingRun.identity` that changed.
+IDENTITY_NAMES = {"action": "operation", "parent_sha256": "parent checkpoint", "config": "model", "data": "data",
+                  "spec": "spec"}
+
+
+def identity_changes(saved: Any, now: dict[str, Any]) -> list[str]:
+    """The parts of a run's identity that differ between a resume state (``saved``, read from its file) and now."""
+    if not isinstance(saved, dict):
+        return sorted(IDENTITY_NAMES.values())
+    return [IDENTITY_NAMES.get(key, key) for key in sorted(set(saved) | set(now)) if saved.get(key) != now.get(key)]
 
 
 class JsonLog:
@@ -228,8 +251,10 @@ class JsonLog:
     def write(self, record: dict[str, Any]) -> None:
         if not self.active:
             return
-        stamped = {"time": round(time.time(), 3), **record}
+        stamped, replaced = finite_json({"time": round(time.time(), 3), **record})
+        if replaced:  # JSON has no NaN or infinity: null, and which fields held what
+            stamped["non_finite"] = replaced
         with open(self.path, "a", encoding="utf-8") as stream:
-            stream.write(json.dumps(stamped, allow_nan=True) + "\n")
+            stream.write(json.dumps(stamped, allow_nan=False) + "\n")
 
 

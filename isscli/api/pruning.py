@@ -41,9 +41,9 @@ from isscli.models.registry import (
 )
 from isscli.observer import Observer, SilentObserver
 from isscli.parsing import parse_list
-from isscli.provenance import operation_record, plain
+from isscli.provenance import check_provenance, operation_record, plain
 from isscli.spec import GroupSpec, IssSet
-from isscli.surgery import alive_components, group_norms
+from isscli.surgery import SetChange, alive_components, group_norms
 from isscli.surgery import compact as compact_tensors
 from isscli.surgery import prune as prune_tensors
 
@@ -125,6 +125,7 @@ def prune(request: PruneRequest) -> PruneResult:
     check_prune_request(request)
     output = checked_output(request.output, request_inputs(request), request.force)
     loaded = as_checkpoint(request.checkpoint)
+    check_provenance(loaded.provenance, loaded.path)  # copied into the output's: a malformed one is refused first
     source = user_source(request)
     parameters: dict[str, Any] = {}
     if source is not None:  # the groups from the user's forward; a tied weight held once, as the model holds it
@@ -138,6 +139,7 @@ def prune(request: PruneRequest) -> PruneResult:
         spec = resolve_spec(loaded, request.spec, request.renames)
     cut = weakest_components(loaded.tensors, spec, request) if request.group_threshold is None else None
     pruned = prune_tensors(loaded.tensors, spec, request.group_threshold or 0.0, request.weight_threshold, cut)
+    refuse_a_dead_model(loaded.tensors, spec, pruned.sets, request)
     parameters = {"group_threshold": request.group_threshold, "target_hidden": request.target_hidden,
                   "keep_fraction": request.keep_fraction, "weight_threshold": request.weight_threshold,
                   "spec": spec.to_json(), **parameters}
@@ -165,6 +167,20 @@ def check_prune_request(request: PruneRequest) -> None:
             raise IsscliError(f"`{name}` must be a number ≥ 0 (got {value})", f"give e.g. `{name}`=1e-4")
     if request.keep_fraction is not None and not 0 < request.keep_fraction <= 1:
         raise IsscliError(f"`keep_fraction` {request.keep_fraction} is outside (0, 1]", "give e.g. `keep_fraction`=0.5")
+
+
+def refuse_a_dead_model(tensors: dict[str, torch.Tensor], spec: GroupSpec, changes: Sequence[SetChange],
+                        request: PruneRequest) -> None:
+    """Refuse, before anything is written, a prune that leaves a set with no unit: no model is left to compact or
+    to run (a set that had none before is the input's own state, not this prune's doing)."""
+    for iss, change in zip(spec.sets, changes, strict=True):
+        if change.before > 0 and change.after == 0:
+            largest = float(group_norms(tensors, iss).max())
+            given = [f"`{name}` {getattr(request, name):g}" for name in ("group_threshold", "weight_threshold")
+                     if getattr(request, name) is not None]
+            raise IsscliError(f"{' and '.join(given)} would zero every one of the {change.before} nonzero components "
+                              f"of set {iss.name!r} (its largest group norm is {largest:.3g}): the model would be dead",
+                              f"give a `group_threshold` below {largest:.3g}, or a size with `target_hidden`")
 
 
 def alive_norms(tensors: dict[str, torch.Tensor], iss: IssSet) -> torch.Tensor:
@@ -272,6 +288,7 @@ def compact(request: CompactRequest, observer: Observer | None = None) -> Compac
     observer = observer or SilentObserver()
     output = checked_output(request.output, request_inputs(request), request.force)
     loaded = as_checkpoint(request.checkpoint)
+    check_provenance(loaded.provenance, loaded.path)  # copied into the output's: a malformed one is refused first
     source = user_source(request, observer)
     if source is not None:
         return compact_user_model(request, source, loaded, output)

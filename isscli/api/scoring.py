@@ -13,6 +13,7 @@ import torch
 from isscli.api.common import CheckpointSource, ConfigSource, PathLike, as_checkpoint, model_overrides
 from isscli.api.corpora import check_vocabulary, load_task, uniform_guess_warning, vocabulary_choice
 from isscli.api.user_models import user_source
+from isscli.checkpoint import Checkpoint
 from isscli.data.tensors import is_tensor_file, load_tensor_data
 from isscli.errors import IsscliError
 from isscli.live.usermodel import ModelSource, load_user_model
@@ -20,6 +21,7 @@ from isscli.models import load_model
 from isscli.models.registry import architecture_assumption
 from isscli.observer import Observer, SilentObserver
 from isscli.parsing import MAX_BATCH, MAX_SEED, MAX_STEPS, check_bounds
+from isscli.provenance import check_provenance
 from isscli.quantize import check_precision, quantize_torch
 from isscli.recipes import RECIPES
 from isscli.tasks import TensorTask
@@ -78,6 +80,7 @@ class EvaluateResult:
     model: dict[str, Any] | None = None  # the user's class that was run (``model``, ``model_args``)
     split_rule: str | None = None  # tensor data: how the splits were made
     precision: str = "fp32"  # int8 | bf16: the model was scored quantized (``quantize``)
+    vocabulary: dict[str, Any] | None = None  # LMs and classifiers: the words' ``size``, ``sha256`` and ``source``
 
     def to_json(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -106,11 +109,12 @@ def evaluate(request: EvaluateRequest, observer: Observer | None = None) -> Eval
     check_bounds(request.seed, "seed", 0, MAX_SEED)
     observer = observer or SilentObserver()
     source = user_source(request, observer)
+    loaded = read_checkpoint(request.checkpoint)
+    baseline = None if request.baseline is None else read_checkpoint(request.baseline)  # checked before any work
     if source is not None or (request.data is not None and is_tensor_file(request.data)):
         if request.quantize is not None:
             raise IsscliError("`quantize` scores isscli's own model families", "drop `quantize` with `model`")
-        return evaluate_tensors(request, source, observer)
-    loaded = as_checkpoint(request.checkpoint)
+        return evaluate_tensors(request, loaded, baseline, source, observer)
     device = resolve_device(request.device)
     assumption = architecture_assumption(loaded, request.arch, model_overrides(request.config))
     if assumption:
@@ -133,30 +137,33 @@ def evaluate(request: EvaluateRequest, observer: Observer | None = None) -> Eval
         broken = sorted(name for name, tensor in loaded.tensors.items()
                         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()))
         cause = f"tensor(s) {', '.join(broken[:3])} hold NaN or infinite values" if broken else "its outputs overflow"
-        raise ScoreNotFinite(f"the loss on the {request.split} split is {score.loss} ({cause}): the model has no score",
+        raise ScoreNotFinite(f"{checkpoint_name(loaded)}: the loss on the {request.split} split is {score.loss} "
+                             f"({cause}): the model has no score",
                              "fix or re-create the checkpoint")
     warning = None if score.accuracy is not None else \
         uniform_guess_warning(score.perplexity, model.config.vocab_size, data)
     if warning:
         observer.note(warning, True)
-    result = EvaluateResult(str(loaded.path) if loaded.path else "(in memory)", data["path"], request.split,
+    result = EvaluateResult(checkpoint_name(loaded), data["path"], request.split,
                             score.loss, score.perplexity, score.count, loaded.num_parameters(), score.accuracy,
                             warning)
-    result.gate = quality_gate(request, result, observer)
+    result.vocabulary = {"size": data["vocabulary_size"], "sha256": data.get("vocabulary_sha256"),
+                         "source": data.get("vocabulary_source", "built from the training text")}
+    result.gate = quality_gate(request, result, baseline, observer)
     result.unknown = data.get("unknown")
     result.assumption = assumption
     result.precision = request.quantize or "fp32"
     return result
 
 
-def evaluate_tensors(request: EvaluateRequest, source: ModelSource | None, observer: Observer) -> EvaluateResult:
+def evaluate_tensors(request: EvaluateRequest, loaded: Checkpoint, baseline: Checkpoint | None,
+                     source: ModelSource | None, observer: Observer) -> EvaluateResult:
     """The user's own class on tensor data: the objective's loss (and accuracy) on one split."""
     if source is None:
         raise IsscliError(f"`data` {request.data} is tensor data, which isscli's own model families do not read",
                           "give `model`=file.py:Class, the model that reads it")
     if request.data is None or not is_tensor_file(request.data):
         raise IsscliError("`model` is scored on tensor data", "give `data`=FILE.safetensors or .npz holding x and y")
-    loaded = as_checkpoint(request.checkpoint)
     device = resolve_device(request.device)
     data = load_tensor_data(Path(request.data), request.objective, request.split_rule)
     if request.split not in data.splits:
@@ -167,13 +174,25 @@ def evaluate_tensors(request: EvaluateRequest, source: ModelSource | None, obser
     task = TensorTask(data, request.batch_size, request.batch_size, request.seed, device)
     score = task.evaluate(model, request.split)
     if not math.isfinite(score.loss):
-        raise ScoreNotFinite(f"the loss on the {request.split} split is {score.loss}: the model has no score",
+        raise ScoreNotFinite(f"{checkpoint_name(loaded)}: the loss on the {request.split} split is {score.loss}: "
+                             "the model has no score",
                              "fix or re-create the checkpoint")
-    result = EvaluateResult(str(loaded.path) if loaded.path else "(in memory)", str(request.data), request.split,
+    result = EvaluateResult(checkpoint_name(loaded), str(request.data), request.split,
                             score.loss, None, score.count, loaded.num_parameters(), score.accuracy,
                             objective=data.objective, model=source.describe(), split_rule=data.split_rule)
-    result.gate = quality_gate(request, result, observer)
+    result.gate = quality_gate(request, result, baseline, observer)
     return result
+
+
+def read_checkpoint(source: CheckpointSource) -> Checkpoint:
+    """A checkpoint to score, its provenance checked as the input it is (a wrong type is bad input, not a crash)."""
+    loaded = as_checkpoint(source)
+    check_provenance(loaded.provenance, loaded.path)
+    return loaded
+
+
+def checkpoint_name(loaded: Checkpoint) -> str:
+    return str(loaded.path) if loaded.path else "(in memory)"
 
 
 def gate_metric(result: EvaluateResult) -> str:
@@ -192,9 +211,11 @@ def check_gates(request: EvaluateRequest) -> None:
         raise IsscliError("`baseline` and `max_loss` go together", "give both (e.g. `max_loss`=0.05), or neither")
 
 
-def quality_gate(request: EvaluateRequest, result: EvaluateResult, observer: Observer) -> dict[str, Any] | None:
+def quality_gate(request: EvaluateRequest, result: EvaluateResult, baseline: Checkpoint | None,
+                 observer: Observer) -> dict[str, Any] | None:
     """The gate's verdict: a perplexity at most ``fail_above``, an accuracy at least ``fail_below``, and against
-    ``baseline`` a perplexity at most (1 + ``max_loss``) × its, or an accuracy at least its − ``max_loss``."""
+    ``baseline`` (read already) a perplexity at most (1 + ``max_loss``) × its, or an accuracy at least its −
+    ``max_loss``."""
     classifier = result.accuracy is not None
     metric = gate_metric(result)
     value = getattr(result, metric)
@@ -209,18 +230,39 @@ def quality_gate(request: EvaluateRequest, result: EvaluateResult, observer: Obs
                               "use `fail_above` for a perplexity or a loss (LMs, regression) and `fail_below` for "
                               "an accuracy (classifiers, classification and tagging objectives)")
     reference = None
-    if request.baseline is not None:
-        base = evaluate(EvaluateRequest(checkpoint=request.baseline, data=request.data, vocab=request.vocab,
+    if baseline is not None:
+        base = evaluate(EvaluateRequest(checkpoint=baseline, data=request.data, vocab=request.vocab,
                                         vocab_order=request.vocab_order, split=request.split,
                                         batch_size=request.batch_size, bptt=request.bptt, seed=request.seed,
                                         device=request.device, arch=request.arch, config=request.config,
                                         model=request.model, model_args=request.model_args,
                                         objective=request.objective, split_rule=request.split_rule), observer)
+        check_comparable(result, base)
         reference = getattr(base, metric)
         loss = float(request.max_loss or 0.0)
-        limits.append(("max_loss", reference - loss if classifier else reference * (1 + loss)))
+        limit = reference - loss if classifier else reference * (1 + loss)
+        if not (math.isfinite(reference) and math.isfinite(limit)):
+            raise IsscliError(f"the baseline {base.checkpoint} scores {metric} {reference:.4g} on the {base.split} "
+                              f"split (loss {base.loss:.4g}), which gives no finite limit: the gate cannot be measured",
+                              "gate against a baseline with a finite score (e.g. the dense model the run started "
+                              "from), or gate with `fail_above`")
+        limits.append(("max_loss", limit))
     if not limits:
         return None
     passed = all(value >= limit if classifier else value <= limit for _, limit in limits)
     return {"metric": metric, "value": value, "limits": dict(limits),
-            "baseline": reference, "passed": bool(passed and math.isfinite(value or math.nan))}
+            "baseline": reference, "passed": bool(passed and value is not None and math.isfinite(value))}
+
+
+def check_comparable(result: EvaluateResult, base: EvaluateResult) -> None:
+    """Perplexities are comparable only over one vocabulary: a model that reads most words as ``<unk>`` predicts
+    few outcomes and scores low. Both were scored on the same split of the same corpus; their vocabularies must be
+    the same words too. (A classifier's accuracy counts the same labelled sentences whatever the vocabulary.)"""
+    ours, theirs = result.vocabulary, base.vocabulary
+    if gate_metric(result) != "perplexity" or ours is None or theirs is None or ours["sha256"] == theirs["sha256"]:
+        return
+    same_size = " other" if ours["size"] == theirs["size"] else ""
+    raise IsscliError(
+        f"the gate would compare perplexities over different vocabularies: the model's {ours['size']:,} words "
+        f"({ours['source']}) and the baseline's {theirs['size']:,}{same_size} words ({theirs['source']})",
+        "gate against a baseline with the model's vocabulary (trained on the same corpus and vocabulary)")

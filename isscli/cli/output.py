@@ -14,6 +14,7 @@ from rich.table import Table
 
 from isscli.atomic import atomic_write_text
 from isscli.observer import SilentObserver
+from isscli.provenance import finite_json
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -65,15 +66,26 @@ def emit(
     report: dict[str, Any], json_path: Path | None, render: Callable[[], None], schema: str | None = None
 ) -> None:
     """Show ``report`` to people (``render``) and/or write it as JSON for machines, versioned by ``schema``
-    (``isscli.<command>/<version>``: a report's fields change only with its version)."""
+    (``isscli.<command>/<version>``: a report's fields change only with its version).
+
+    The JSON is always valid: a NaN or an infinity (which JSON lacks, and CI tools' parsers refuse) is written as
+    null, and ``non_finite`` maps each such field to what it held; a note says so."""
     if schema is not None:
         report = {"schema": schema, **report}
+    if json_path is not None:
+        report, replaced = finite_json(report)
+        if replaced:
+            report["non_finite"] = replaced
+            fields = ", ".join(f"{field} ({value})" for field, value in list(replaced.items())[:5])
+            more = f" and {len(replaced) - 5:,} more" if len(replaced) > 5 else ""
+            note(f"not finite, written as null in the JSON report (listed under non_finite): {fields}{more}",
+                 warning=True)
     if json_path is not None and str(json_path) == "-":
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2, allow_nan=False))
         return
     render()
     if json_path is not None:
-        atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
+        atomic_write_text(json_path, json.dumps(report, indent=2, allow_nan=False) + "\n")
         note(f"report written to {json_path}")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
@@ -12,6 +12,9 @@ from isscli.api.common import output_path
 from isscli.cli.common import ForceOption, RenameFileOption, RenameOption, SpecOption, claim_outputs, request_from
 from isscli.cli.options import HELP, option
 from isscli.cli.output import console, emit, note, table
+
+if TYPE_CHECKING:
+    from isscli.api.pruning import SetPruning
 
 
 def prune(
@@ -59,7 +62,21 @@ def prune(
 
     emit({"checkpoint": str(checkpoint), **result.to_json()}, json_path, render, "isscli.prune/1")
     if group_threshold is not None and all(s.alive_after == s.alive_before for s in result.sets):
-        smallest = min(s.norm_min for s in result.sets)
-        note(f"no group norm is ≤ {group_threshold:g} (the smallest is {smallest:.3g}): nothing was zeroed — "
-             "give a larger --group-threshold, or a size with --target-hidden / --keep-fraction", warning=True)
+        nothing_zeroed(result.sets, group_threshold)
     note(f"pruned checkpoint written to {result.output}")
+
+
+def nothing_zeroed(sets: list[SetPruning], tau: float) -> None:
+    """Say why a threshold zeroed nothing. Groups already exactly zero (a size-target run ends with them) are
+    confirmed, the step docs/ci.md runs after such a run; otherwise τ is below every norm, and a larger one is the
+    advice."""
+    already = sum(s.components - s.alive_before for s in sets)
+    alive = [s.norm_min for s in sets if s.alive_before > 0]
+    above = f"every other group norm is above {tau:g} (the smallest is {min(alive):.3g})" if alive else \
+        "no group is left"
+    if already:
+        note(f"nothing more to zero: {already:,} group(s) were already exactly zero and {above} — the checkpoint's "
+             "zeros are confirmed; compact removes them")
+        return
+    note(f"no group norm is ≤ {tau:g} (the smallest is {min(alive):.3g}): nothing was zeroed — give a larger "
+         "--group-threshold, or a size with --target-hidden / --keep-fraction", warning=True)
