@@ -246,7 +246,8 @@ def describe_user_model(contender: Contender) -> dict[str, Any]:
     batch = int(inputs[0].shape[0]) if inputs else 1
     return {
         "role": contender.role, "label": contender.label, "source": contender.source, "format": "dense",
-        "precision": "fp32", "runtime": "torch", "family": None, "cell": None, "vocab_size": None, "embedding_size": None,
+        "precision": "fp32", "runtime": "torch", "family": None, "cell": None, "vocab_size": None,
+        "embedding_size": None,
         "hidden_sizes": [sizes for module in recurrent_modules(model).values() for sizes in layer_sizes(module)],
         "parameters": cost.parameter_count(model),
         "nonzero_weights": sum(int((p != 0).sum()) for p in model.parameters()),

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from isscli import manifest
 from isscli.api.common import PathLike
 from isscli.api.pipeline import ShrinkRequest, ShrinkResult, shrink
 from isscli.api.runs import FinetuneRequest, TrainRequest, finetune, train
@@ -57,6 +58,12 @@ STEPS = 5
 #: Names of the files the demo writes into its folder (and a lock or temp file of one of them).
 DEMO_FILE = re.compile(r"\.?(dense|iss|dense-finetuned|pruned|compact|demo|shrink)"
                        r"(\.safetensors|\.log\.jsonl|\.resume\.safetensors|\.json)(\.lock|\..*\.tmp)?")
+#: The training runs' outputs, by the name of their model (each run writes OUT, OUT.log.jsonl, OUT.resume.safetensors).
+RUNS = ("dense", "iss", "dense-finetuned")
+RUN_SUFFIXES = (".safetensors", ".log.jsonl", ".resume.safetensors")
+#: Every file the demo writes; it replaces one on a later run only where its manifest says the demo wrote it.
+DEMO_OUTPUTS = (*(run + suffix for run in RUNS for suffix in RUN_SUFFIXES),
+                "pruned.safetensors", "compact.safetensors", "shrink.json", "demo.json")
 
 
 @dataclass(kw_only=True)
@@ -107,21 +114,31 @@ def run_demo(request: DemoRequest, observer: Observer | None = None) -> DemoResu
     observer.note(f"data: {source.path} ({source.origin}); outputs in {folder}/ (replaced on every run)")
     with output_lock(folder):
         result = demonstrate(request, source, folder, observer)
-        atomic_write_text(folder / "demo.json", json.dumps(result.to_json(), indent=2) + "\n")
+        with manifest.writing(folder, "demo.json"):
+            atomic_write_text(folder / "demo.json", json.dumps(result.to_json(), indent=2) + "\n")
     return result
 
 
 def check_demo_folder(folder: Path) -> None:
     """The demo replaces its own files on every run, so it must not write into a folder that holds anything
-    else (a corpus, someone's checkpoints): such a folder is refused before any work."""
+    else (a corpus, someone's checkpoints), nor replace a file with one of its names that it did not write
+    (a model the README's walk-through named ``dense.safetensors``): its names are its own only where its
+    manifest lists them, unchanged. Both are refused before any work."""
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{folder} is a file", "give the demo a folder with `folder`")
-    foreign = sorted(path.name for path in folder.iterdir() if not DEMO_FILE.fullmatch(path.name)) \
+    foreign = sorted(path.name for path in folder.iterdir()
+                     if not DEMO_FILE.fullmatch(path.name) and not manifest.is_manifest_file(path.name)) \
         if folder.is_dir() else []
     if foreign:
         raise OutputError(f"folder {folder} holds files the demo did not write ({', '.join(foreign[:3])}"
                           f"{', …' if len(foreign) > 3 else ''}) and the demo replaces its outputs on every run",
                           "give it a new or empty folder with `folder`")
+    manifest.check(folder, DEMO_OUTPUTS)
+
+
+def run_files(output: Path) -> tuple[str, ...]:
+    """The names of the files a training run writing ``output`` puts beside it."""
+    return tuple(output.name.removesuffix(".safetensors") + suffix for suffix in RUN_SUFFIXES)
 
 
 def demonstrate(request: DemoRequest, source: DataSource, folder: Path, observer: Observer) -> DemoResult:
@@ -133,15 +150,18 @@ def demonstrate(request: DemoRequest, source: DataSource, folder: Path, observer
     dense_batches = max(1, request.batches * DENSE_BATCHES // BATCHES)
     with invoked_by("demo"):
         step(observer, 1, f"train a dense {' × '.join(str(s[0]) for s in MODEL['hidden_sizes'])} LSTM language model")
-        trained = train(TrainRequest(preset="tiny", config=MODEL, output=dense, **common, settings={
-            **evaluation, "max_batches": dense_batches, "epochs": 1}), observer)
+        with manifest.writing(folder, *run_files(dense)):
+            trained = train(TrainRequest(preset="tiny", config=MODEL, output=dense, **common, settings={
+                **evaluation, "max_batches": dense_batches, "epochs": 1}), observer)
         step(observer, 2, f"learn ISS down to {request.targets} units (λ controller, then recovery)")
-        finetune(FinetuneRequest(checkpoint=dense, output=iss, target_hidden=request.targets, prune_epochs=PRUNE_EPOCHS,
-                                 recover_epochs=RECOVER_EPOCHS, settings={**phases, "group_lasso": LAMBDA_CAP},
-                                 **common), observer)
+        with manifest.writing(folder, *run_files(iss)):
+            finetune(FinetuneRequest(checkpoint=dense, output=iss, target_hidden=request.targets,
+                                     prune_epochs=PRUNE_EPOCHS, recover_epochs=RECOVER_EPOCHS,
+                                     settings={**phases, "group_lasso": LAMBDA_CAP}, **common), observer)
         step(observer, 3, "fine-tune the dense model for as many batches with λ = 0 (the fair baseline)")
-        fair = finetune(FinetuneRequest(checkpoint=dense, output=tuned, settings={
-            **phases, "epochs": PRUNE_EPOCHS + RECOVER_EPOCHS}, **common), observer)
+        with manifest.writing(folder, *run_files(tuned)):
+            fair = finetune(FinetuneRequest(checkpoint=dense, output=tuned, settings={
+                **phases, "epochs": PRUNE_EPOCHS + RECOVER_EPOCHS}, **common), observer)
         step(observer, 4, "prune, compact (verified), and bench against the dense model")
         shrunk = shrink(ShrinkRequest(checkpoint=iss, folder=folder, baseline=dense, data=source.path,
                                       group_threshold=0.0, evaluate=(), device="cpu",

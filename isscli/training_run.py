@@ -20,7 +20,7 @@ from isscli.atomic import check_output_path
 from isscli.checkpoint import Checkpoint
 from isscli.distributed import current
 from isscli.errors import IsscliError, OutputError
-from isscli.fingerprint import corpus_sha256
+from isscli.fingerprint import data_fingerprint
 from isscli.provenance import finite_json
 from isscli.recipes import TrainSettings
 from isscli.spec import GroupSpec
@@ -188,7 +188,7 @@ class TrainingRun:
         """Fingerprint the corpus now, right after it was read: a resume must find the same text."""
         data = self.parameters.get("data") or {}
         if data.get("path") and not data.get("sha256"):  # tensor data carries its file's sha256 already
-            self.corpus_sha256 = corpus_sha256(data["path"])
+            self.corpus_sha256 = data_fingerprint(data["path"])
 
     def model_record(self) -> dict[str, Any]:
         """What the model is, for the log and the resume identity: its config, or the user's class and arguments."""

@@ -15,7 +15,7 @@ import pytest
 import isscli
 from isscli.checkpoint import load_checkpoint, save_checkpoint
 from isscli.errors import IsscliError
-from isscli.fingerprint import corpus_sha256
+from isscli.fingerprint import data_fingerprint
 from isscli.provenance import check_provenance, finite_json
 from isscli.recipes import recipe
 from isscli.training_run import JsonLog
@@ -115,13 +115,13 @@ def test_the_corpus_fingerprint_is_its_content(corpus: Path, tmp_path: Path) -> 
     moved.mkdir()
     for split in ("train", "valid", "test"):  # other folder, other file names, same text: the same corpus
         shutil.copy(corpus / f"ptb.{split}.txt", moved / f"{split}.txt")
-    assert corpus_sha256(moved) == corpus_sha256(corpus)
+    assert data_fingerprint(moved) == data_fingerprint(corpus)
     with open(moved / "test.txt", "a", encoding="utf-8") as stream:
         stream.write(" the cat \n")
-    assert corpus_sha256(moved) != corpus_sha256(corpus)
+    assert data_fingerprint(moved) != data_fingerprint(corpus)
     single = tmp_path / "all.txt"
     single.write_text("a b\nc d\ne f\n", encoding="utf-8")
-    assert corpus_sha256(single) != corpus_sha256(corpus)
+    assert data_fingerprint(single) != data_fingerprint(corpus)
 
 
 # -- provenance (repro 8) -----------------------------------------------------------------------------
@@ -250,6 +250,5 @@ def test_training_settings_have_upper_bounds(changes: dict[str, Any], words: str
 def test_a_setting_above_its_bound_is_one_line_from_the_cli(run_cli, tmp_path: Path) -> None:  # noqa: ANN001
     result = run_cli("train", "--preset", "tiny", "--epochs", "1000000", "-o", tmp_path / "m.safetensors")
     assert result.code == 2 and "--epochs must be at most 100,000" in one_error(result.stderr)
-    typed = isscli.EvaluateRequest(checkpoint="x.safetensors", batch_size="10")  # type: ignore[arg-type]
-    with pytest.raises(IsscliError, match=r"`batch_size` must be a number \(got '10', a str\)"):
-        isscli.evaluate(typed)
+    with pytest.raises(IsscliError, match=r"`batch_size` must be an int \(got '10', a string\)"):
+        isscli.EvaluateRequest(checkpoint="x.safetensors", batch_size="10")  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ import torch
 from isscli import benchmark
 from isscli.api.common import CheckpointSource, ConfigSource, PathLike, as_checkpoint, model_overrides
 from isscli.api.user_models import ExampleInput, ModelChoice, example_input, resized, user_source
+from isscli.api.validation import checked_arguments
 from isscli.atomic import first_line
 from isscli.errors import IsscliError
 from isscli.live.usermodel import load_user_model, model_source
@@ -160,6 +161,7 @@ def contender(role: str, source: CheckpointSource | None, shapes: Shapes | None,
     return benchmark.from_shapes(role, [[size] for size in sizes], request.seed)
 
 
+@checked_arguments
 def bench(request: BenchRequest, observer: Observer | None = None) -> BenchResult:
     """Time full inference, the recurrent layers alone and batch-1 latency of a model and a baseline, interleaved.
 

@@ -20,6 +20,7 @@ from isscli.api.common import (
     resolve_spec,
     write_checkpoint,
 )
+from isscli.api.validation import checked_arguments
 from isscli.checkpoint import STORED_DTYPES, Checkpoint, file_sha256
 from isscli.errors import CheckpointError, IsscliError
 from isscli.models import build_model, model_tensors
@@ -28,6 +29,7 @@ from isscli.provenance import operation_record
 from isscli.spec import GroupSpec
 
 
+@checked_arguments
 def load(path: PathLike) -> Checkpoint:
     """Read a safetensors checkpoint: tensors, config, provenance and weight masks.
 
@@ -38,6 +40,7 @@ def load(path: PathLike) -> Checkpoint:
     return as_checkpoint(path)
 
 
+@checked_arguments
 def save(checkpoint: Checkpoint, path: PathLike, force: bool = False) -> Path:
     """Write ``checkpoint`` to ``path`` atomically; an existing file only with ``force``, the file it was read
     from never.
@@ -50,6 +53,7 @@ def save(checkpoint: Checkpoint, path: PathLike, force: bool = False) -> Path:
     return output
 
 
+@checked_arguments
 def derive_spec(checkpoint: CheckpointSource | nn.Module | Mapping[str, torch.Tensor],
                 example_input: Any = None) -> GroupSpec:
     """The ISS groups of a model's recurrent layers.
@@ -84,6 +88,7 @@ def derive_spec(checkpoint: CheckpointSource | nn.Module | Mapping[str, torch.Te
     return resolve_spec(as_checkpoint(checkpoint), None)
 
 
+@checked_arguments
 def check_spec(spec: SpecSource, checkpoint: CheckpointSource, renames: Mapping[str, str] | None = None) -> GroupSpec:
     """Read a spec file (native or the authors' format; ``renames`` maps its tensor names) and check that it fits
     the checkpoint: names, ranges, overlaps. Returns the spec; raises :class:`isscli.SpecError` on the first problem.
@@ -94,6 +99,7 @@ def check_spec(spec: SpecSource, checkpoint: CheckpointSource, renames: Mapping[
     return resolve_spec(as_checkpoint(checkpoint), spec, renames)
 
 
+@checked_arguments
 def new_model(config: ConfigSource, seed: int = 0, changes: Mapping[str, Any] | None = None) -> Checkpoint:
     """A freshly initialised model (a preset name, a config file or mapping, then ``changes``), in memory.
 
@@ -109,6 +115,7 @@ def new_model(config: ConfigSource, seed: int = 0, changes: Mapping[str, Any] | 
     return Checkpoint(model_tensors(model), model.config.to_dict(), operation_record("init", parameters))
 
 
+@checked_arguments
 def import_state_dict(path: PathLike) -> Checkpoint:
     """A ``torch.save``\\ d ``state_dict`` (read with ``weights_only``: nothing is unpickled) as a checkpoint.
 

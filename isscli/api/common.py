@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from isscli.api.validation import Checked
 from isscli.atomic import check_output_path, output_lock
 from isscli.checkpoint import Checkpoint, file_sha256, load_checkpoint, save_checkpoint
 from isscli.errors import IsscliError
@@ -27,7 +28,7 @@ ConfigSource = Union[Mapping[str, Any], PathLike, None]
 
 
 @dataclass(kw_only=True)
-class OutputRequest:
+class OutputRequest(Checked):
     """A request that reads one checkpoint and may write one."""
 
     checkpoint: CheckpointSource

@@ -16,6 +16,7 @@ from isscli.api.common import (
     request_inputs,
 )
 from isscli.api.user_models import ModelChoice, example_input, user_source
+from isscli.api.validation import checked_arguments
 from isscli.errors import IsscliError
 from isscli.export.onnx import ExportResult, export_onnx
 from isscli.live.usermodel import ModelSource, load_user_model
@@ -51,6 +52,7 @@ def export_user_model(request: ExportRequest, source: ModelSource) -> ExportResu
     return result
 
 
+@checked_arguments
 def export_model(request: ExportRequest) -> ExportResult:
     """Write the model as an ONNX graph (per-layer, per-direction sizes; dynamic batch and time axes; an LM's
     state as inputs and outputs, so a service can stream), after running it in ONNX Runtime against PyTorch.

@@ -16,6 +16,7 @@ from isscli.api.common import (
     request_inputs,
     write_checkpoint,
 )
+from isscli.api.validation import checked_arguments
 from isscli.checkpoint import Checkpoint
 from isscli.masks import check_sparsity, mask_counts, one_shot
 from isscli.models import load_model, model_tensors
@@ -42,6 +43,7 @@ class SparsifyResult:
     matrices: list[dict[str, Any]]  # tensor, shape, kept, total
 
 
+@checked_arguments
 def sparsify(request: SparsifyRequest) -> SparsifyResult:
     """Magnitude-prune a checkpoint at once; each matrix keeps the same share (a masked input loses in
     proportion to what it keeps). Fine-tune the result with :func:`isscli.finetune`: the masks are kept.

@@ -5,32 +5,52 @@ this. The steps write into one folder (``pruned.safetensors``, ``compact.safeten
 ``shrink.json``, the result so far); with ``resume=True`` the steps whose results are in
 ``shrink.json`` are not run again, so a caller may run the cheap steps now and the timing
 later, when the machine is quiet (the sweep does: bench only after every training).
+
+``shrink.json`` records the fingerprints of what its results were made from (:func:`fingerprints`):
+a resume with other inputs — another checkpoint, corpus, τ — is refused, naming what changed, never
+answered with the old results. The folder's manifest (:mod:`isscli.manifest`) says which files isscli
+wrote there: no other file is ever replaced.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from isscli import manifest
 from isscli.api.benching import BenchRequest, BenchResult, bench
 from isscli.api.common import PathLike
 from isscli.api.pruning import CompactRequest, PruneRequest, compact, prune
 from isscli.api.scoring import EvaluateRequest, EvaluateResult, evaluate
 from isscli.atomic import atomic_write_text, output_lock
 from isscli.checkpoint import load_checkpoint
-from isscli.errors import IsscliError, OutputError
+from isscli.data.resolve import resolve_data
+from isscli.errors import CheckpointError, IsscliError, OutputError
+from isscli.fingerprint import data_fingerprint
 from isscli.observer import Observer, SilentObserver
-from isscli.provenance import lineage, plain
+from isscli.provenance import plain
 
 RESULT_FILE = "shrink.json"
+RESULT_SCHEMA = "isscli.shrink/1"
 PRUNED, COMPACTED = "pruned.safetensors", "compact.safetensors"
 #: The models ``evaluate`` may name: the baseline, the pruned (dense-shaped) and the compacted model.
 ROLES = ("baseline", "pruned", "compact")
 #: What the folder holds once every step is done.
 RESULT_FILES = (RESULT_FILE, PRUNED, COMPACTED)
+#: The fields of ``shrink.json`` and their kinds (:func:`isscli.manifest.validated`), and of what it nests.
+RECORD_FIELDS = {"schema": "string", "inputs": "object", "folder": "string", "pruned": "string?",
+                 "compacted": "string?", "group_threshold": "number?", "hidden_sizes_before": "list?",
+                 "hidden_sizes_after": "list?", "parameters_before": "integer?", "parameters_after": "integer?",
+                 "max_output_difference": "number?", "evaluations": "object", "bench": "object?"}
+EVALUATION_FIELDS = {"checkpoint": "string", "data": "string", "split": "string", "loss": "number",
+                     "perplexity": "number?", "count": "integer", "parameters": "integer"}
+BENCH_FIELDS = {"schema": "string", "settings": "object", "machine": "object", "models": "list",
+                "comparison": "object?"}
+RESUME_HINT = "run without `resume` (with `force` to replace the folder's results), or choose another folder"
 
 
 @dataclass(kw_only=True)
@@ -86,35 +106,135 @@ class ShrinkResult:
         return plain(report)
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> ShrinkResult:
-        paths = {key: Path(raw[key]) if raw.get(key) else None for key in ("folder", "pruned", "compacted")}
-        evaluations = {role: EvaluateResult(**value) for role, value in raw.get("evaluations", {}).items()}
+    def from_json(cls, raw: dict[str, Any], folder: Path) -> ShrinkResult:
+        """The result ``shrink.json`` records (validated by :func:`read_result`), its files in ``folder`` where it
+        lies now (a folder may have been moved or copied since)."""
+        paths = {"pruned": folder / PRUNED if raw.get("pruned") else None,
+                 "compacted": folder / COMPACTED if raw.get("compacted") else None}
+        evaluations = {role: EvaluateResult(**value) for role, value in raw["evaluations"].items()}
         bench_report = BenchResult(**raw["bench"]) if raw.get("bench") else None
         rest = {key: raw.get(key) for key in ("group_threshold", "hidden_sizes_before", "hidden_sizes_after",
                                               "parameters_before", "parameters_after", "max_output_difference")}
-        return cls(**paths, **rest, evaluations=evaluations, bench=bench_report)  # type: ignore[arg-type]
+        return cls(folder, **paths, **rest, evaluations=evaluations, bench=bench_report)  # type: ignore[arg-type]
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """``shrink.json``, checked field by field before anything in it is used: one line naming the field."""
+    raw = manifest.read_record(path, "shrink record", RECORD_FIELDS, RESUME_HINT)
+    where = f"shrink record {path}"
+    if raw["schema"] != RESULT_SCHEMA:
+        raise IsscliError(f'{where}: field "schema" is {raw["schema"][:40]!r}, not {RESULT_SCHEMA!r}', RESUME_HINT)
+    for role, value in raw["evaluations"].items():
+        if role not in ROLES:
+            raise IsscliError(f'{where}: field "evaluations.{role[:40]}" is not one of {", ".join(ROLES)}',
+                              RESUME_HINT)
+        manifest.validated(value, EVALUATION_FIELDS, where, RESUME_HINT, f"evaluations.{role}")
+        _fits(value, EvaluateResult, where, f"evaluations.{role}")
+    if raw["bench"] is not None:
+        manifest.validated(raw["bench"], BENCH_FIELDS, where, RESUME_HINT, "bench")
+        _fits(raw["bench"], BenchResult, where, "bench")
+    return raw
+
+
+def _fits(value: dict[str, Any], cls: type, where: str, at: str) -> None:
+    """``cls(**value)`` will work: no field it lacks, none it does not know (else one line naming the field)."""
+    names = {f.name for f in fields(cls)}
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    strange = sorted(set(value) - names) or [name for name in required if name not in value]
+    if strange:
+        verb = "is missing" if strange[0] in names else "is not a field it has"
+        raise IsscliError(f'{where}: field "{at}.{strange[0][:40]}" {verb}', RESUME_HINT)
 
 
 def training_threshold(path: Path) -> float:
-    """τ of the run that trained this checkpoint (provenance), the natural group threshold of its prune step."""
-    for record in lineage(load_checkpoint(path).provenance):
-        settings = (record.get("parameters") or {}).get("settings") or {}
-        if record.get("operation") in ("train", "finetune"):
-            return float(settings.get("weight_threshold") or 0.0)
+    """τ of the run that trained this checkpoint (provenance), the natural group threshold of its prune step.
+
+    The provenance is read like any file a user hands over: a record of the wrong shape, or a τ that is not
+    a number ≥ 0, is one line naming the checkpoint and the field, not an error about `group_threshold`,
+    which the user did not give."""
+    provenance: Any = load_checkpoint(path).provenance
+    where, hint = "provenance", "give the prune step's threshold with `group_threshold`"
+    while provenance is not None:
+        if not isinstance(provenance, dict):
+            raise CheckpointError(f"{path}: its {where} is not an object", hint)
+        if provenance.get("operation") in ("train", "finetune"):
+            parameters = provenance.get("parameters") or {}
+            settings = parameters.get("settings") if isinstance(parameters, dict) else None
+            if not isinstance(parameters, dict) or not isinstance(settings or {}, dict):
+                name = "parameters" if not isinstance(parameters, dict) else "parameters.settings"
+                raise CheckpointError(f"{path}: its {where}.{name} is not an object", hint)
+            value = (settings or {}).get("weight_threshold")
+            if value is None:
+                return 0.0
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+                raise CheckpointError(f"{path}: its {where}.parameters.settings.weight_threshold (the training's τ) "
+                                      f"is {str(value)[:40]!r}, not a number ≥ 0", hint)
+            return float(value)
+        provenance, where = provenance.get("parent_provenance"), f"{where}.parent_provenance"
     return 0.0
 
 
-def _start(request: ShrinkRequest) -> ShrinkResult:
+def fingerprints(request: ShrinkRequest, threshold: float) -> dict[str, Any]:
+    """What the results depend on, by content (paths may change, files may be replaced): the checkpoint's and
+    the baseline's sha256, the corpus's content when a step reads it, the vocabulary, τ, the models evaluated,
+    the split and the user's model. ``device``, ``bench_repeats`` and ``bench`` are not in it: they change
+    where and how long the steps run, not what they compute."""
+    folder = Path(request.folder)
+    baseline = Path(request.baseline) if request.baseline is not None else None
+    if baseline is not None and os.path.abspath(baseline) == os.path.abspath(folder / PRUNED):
+        baseline = None  # the folder's own pruned model, which is what no baseline means
+    data: Any = request.data
+    reads_data = bool(request.evaluate) or request.model is not None
+    if data is None and reads_data:
+        data = resolve_data(None, download=False).path
+    return {
+        "checkpoint": manifest.file_fingerprint(request.checkpoint, "checkpoint"),
+        "baseline": manifest.file_fingerprint(baseline, "baseline") if baseline is not None else None,
+        "data": data_fingerprint(data) if reads_data and data is not None else None,
+        "vocab": manifest.file_fingerprint(request.vocab, "vocabulary") if request.vocab is not None else None,
+        "vocab_order": request.vocab_order,
+        "group_threshold": threshold,
+        "evaluate": sorted(request.evaluate),
+        "split": request.split,
+        "model": request.model,
+        "model_args": plain(request.model_args),
+        "objective": request.objective,
+        "split_rule": request.split_rule,
+    }
+
+
+def _start(request: ShrinkRequest, inputs: dict[str, Any]) -> ShrinkResult:
+    """The result so far: the folder's, on a resume with the same inputs; else a new one (the folder checked)."""
     folder = Path(request.folder)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{folder} is a file", "give a folder for the results")
     saved = folder / RESULT_FILE
     if request.resume and saved.is_file():
-        return ShrinkResult.from_json(json.loads(saved.read_text(encoding="utf-8")))
-    existing = [name for name in (RESULT_FILE, PRUNED, COMPACTED) if (folder / name).exists()]
+        files = manifest.read_manifest(folder)
+        if files is None:  # an older isscli's folder, or not isscli's: nothing in it is trusted
+            manifest.check(folder, RESULT_FILES)
+        try:
+            raw = read_result(saved)
+        except IsscliError as error:
+            if manifest.owns(folder, RESULT_FILE):
+                raise
+            raise IsscliError(f"{error.message}, and it was changed since isscli wrote it",
+                              manifest.NOT_OURS_HINT) from None
+        changed = manifest.changes(raw["inputs"], inputs)
+        if changed:
+            raise IsscliError(f"{saved} holds results of other inputs (changed: {', '.join(changed)})", RESUME_HINT)
+        manifest.check(folder, RESULT_FILES)
+        result = ShrinkResult.from_json(raw, folder)
+        missing = [path.name for path in (result.pruned, result.compacted) if path and not path.is_file()]
+        if missing:
+            raise IsscliError(f"{saved} records {missing[0]}, which is not in {folder}", RESUME_HINT)
+        return result
+    manifest.check(folder, RESULT_FILES)
+    existing = [name for name in RESULT_FILES if (folder / name).exists()]
     if existing and not request.force:
         raise OutputError(f"{folder} already holds {', '.join(existing)}",
                           "pass `force` to replace them, `resume` to keep the finished steps, or choose another folder")
+    manifest.remove(folder, [RESULT_FILE])  # replaced: no record of the old results is left to mix with the new
     folder.mkdir(parents=True, exist_ok=True)
     return ShrinkResult(folder)
 
@@ -145,21 +265,35 @@ def shrink(request: ShrinkRequest, observer: Observer | None = None) -> ShrinkRe
 
 
 def _shrink(request: ShrinkRequest, observer: Observer) -> ShrinkResult:
-    result = _start(request)
+    checkpoint = Path(request.checkpoint)
+    threshold = request.group_threshold if request.group_threshold is not None else training_threshold(checkpoint)
+    inputs = fingerprints(request, threshold)
+    result = _start(request, inputs)
     folder = result.folder
 
     def save() -> None:
-        atomic_write_text(folder / RESULT_FILE, json.dumps(result.to_json(), indent=2) + "\n")
+        with manifest.writing(folder, RESULT_FILE):
+            atomic_write_text(folder / RESULT_FILE, json.dumps(
+                {"schema": RESULT_SCHEMA, "inputs": inputs, **result.to_json()}, indent=2) + "\n")
 
     if result.compacted is None:
-        checkpoint = Path(request.checkpoint)
-        threshold = request.group_threshold if request.group_threshold is not None else training_threshold(checkpoint)
         observer.note(f"prune {checkpoint} (group norm ≤ {threshold:g})")
-        pruned = prune(PruneRequest(checkpoint=checkpoint, group_threshold=threshold,
-                                    output=folder / PRUNED, force=True, **request.user_model()))
+        try:
+            with manifest.writing(folder, PRUNED):
+                pruned = prune(PruneRequest(checkpoint=checkpoint, group_threshold=threshold,
+                                            output=folder / PRUNED, force=True, **request.user_model()))
+        except IsscliError as error:
+            if request.group_threshold is None:  # τ came from the file, not from the caller: say so
+                error.message = f"τ = {threshold:g}, the weight threshold in {checkpoint}'s provenance: {error.message}"
+            raise
         observer.note("compact (verified against the pruned model)")
-        compacted = compact(CompactRequest(checkpoint=pruned.checkpoint, output=folder / COMPACTED,
-                                           force=True, **request.user_model()), observer)
+        try:
+            with manifest.writing(folder, COMPACTED):
+                compacted = compact(CompactRequest(checkpoint=pruned.checkpoint, output=folder / COMPACTED,
+                                                   force=True, **request.user_model()), observer)
+        except IsscliError:
+            manifest.remove(folder, [PRUNED])  # the step did not finish: leave none of it behind
+            raise
         result.pruned, result.compacted, result.group_threshold = pruned.output, compacted.output, threshold
         result.hidden_sizes_before = (pruned.checkpoint.config or {}).get("hidden_sizes") or \
             compacted.module_sizes_before

@@ -26,6 +26,7 @@ from isscli.api.common import (
     write_checkpoint,
 )
 from isscli.api.user_models import ModelChoice, example_input, model_spec, model_tensors_once, user_source
+from isscli.api.validation import checked_arguments
 from isscli.checkpoint import Checkpoint
 from isscli.controller.targets import targets_from_sizes
 from isscli.equivalence import output_difference
@@ -105,6 +106,7 @@ class PruneResult:
         return plain({key: value for key, value in vars(self).items() if key != "checkpoint"})
 
 
+@checked_arguments
 def prune(request: PruneRequest) -> PruneResult:
     """Zero whole ISS components (and optionally small single weights); the shapes stay as they are.
 
@@ -268,6 +270,7 @@ class CompactResult:
         return plain({key: value for key, value in vars(self).items() if key != "checkpoint"})
 
 
+@checked_arguments
 def compact(request: CompactRequest, observer: Observer | None = None) -> CompactResult:
     """Remove the ISS components whose receivers are all zero, and check that the outputs did not change.
 

@@ -19,6 +19,7 @@ from isscli import distributed
 from isscli.api.assembly import assemble
 from isscli.api.common import CheckpointSource, ConfigSource, PathLike, SpecSource, run_lock
 from isscli.api.corpora import uniform_guess_warning
+from isscli.api.validation import Checked, checked_arguments
 from isscli.errors import IsscliError
 from isscli.observer import Observer, SilentObserver
 from isscli.provenance import plain
@@ -35,7 +36,7 @@ class TrainingInterrupted(IsscliError):
 
 
 @dataclass(kw_only=True)
-class RunRequest:
+class RunRequest(Checked):
     """What ``train`` and ``finetune`` share. ``settings`` holds training knobs by name (``epochs``, ``lr``,
     ``group_lasso`` (λ; ``lambda`` is accepted too), ``weight_threshold`` (τ), ``max_batches``, …)."""
 
@@ -125,6 +126,7 @@ class TrainResult:
         return plain({**report, **self.hooks})
 
 
+@checked_arguments
 def train(request: TrainRequest, observer: Observer | None = None) -> TrainResult:
     """Train a model from scratch with a published recipe; ``group_lasso`` learns ISS at the same time (Table 1).
 
@@ -144,6 +146,7 @@ def train(request: TrainRequest, observer: Observer | None = None) -> TrainResul
     return _run(request, observer)
 
 
+@checked_arguments
 def finetune(request: FinetuneRequest, observer: Observer | None = None) -> TrainResult:
     """Fine-tune a checkpoint with group Lasso on its ISS (paper Eq. 2–4), a size target, or weight masks.
 

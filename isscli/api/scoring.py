@@ -13,6 +13,7 @@ import torch
 from isscli.api.common import CheckpointSource, ConfigSource, PathLike, as_checkpoint, model_overrides
 from isscli.api.corpora import check_vocabulary, load_task, uniform_guess_warning, vocabulary_choice
 from isscli.api.user_models import user_source
+from isscli.api.validation import Checked, checked_arguments
 from isscli.checkpoint import Checkpoint
 from isscli.data.tensors import is_tensor_file, load_tensor_data
 from isscli.errors import IsscliError
@@ -37,7 +38,7 @@ class ScoreNotFinite(IsscliError):
 
 
 @dataclass(kw_only=True)
-class EvaluateRequest:
+class EvaluateRequest(Checked):
     """Score ``checkpoint`` on ``split`` of ``data`` (for LMs, the state is carried across ``bptt``-step chunks)."""
 
     checkpoint: CheckpointSource
@@ -86,6 +87,7 @@ class EvaluateResult:
         return dict(vars(self))
 
 
+@checked_arguments
 def evaluate(request: EvaluateRequest, observer: Observer | None = None) -> EvaluateResult:
     """Perplexity (accuracy) of a checkpoint on one split.
 

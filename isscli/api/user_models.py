@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from isscli.api.validation import Checked
 from isscli.data.tensors import is_tensor_file, load_tensor_inputs
 from isscli.errors import IsscliError
 from isscli.live.usermodel import ModelSource, example_from_shape, model_source
@@ -34,7 +35,7 @@ INPUT_HINT = ("give `data`=FILE.safetensors|.npz (x, and lengths if the forward 
 
 
 @dataclass(kw_only=True)
-class ModelChoice:
+class ModelChoice(Checked):
     """The request fields that name the user's own model class, and what to run it on without tensor data."""
 
     model: str | None = None  # path/to/file.py:Class or package.module:Class; takes precedence over arch/config

@@ -37,7 +37,8 @@ def shrink(
     model_args: Optional[str] = option("model_args"),
     objective: Optional[str] = option("objective"),
     split_rule: Optional[str] = option("split_rule"),
-    resume: bool = typer.Option(False, "--resume", help="Keep the steps FOLDER/shrink.json says are done."),
+    resume: bool = typer.Option(False, "--resume", help="Keep the steps FOLDER/shrink.json says are done (refused "
+                                                         "if they were made from other inputs)."),
     force: bool = ForceOption,
     json_path: Optional[Path] = option("json_path"),
 ) -> None:

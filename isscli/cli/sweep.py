@@ -93,7 +93,8 @@ def sweep(
                                                     help="Old name of --group-threshold."),
     bench_repeats: int = typer.Option(7, "--bench-repeats", min=1, help="Timed repeats of each point's bench."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Draw SWEEPDIR/tradeoff.png (needs matplotlib)."),
-    force: bool = typer.Option(False, "--force", help="Start over: discard the points SWEEPDIR already holds."),
+    force: bool = typer.Option(False, "--force", help="Start over: discard what the sweep wrote in SWEEPDIR (never a "
+                                                      "file it did not write)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
     """Run several λ values or size targets (finetune → prune → compact → eval → bench each); print the trade-off.

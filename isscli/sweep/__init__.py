@@ -10,7 +10,10 @@ the ISS models (a fair comparison, not one against an under-trained parent).
 Everything goes to ``SWEEPDIR/points/LABEL/``; a point whose ``point.json`` exists is finished,
 a training whose ``train.json`` exists is not run again, an interrupted one continues with
 ``resume``, and :func:`isscli.shrink` keeps the steps it already did: rerunning the same sweep
-(or a longer list of points) only runs what is missing. Trainings may run as parallel worker
+(or a longer list of points) only runs what is missing. Each point folder records what it was
+made from (``inputs.json``: the parent's sha256, the corpus's content, the settings, its λ or
+target) and which files isscli wrote there (:mod:`isscli.manifest`): a folder made from other
+inputs is run again, never reused. Trainings may run as parallel worker
 processes (``jobs``), each calling the same API; benchmarks always run one at a time, after
 the trainings, so that no timing shares the CPU with a training.
 

@@ -12,6 +12,9 @@ from isscli.api.runs import FinetuneRequest, RunRequest
 
 # -- points -------------------------------------------------------------------------------
 
+#: What a point varies: λ, a size target (units, parameters, speed-up), or nothing (the dense point).
+KINDS = ("lambda", "hidden", "params", "speedup", "dense")
+
 
 @dataclass(frozen=True)
 class Point:

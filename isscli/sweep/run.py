@@ -1,4 +1,10 @@
-"""Running a sweep: each point's training, shrink and benchmark through the API, in process or in workers."""
+"""Running a sweep: each point's training, shrink and benchmark through the API, in process or in workers.
+
+Before anything runs, every point folder is inspected (:func:`inspect`): one whose recorded inputs
+(``inputs.json``, :meth:`isscli.sweep.plan.Plan.inputs`) match the plan's and whose ``point.json`` is a
+valid record isscli wrote is finished; one made from other inputs is discarded and run again, or refused
+when it holds files isscli did not write (:mod:`isscli.manifest`); the sweep says which.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +17,39 @@ from typing import Any, Literal
 
 import torch
 
-from isscli.api.pipeline import ShrinkRequest, ShrinkResult, shrink
+from isscli import manifest
+from isscli.api.pipeline import RESULT_FILE, ShrinkRequest, ShrinkResult, shrink
 from isscli.api.runs import TrainingInterrupted, TrainRequest, finetune, train
 from isscli.api.scoring import EvaluateRequest, evaluate
 from isscli.atomic import atomic_write_text, output_lock
 from isscli.checkpoint import load_checkpoint
-from isscli.errors import IsscliError
+from isscli.errors import IsscliError, OutputError
 from isscli.observer import Observer, SilentObserver
 from isscli.provenance import invoked_by, plain
-from isscli.sweep.plan import SCHEMA, Plan, SweepRequest, load_plan, prepare
+from isscli.sweep.plan import (
+    INPUTS,
+    LOG,
+    POINT_FILES,
+    RECORD,
+    SCHEMA,
+    TRAINING_FILES,
+    Plan,
+    SweepRequest,
+    load_plan,
+    prepare,
+)
 from isscli.sweep.points import Point, pareto_front
 from isscli.training import TrainingDiverged
 
 Status = Literal["ok", "diverged", "failed"]
+POINT_SCHEMA, INPUTS_SCHEMA = "isscli.point/1", "isscli.point-inputs/1"
+#: The fields of ``point.json`` (:func:`isscli.manifest.validated`): every record, then a finished point's.
+RECORD_FIELDS = {"schema": "string", "kind": "string", "value": "string", "label": "string", "status": "string",
+                 "error": "string?", "finished": "number?"}
+OK_FIELDS = {"hidden_sizes": "list?", "parameters": "integer", "perplexity": "number?", "accuracy": "number?",
+             "loss": "number", "speedup": "number", "multiply_add_reduction": "number?", "valid": "object?",
+             "targets": "object?"}
+RERUN_HINT = "move the point's folder away and the sweep runs it again, or choose a new sweep folder"
 
 # -- running a point ----------------------------------------------------------------------
 
@@ -53,14 +79,110 @@ class PointLog(SilentObserver):
         self.note(f"epoch {report.epoch}: valid {report.valid.to_dict()}, ISS {report.alive}")
 
 
-def finished(plan: Plan, point: Point) -> bool:
-    return (plan.point_folder(point) / "point.json").is_file()
+# -- which points are finished ------------------------------------------------------------
+
+
+def to_run(plan: Plan, shared: dict[str, Any], observer: Observer) -> list[Point]:
+    """The points to run. Every point folder is inspected first (see the module docstring), so that a refusal
+    comes before any folder changes; then the finished ones are said, and the others made ready to run.
+    ``shared``: :meth:`Plan.shared_inputs`."""
+    inspected = [(point, plan.inputs(point, shared)) for point in plan.points]
+    states = [inspect(plan, point, inputs) for point, inputs in inspected]
+    todo = []
+    for (point, inputs), (state, detail) in zip(inspected, states):
+        if state == "finished":
+            observer.note(f"{point.label}: finished earlier, not rerun")
+            continue
+        folder = plan.point_folder(point)
+        if state == "other inputs":
+            manifest.remove(folder, POINT_FILES)
+            observer.note(f"{point.label}: made from other inputs (changed: {detail}): its results are discarded "
+                          "and the point is run again")
+        elif state == "bad record":
+            manifest.remove(folder, [RECORD])
+            observer.note(f"{point.label}: {detail}: the point is run again")
+        if state in ("new", "other inputs"):
+            with manifest.writing(folder, INPUTS):
+                atomic_write_text(folder / INPUTS, json.dumps({"schema": INPUTS_SCHEMA, "inputs": inputs}, indent=2)
+                                  + "\n")
+        manifest.claim(folder, LOG)  # appended to by every step: isscli's, whatever it holds
+        todo.append(point)
+    return todo
+
+
+def inspect(plan: Plan, point: Point, inputs: dict[str, Any]) -> tuple[str, str | None]:
+    """What ``point``'s folder holds: ``new`` (nothing of a point), ``finished`` (a valid record isscli wrote, made
+    from ``inputs``), ``unfinished``, ``bad record`` (a record isscli wrote that is not valid: the point is run
+    again), or ``other inputs`` (what changed); a folder whose files a run would have to replace but isscli did
+    not write is refused. Nothing is changed here."""
+    folder = plan.point_folder(point)
+    present = [name for name in POINT_FILES if (folder / name).exists()]
+    if not present:
+        return "new", None
+    if manifest.read_manifest(folder) is None:  # an older isscli's point, or not isscli's: nothing is trusted
+        manifest.check(folder, present)
+    changed = ", ".join(point_changes(folder, inputs))
+    if changed:
+        try:
+            manifest.check(folder, POINT_FILES)
+        except OutputError as error:
+            raise IsscliError(f"point {point.label} in {folder} was made from other inputs (changed: {changed}) "
+                              f"and cannot be run again: {error.message}", RERUN_HINT) from None
+        return "other inputs", changed
+    problem = None
+    if (folder / RECORD).is_file():
+        try:
+            read_point(folder / RECORD, point)
+        except IsscliError as error:
+            if not manifest.owns(folder, RECORD):
+                raise IsscliError(f"{error.message}, and it was changed since isscli wrote it",
+                                  manifest.NOT_OURS_HINT) from None
+            problem = error.message
+        else:
+            if manifest.owns(folder, RECORD):
+                return "finished", None
+    manifest.check(folder, POINT_FILES)  # a run (re)writes them: isscli's own, or the sweep is refused
+    return ("bad record", problem) if problem else ("unfinished", None)
+
+
+def point_changes(folder: Path, inputs: dict[str, Any]) -> list[str]:
+    """What the point folder's recorded inputs say otherwise than ``inputs`` (the base request's fields by name:
+    ``settings``, ``preset`` …); every name when there is no trustworthy record."""
+    path = folder / INPUTS
+    try:
+        saved = manifest.read_record(path, "point inputs", {"schema": "string", "inputs": "object"}, RERUN_HINT)
+    except IsscliError:
+        return ["all (no readable inputs.json)"]
+    if saved["schema"] != INPUTS_SCHEMA or not manifest.owns(folder, INPUTS):
+        return ["all (inputs.json is not the one isscli wrote)"]
+    changed = manifest.changes(saved["inputs"], inputs)
+    if "request" in changed and isinstance(saved["inputs"].get("request"), dict):
+        changed = sorted({*changed, *manifest.changes(saved["inputs"]["request"], inputs["request"])} - {"request"})
+    return changed
+
+
+def read_point(path: Path, point: Point) -> dict[str, Any]:
+    """``point.json``, checked before it is used (:data:`RECORD_FIELDS`): one line naming the file and the field."""
+    where = f"point record {path}"
+    raw = manifest.read_record(path, "point record", RECORD_FIELDS, RERUN_HINT)
+    if raw["schema"] != POINT_SCHEMA:
+        raise IsscliError(f'{where}: field "schema" is {raw["schema"][:40]!r}, not {POINT_SCHEMA!r}', RERUN_HINT)
+    if (raw["kind"], raw["value"]) != (point.kind, point.value):
+        raise IsscliError(f'{where}: fields "kind" and "value" are another point\'s', RERUN_HINT)
+    if raw["status"] not in ("ok", "diverged"):
+        raise IsscliError(f'{where}: field "status" is not "ok" or "diverged"', RERUN_HINT)
+    if raw["status"] == "ok":
+        manifest.validated(raw, OK_FIELDS, where, RERUN_HINT)
+        if not all(isinstance(layer, list) and all(isinstance(units, int) for units in layer)
+                   for layer in raw["hidden_sizes"] or []):
+            raise IsscliError(f'{where}: field "hidden_sizes" is not a list of lists of integers', RERUN_HINT)
+    return raw
 
 
 def _shrink_request(plan: Plan, point: Point, bench: bool) -> ShrinkRequest:
     folder = plan.point_folder(point)
     return ShrinkRequest(checkpoint=folder / "model.safetensors", folder=folder,
-                         baseline=plan.checkpoint or folder / "pruned.safetensors", data=plan.base.data,
+                         baseline=plan.checkpoint, data=plan.base.data,  # no checkpoint: the pruned model
                          group_threshold=plan.threshold(point), evaluate=("compact",), bench=bench,
                          bench_repeats=plan.bench_repeats, device=plan.base.device, resume=True, force=True,
                          **user_model(plan))
@@ -100,12 +222,14 @@ def train_point(plan: Plan, point: Point) -> PointOutcome:
 
     def step() -> None:
         if not (folder / "train.json").is_file():
-            (folder / "shrink.json").unlink(missing_ok=True)  # a new training: earlier steps are stale
+            manifest.remove(folder, [RESULT_FILE])  # a new training: earlier steps are stale
             request = point.request(plan.base, folder / "model.safetensors")
             operation = train if isinstance(request, TrainRequest) else finetune
             log.note(f"{operation.__name__} ({point.describe()}): {json.dumps(plain(request))}")
-            result = operation(request, log)  # type: ignore[arg-type]
-            atomic_write_text(folder / "train.json", json.dumps(result.to_json(), indent=2) + "\n")
+            with manifest.writing(folder, *TRAINING_FILES):
+                result = operation(request, log)  # type: ignore[arg-type]
+            with manifest.writing(folder, "train.json"):
+                atomic_write_text(folder / "train.json", json.dumps(plain(result.to_json()), indent=2) + "\n")
         shrink(_shrink_request(plan, point, bench=False), log)
 
     return _guarded(plan, point, log, step)
@@ -124,7 +248,9 @@ def bench_point(plan: Plan, point: Point) -> PointOutcome:
 
 
 def point_record(plan: Plan, point: Point, result: ShrinkResult) -> dict[str, Any]:
-    train_report = json.loads((plan.point_folder(point) / "train.json").read_text(encoding="utf-8"))
+    path = plan.point_folder(point) / "train.json"
+    train_report = manifest.read_record(path, "training report", {"best_valid": "object?", "controller": "object?"},
+                                        RERUN_HINT)
     score, bench = result.evaluations["compact"], result.bench
     assert bench is not None and bench.comparison is not None
     record: dict[str, Any] = {
@@ -138,30 +264,42 @@ def point_record(plan: Plan, point: Point, result: ShrinkResult) -> dict[str, An
         "multiply_add_reduction": bench.comparison["multiply_add_reduction"],
         "valid": train_report.get("best_valid"),
     }
-    if "controller" in train_report:
-        record["targets"] = train_report["controller"]["targets"]
+    if train_report.get("controller") is not None:
+        record["targets"] = manifest.validated(train_report["controller"], {"targets": "object"},
+                                               f"training report {path}", RERUN_HINT, "controller")["targets"]
     return record
 
 
 def write_point(plan: Plan, point: Point, fields: dict[str, Any]) -> None:
-    record = {**point.to_json(), **fields, "finished": round(time.time(), 3)}
-    atomic_write_text(plan.point_folder(point) / "point.json", json.dumps(record, indent=2) + "\n")
+    record = {"schema": POINT_SCHEMA, **point.to_json(), **fields, "finished": round(time.time(), 3)}
+    folder = plan.point_folder(point)
+    with manifest.writing(folder, RECORD):
+        atomic_write_text(folder / RECORD, json.dumps(plain(record), indent=2) + "\n")
 
 
-def baseline_record(plan: Plan) -> dict[str, Any] | None:
-    """The dense parent, evaluated once on the test split (fine-tuning sweeps only)."""
+def baseline_record(plan: Plan, shared: dict[str, Any]) -> dict[str, Any] | None:
+    """The dense parent, evaluated once on the test split (fine-tuning sweeps only) and again only when what it
+    was scored from changed (``shared``: :meth:`Plan.shared_inputs`)."""
     if plan.checkpoint is None:
         return None
     path = plan.folder / "baseline.json"
-    if not path.is_file():
-        score = evaluate(EvaluateRequest(checkpoint=plan.checkpoint, data=plan.base.data, device=plan.base.device,
-                                         **user_model(plan)))
-        dense = load_checkpoint(plan.checkpoint)
-        record = {"label": "dense", "kind": "baseline", "value": None, "status": "ok",
-                  "hidden_sizes": (dense.config or {}).get("hidden_sizes"), "parameters": dense.num_parameters(),
-                  "perplexity": score.perplexity, "accuracy": score.accuracy, "loss": score.loss, "speedup": 1.0}
-        atomic_write_text(path, json.dumps(record, indent=2) + "\n")
-    return json.loads(path.read_text(encoding="utf-8"))
+    inputs = {**{key: shared[key] for key in ("checkpoint", "data")}, **plain(user_model(plan))}
+    if path.is_file():
+        try:
+            saved = manifest.read_record(path, "baseline record", {"inputs": "object"}, RERUN_HINT)
+        except IsscliError:
+            saved = {}
+        if saved.get("inputs") == inputs and manifest.owns(plan.folder, path.name):
+            return {key: value for key, value in saved.items() if key != "inputs"}
+    score = evaluate(EvaluateRequest(checkpoint=plan.checkpoint, data=plan.base.data, device=plan.base.device,
+                                     **user_model(plan)))
+    dense = load_checkpoint(plan.checkpoint)
+    record = {"label": "dense", "kind": "baseline", "value": None, "status": "ok",
+              "hidden_sizes": (dense.config or {}).get("hidden_sizes"), "parameters": dense.num_parameters(),
+              "perplexity": score.perplexity, "accuracy": score.accuracy, "loss": score.loss, "speedup": 1.0}
+    with manifest.writing(plan.folder, path.name):
+        atomic_write_text(path, json.dumps(plain({**record, "inputs": inputs}), indent=2) + "\n")
+    return plain(record)
 
 
 # -- running the sweep --------------------------------------------------------------------
@@ -256,10 +394,8 @@ def run_sweep(request: SweepRequest, observer: Observer | None = None, plot: boo
 
 def _run_sweep(request: SweepRequest, observer: Observer, plot: bool) -> SweepResult:
     plan = prepare(request, observer)
-    todo = [p for p in plan.points if not finished(plan, p)]
-    for point in plan.points:
-        if point not in todo:
-            observer.note(f"{point.label}: finished earlier, not rerun")
+    shared = plan.shared_inputs()
+    todo = to_run(plan, shared, observer)
     if request.jobs > 1 and len(todo) > 1:
         if any(point.kind == "speedup" for point in todo):
             observer.note("speed-up targets are measured while other points train: the derived sizes are rough "
@@ -274,10 +410,11 @@ def _run_sweep(request: SweepRequest, observer: Observer, plot: bool) -> SweepRe
         if outcomes[point.label].status == "ok":
             observer.note(f"{point.label}: benchmarking")
             outcomes[point.label] = bench_point(plan, point)
-    result = summarise(plan, baseline_record(plan), outcomes)
+    result = summarise(plan, baseline_record(plan, shared), outcomes)
     if plot and any(r.get("status") == "ok" for r in result.points):
         result.plot = plan.folder / "tradeoff.png"
-        draw(result, result.plot)
+        with manifest.writing(plan.folder, result.plot.name):
+            draw(result, result.plot)
     return result
 
 
@@ -285,9 +422,9 @@ def summarise(plan: Plan, baseline: dict[str, Any] | None, outcomes: dict[str, P
     """The report: every point, the metric, both Pareto fronts; ``points.jsonl`` rewritten."""
     rows = []
     for point in plan.points:
-        path = plan.point_folder(point) / "point.json"
+        path = plan.point_folder(point) / RECORD
         if path.is_file():
-            rows.append(json.loads(path.read_text(encoding="utf-8")))
+            rows.append({key: value for key, value in read_point(path, point).items() if key != "schema"})
         else:
             outcome = outcomes.get(point.label, PointOutcome(point.label, "failed", "not run"))
             rows.append({**point.to_json(), "status": outcome.status, "error": outcome.message})
@@ -302,7 +439,8 @@ def summarise(plan: Plan, baseline: dict[str, Any] | None, outcomes: dict[str, P
         fronts[axis] = [candidates[i]["label"] for i in indices]
     for row in rows:
         row["pareto"] = [axis for axis, labels in fronts.items() if row["label"] in labels]
-    atomic_write_text(plan.folder / "points.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    with manifest.writing(plan.folder, "points.jsonl"):
+        atomic_write_text(plan.folder / "points.jsonl", "".join(json.dumps(plain(r)) + "\n" for r in rows))
     return SweepResult(plan.folder, metric, plan.settings(), baseline, rows, fronts)
 
 
