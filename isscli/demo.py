@@ -30,6 +30,7 @@ from isscli.api.common import PathLike
 from isscli.api.pipeline import ShrinkRequest, ShrinkResult, shrink
 from isscli.api.runs import FinetuneRequest, TrainRequest, finetune, train
 from isscli.api.scoring import EvaluateRequest, EvaluateResult, evaluate
+from isscli.api.validation import Checked, checked_arguments
 from isscli.atomic import atomic_write_text, output_lock
 from isscli.data.resolve import DataSource, resolve_data
 from isscli.errors import OutputError
@@ -67,7 +68,7 @@ DEMO_OUTPUTS = (*(run + suffix for run in RUNS for suffix in RUN_SUFFIXES),
 
 
 @dataclass(kw_only=True)
-class DemoRequest:
+class DemoRequest(Checked):
     data: PathLike | None = None  # None: PTB where found, else the shipped corpus
     folder: PathLike = Path("demo-out")
     batches: int = BATCHES  # per epoch of the ISS phases (the dense training has 5× as many)
@@ -102,6 +103,7 @@ class DemoResult:
                 "goals_met": self.goals_met}
 
 
+@checked_arguments
 def run_demo(request: DemoRequest, observer: Observer | None = None) -> DemoResult:
     """Train, learn ISS to a size target, compare fairly with the dense model; see the module docstring."""
     observer = observer or SilentObserver()

@@ -26,6 +26,7 @@ from isscli.api.benching import BenchRequest, BenchResult, bench
 from isscli.api.common import PathLike
 from isscli.api.pruning import CompactRequest, PruneRequest, compact, prune
 from isscli.api.scoring import EvaluateRequest, EvaluateResult, evaluate
+from isscli.api.validation import Checked, checked_arguments
 from isscli.atomic import atomic_write_text, output_lock
 from isscli.checkpoint import load_checkpoint
 from isscli.data.resolve import resolve_data
@@ -54,7 +55,7 @@ RESUME_HINT = "run without `resume` (with `force` to replace the folder's result
 
 
 @dataclass(kw_only=True)
-class ShrinkRequest:
+class ShrinkRequest(Checked):
     """Prune ``checkpoint`` (ISS learned), compact it, score the models in ``evaluate``, bench against ``baseline``."""
 
     checkpoint: PathLike
@@ -239,6 +240,7 @@ def _start(request: ShrinkRequest, inputs: dict[str, Any]) -> ShrinkResult:
     return ShrinkResult(folder)
 
 
+@checked_arguments
 def shrink(request: ShrinkRequest, observer: Observer | None = None) -> ShrinkResult:
     """Prune → compact (verified) → evaluate → bench, each step once (see the module docstring).
 

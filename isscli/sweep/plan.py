@@ -18,6 +18,7 @@ from isscli import manifest
 from isscli.api.assembly import planned_epochs
 from isscli.api.pipeline import RESULT_FILES
 from isscli.api.runs import FinetuneRequest, RunRequest, TrainRequest
+from isscli.api.validation import Checked
 from isscli.atomic import atomic_write_text
 from isscli.checkpoint import Checkpoint, file_sha256
 from isscli.data.resolve import resolve_data
@@ -48,7 +49,7 @@ PLAN_HINT = "choose a new sweep folder"
 
 
 @dataclass
-class SweepRequest:
+class SweepRequest(Checked):
     """A sweep: the base request every point starts from, the points, and how to run them."""
 
     folder: Path

@@ -21,6 +21,7 @@ from isscli import manifest
 from isscli.api.pipeline import RESULT_FILE, ShrinkRequest, ShrinkResult, shrink
 from isscli.api.runs import TrainingInterrupted, TrainRequest, finetune, train
 from isscli.api.scoring import EvaluateRequest, evaluate
+from isscli.api.validation import checked_arguments
 from isscli.atomic import atomic_write_text, output_lock
 from isscli.checkpoint import load_checkpoint
 from isscli.errors import IsscliError, OutputError
@@ -372,6 +373,7 @@ class SweepResult:
         return {"schema": SCHEMA, **plain(vars(self))}
 
 
+@checked_arguments
 def run_sweep(request: SweepRequest, observer: Observer | None = None, plot: bool = True) -> SweepResult:
     """Run what is missing of a sweep, then summarise every point (see the module docstring).
 
