@@ -74,6 +74,32 @@ def save_run_state(path: Path, state: RunState) -> None:
     atomic_write(path, lambda temp: save_file(contiguous, str(temp), metadata={METADATA_KEY: json.dumps(info)}))
 
 
+#: The hint of every resume file that isscli did not write as it is (damaged, edited, of another version).
+FOREIGN = "start afresh with --force (the file is not a resume state as isscli wrote it)"
+#: The fields of a resume state's metadata and their kinds (:func:`isscli.manifest.field_problem`).
+INFO_FIELDS = {"format": "string", "version": "integer", "epoch": "integer", "optimizer": "object",
+               "identity": "object", "settings": "object", "hooks": "object", "best": "object?",
+               "lowest_perplexity": "number?", "position": "object?"}
+NESTED_FIELDS = {"optimizer": {"param_groups": "list"},
+                 "best": {"rank": "list", "epoch": "integer", "valid": "object"},
+                 "position": {"epoch": "integer", "batch": "integer", "total": "number", "count": "integer"}}
+
+
+def checked_info(info: Any, path: Path) -> dict[str, Any]:
+    """The metadata of a resume file, every field of the kind isscli writes: a damaged or edited file is one line
+    naming the field, never a crash halfway through restoring the run."""
+    from isscli.manifest import validated
+
+    where = f"resume file {path}"
+    if isinstance(info, dict) and info.get("version") != FORMAT_VERSION:
+        raise IsscliError(f"{path} has resume format {info.get('version')!r}", "start afresh with --force")
+    validated(info, INFO_FIELDS, where, FOREIGN)
+    for name, fields in NESTED_FIELDS.items():
+        if info.get(name) is not None:
+            validated(info[name], fields, where, FOREIGN, at=name)
+    return info
+
+
 def load_run_state(path: Path) -> RunState:
     if not path.is_file():
         raise IsscliError(f"no resumable run at {path}", "start the run without --resume")
@@ -83,13 +109,18 @@ def load_run_state(path: Path) -> RunState:
             tensors = {name: reader.get_tensor(name) for name in reader.keys()}
     except (SafetensorError, OSError, KeyError, ValueError) as error:
         raise IsscliError(f"{path} is not a readable resume file ({error})", "start afresh with --force") from None
-    if info.get("version") != FORMAT_VERSION:
-        raise IsscliError(f"{path} has resume format {info.get('version')!r}", "start afresh with --force")
+    info = checked_info(info, path)
     groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "optimizer": {}, "rng": {}, "hook": {}, "carried": {}}
     for name, tensor in tensors.items():
         kind, _, rest = name.partition(".")
+        if kind not in groups:
+            raise IsscliError(f"resume file {path} holds a tensor {name!r} that no resume state has", FOREIGN)
         groups[kind][rest if kind != "optimizer" else name] = tensor
-    optimizer = _join_optimizer(groups["optimizer"], info.pop("optimizer"))
+    try:
+        optimizer = _join_optimizer(groups["optimizer"], info.pop("optimizer"))
+    except (KeyError, ValueError, TypeError, AttributeError) as error:
+        raise IsscliError(f"resume file {path}: its optimizer state does not fit its tensors ({error})", FOREIGN) \
+            from None
     return RunState(info.pop("epoch"), groups["model"], optimizer, groups["rng"], info, groups["hook"],
                     groups["carried"])
 

@@ -36,7 +36,7 @@ from isscli.observer import Observer, SilentObserver
 from isscli.provenance import operation_record
 from isscli.recipes import TrainSettings
 from isscli.regularizer import GroupLasso
-from isscli.runstate import RunState, capture_rng, load_run_state, restore_rng, save_run_state
+from isscli.runstate import FOREIGN, RunState, capture_rng, load_run_state, restore_rng, save_run_state
 from isscli.surgery import weight_sparsity
 from isscli.tasks import Evaluation, StepLoss
 from isscli.training_run import (  # noqa: F401 - what a run is made of, importable from here too
@@ -109,9 +109,13 @@ class Trainer:
                 f"--resume needs the settings the run started with; changed: {', '.join(changed)}",
                 "repeat the original flags (only --epochs may change), or start afresh with --force",
             )
-        self.model.load_state_dict(state.model, strict=False)
-        self.optimizer.load_state_dict(state.optimizer)
-        restore_rng(state.rng)
+        try:  # the file's tensors against this run's model and optimizer: a damaged file is one line
+            self.model.load_state_dict(state.model, strict=False)
+            self.optimizer.load_state_dict(state.optimizer)
+            restore_rng(state.rng)
+        except (RuntimeError, ValueError, KeyError, TypeError) as error:
+            raise IsscliError(f"{self.run.paths.resume} does not fit this run ({str(error).splitlines()[0][:160]})",
+                              FOREIGN) from None
         self.start_epoch = state.epoch
         position = state.info.get("position")
         if position is not None:  # saved in the middle of epoch start_epoch + 1
@@ -120,7 +124,10 @@ class Trainer:
         best = state.info.get("best")
         if best is not None:
             self.best_rank, self.best_epoch = best["rank"], best["epoch"]
-            self.best = Evaluation(**best["valid"])
+            try:
+                self.best = Evaluation(**best["valid"])
+            except TypeError:
+                raise IsscliError(f"{self.run.paths.resume}: field \"best.valid\" is not a score", FOREIGN) from None
         self.lowest_perplexity = state.info.get("lowest_perplexity")
         hook_info = state.info.get("hooks", {})
         if set(hook_info) != {hook.name for hook in self.run.hooks}:
@@ -133,7 +140,12 @@ class Trainer:
         for hook in self.run.hooks:
             prefix = f"{hook.name}."
             tensors = {key.removeprefix(prefix): t for key, t in state.hooks.items() if key.startswith(prefix)}
-            hook.load_state_dict(tensors, hook_info.get(hook.name, {}))
+            try:
+                hook.load_state_dict(tensors, hook_info.get(hook.name, {}))
+            except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as error:
+                raise IsscliError(f"{self.run.paths.resume}: the state of its {hook.name} does not fit this run "
+                                  f"({str(error).splitlines()[0][:160] if str(error) else type(error).__name__})",
+                                  FOREIGN) from None
 
     def save_state(self, epoch: int, position: dict[str, Any] | None = None) -> None:
         """The resumable state after ``epoch`` epochs (and, with ``position``, batches of the next one): written by

@@ -131,7 +131,7 @@ def read_result(path: Path) -> dict[str, Any]:
                               RESUME_HINT)
         manifest.validated(value, EVALUATION_FIELDS, where, RESUME_HINT, f"evaluations.{role}")
         _fits(value, EvaluateResult, where, f"evaluations.{role}")
-    if raw["bench"] is not None:
+    if raw.get("bench") is not None:  # optional fields may be null or absent
         manifest.validated(raw["bench"], BENCH_FIELDS, where, RESUME_HINT, "bench")
         _fits(raw["bench"], BenchResult, where, "bench")
     return raw
