@@ -151,6 +151,13 @@ def _parse_vocabulary(path: Path, metadata: dict[str, str]) -> list[str] | None:
     if not isinstance(words, list) or not all(isinstance(w, str) for w in words) or len(set(words)) != len(words):
         raise CheckpointError(f"{path}: header entry {VOCABULARY_KEY!r} is not a list of distinct words",
                               "re-create the checkpoint")
+    from isscli.data.vocabulary import MAX_VOCABULARY, is_one_word
+
+    bad = next((i for i, word in enumerate(words) if not is_one_word(word)), None)
+    if bad is not None or len(words) > MAX_VOCABULARY:  # a word no corpus can hold, or more than any model has
+        what = f"its word of id {bad}, {words[bad][:40]!r}, is not one word" if bad is not None else \
+            f"it lists {len(words):,} words, more than {MAX_VOCABULARY:,}"
+        raise CheckpointError(f"{path}: header entry {VOCABULARY_KEY!r}: {what}", "re-create the checkpoint")
     return words
 
 

@@ -3,7 +3,7 @@
 Every checkpoint isscli writes carries a provenance record in its header
 (``isscli.provenance``, see :mod:`isscli.checkpoint`)::
 
-    {"tool": "isscli", "version": "0.2.0", "created": "2026-12-02T10:00:00+00:00",
+    {"schema": "isscli.provenance/1", "tool": "isscli", "version": "0.2.0", "created": "2026-12-02T10:00:00+00:00",
      "operation": "finetune", "parameters": {...}, "result": {...},
      "invocation": {"via": "cli", "command": "isscli finetune dense.safetensors ..."},
      "parent_sha256": "...", "parent_path": "...", "parent_provenance": {...}}
@@ -77,6 +77,7 @@ def operation_record(
 ) -> dict[str, Any]:
     """The provenance of a checkpoint made by ``operation`` (module docstring)."""
     record: dict[str, Any] = {
+        "schema": SCHEMA,
         "tool": "isscli",
         "version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -93,6 +94,9 @@ def operation_record(
             record["parent_provenance"] = parent.provenance
     return record
 
+
+#: The version of the record's layout; a record without one was written before it was versioned (0.2.0).
+SCHEMA = "isscli.provenance/1"
 
 #: The provenance fields isscli reads, and what each must be when present (null is allowed everywhere): a
 #: header is a file like any other, and a wrong type in it is bad input, never a crash.
@@ -135,6 +139,10 @@ def check_record(record: Any, source: str | Path | None, prefix: str = "") -> No
     where = f"{source}: provenance" if source is not None else "a checkpoint's provenance"
     if not isinstance(record, dict):  # only the newest can be: each record checks its parent_provenance
         raise ProvenanceError(f"{where} is {kind_of(record)}, not a JSON object", PROVENANCE_HINT)
+    schema = record.get("schema")
+    if schema is not None and schema != SCHEMA:
+        raise ProvenanceError(f"{where} field \"{prefix}schema\" is {kind_of(schema)}, not {SCHEMA!r} (a record of "
+                              "another version or tool)", PROVENANCE_HINT)
     for path, kind in FIELDS:
         value: Any = record
         for key in path:

@@ -252,3 +252,15 @@ def test_a_setting_above_its_bound_is_one_line_from_the_cli(run_cli, tmp_path: P
     assert result.code == 2 and "--epochs must be at most 100,000" in one_error(result.stderr)
     with pytest.raises(IsscliError, match=r"`batch_size` must be an int \(got '10', a string\)"):
         isscli.EvaluateRequest(checkpoint="x.safetensors", batch_size="10")  # type: ignore[arg-type]
+
+
+def test_provenance_records_carry_their_schema_and_a_foreign_one_is_refused() -> None:
+    from isscli.provenance import SCHEMA, check_provenance, operation_record
+
+    record = operation_record("prune", {"group_threshold": 0.0})
+    assert record["schema"] == SCHEMA == "isscli.provenance/1"
+    check_provenance(record, "m.safetensors")
+    check_provenance({k: v for k, v in record.items() if k != "schema"}, "m.safetensors")  # older: unversioned
+    with pytest.raises(IsscliError, match=r'm.safetensors: provenance field "parent_provenance.schema" is text '
+                                          r'"other.tool/9", not \'isscli.provenance/1\''):
+        check_provenance({**record, "parent_provenance": {**record, "schema": "other.tool/9"}}, "m.safetensors")

@@ -5,6 +5,7 @@ vocabulary that reads most of the training text as <unk> is refused before train
 from __future__ import annotations
 
 import codecs
+import re
 import hashlib
 import json
 from pathlib import Path
@@ -291,3 +292,20 @@ def test_allow_unknown_trains_on_it_on_purpose(tmp_path: Path, family: str) -> N
         load_task(*arguments)
     assert load_task(*arguments, allow_unknown=True)[2] == list(choice.words)
     assert load_task(*arguments, splits={"train": "batch_size"})[2] == list(choice.words)  # scoring: not refused
+
+
+def test_a_checkpoints_stored_vocabulary_is_checked_like_a_vocabulary_file(tmp_path: Path) -> None:
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from isscli.checkpoint import VOCABULARY_KEY, load_checkpoint
+
+    for words, said in ((["a", "b c"], "its word of id 1, 'b c', is not one word"),
+                        (["a", ""], "its word of id 1, '', is not one word"),
+                        (["a", "a"], "is not a list of distinct words")):
+        path = tmp_path / "v.safetensors"
+        save_file({"w": torch.zeros(2)}, str(path), metadata={VOCABULARY_KEY: json.dumps(words)})
+        with pytest.raises(IsscliError, match=re.escape(said)):
+            load_checkpoint(path)
