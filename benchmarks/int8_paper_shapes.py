@@ -6,10 +6,11 @@ the files on disk.
 
 Part 1 is ``isscli bench --shapes 373,315 --against-shapes 1500,1500 --quantize int8`` through the library (six
 rows, one interleaved run each time; batch 10 × 30 steps and batch 1). Part 2 times, interleaved, isscli's int8
-compact model and a plain-PyTorch model of the same shapes (``nn.Embedding`` → ``nn.LSTM`` → ``nn.LSTM`` →
-``nn.Linear``) quantized by ``torch.ao.quantization.quantize_dynamic`` as a user would (LSTM and Linear in int8;
-the embedding as it is, and with int8 rows too). Part 3 writes the dense fp32 checkpoint, the compact fp32 and int8
-ONNX files and reports their sizes. Weights are random (seeded): speed and size do not depend on their values.
+compact model (in torch and in ONNX Runtime) and a plain-PyTorch model of the same shapes (``nn.Embedding`` →
+``nn.LSTM`` → ``nn.LSTM`` → ``nn.Linear``) quantized by ``torch.ao.quantization.quantize_dynamic`` as a user
+would (LSTM and Linear in int8; the embedding as it is, and with int8 rows too). Part 3 writes the dense fp32
+checkpoint, the compact fp32 and int8 ONNX files and reports their sizes. Weights are random (seeded): speed and
+size do not depend on their values.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from torch import nn
 
 import isscli
 from isscli.benchmark import inference
-from isscli.quantize import quantize_torch
+from isscli.export.onnx import to_onnx
+from isscli.export.runtime import onnx_session, onnx_workload
+from isscli.quantize import quantize_onnx, quantize_torch
 from isscli.timing import machine, time_interleaved
 
 COMPACT, DENSE = [373, 315], [1500, 1500]
@@ -76,11 +79,16 @@ def bench_rows(repeats: int, threads: int) -> dict[str, Any]:
                         "bytes": m["bytes"]} for m in result.models}
 
 
-def beside_plain(repeats: int) -> dict[str, float]:
+def beside_plain(repeats: int, threads: int) -> dict[str, float]:
+    """isscli's int8 compact model in torch and in ONNX Runtime, and plain torch.ao int8 of the same shapes, timed
+    interleaved (batch 10 × 30 steps)."""
     torch.manual_seed(0)
-    ours = quantize_torch(build_compact(), "int8")
+    compact = build_compact()
+    ours = quantize_torch(compact, "int8")
+    session = onnx_session(quantize_onnx(to_onnx(compact)), threads)
     tokens = torch.randint(0, 10_000, (30, 10), generator=torch.Generator().manual_seed(0))
-    runs = {"isscli int8": inference(ours, "full", 10, 30, torch.device("cpu"), 0),
+    runs = {"isscli int8 (torch)": inference(ours, "full", 10, 30, torch.device("cpu"), 0),
+            "isscli int8 (ONNX Runtime)": onnx_workload(session, compact.config, "full", 10, 30, 0),
             "torch.ao int8 (LSTM, Linear)": (lambda model: lambda: model(tokens))(plain_int8(False)),
             "torch.ao int8 (+ embedding rows)": (lambda model: lambda: model(tokens))(plain_int8(True))}
     with torch.inference_mode():
@@ -122,7 +130,7 @@ def main() -> None:
     roles = [role for role in runs[0] if not role.startswith("_")]
     medians = {role: statistics.median(run[role]["speedup"] for run in runs) for role in roles}
     print("median speed-ups over dense fp32 (torch): " + ", ".join(f"{r} {v:.2f}×" for r, v in medians.items()))
-    plain = [beside_plain(arguments.repeats) for _ in range(arguments.runs)]
+    plain = [beside_plain(arguments.repeats, arguments.threads) for _ in range(arguments.runs)]
     for timing in plain:
         print("beside plain torch.ao: " + ", ".join(f"{name} {ms:.3g} ms" for name, ms in timing.items()))
     with tempfile.TemporaryDirectory() as folder:

@@ -112,6 +112,7 @@ def quantize_torch(model: nn.Module, precision: str) -> nn.Module:
     config: ModelConfig = model.config
     check_precision(precision, "torch", config)
     copied = copy.deepcopy(model).eval()
+    copied.drop = nn.Identity()  # an inference copy: dropout is off in eval mode anyway, and its call is time
     if precision == "bf16":
         return copied.to(torch.bfloat16)
     from torch.ao.quantization import (

@@ -76,6 +76,9 @@ def onnx_session(proto: onnx.ModelProto, threads: int | None = None) -> onnxrunt
     options = runtime.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
+    # ONNX Runtime's worker threads spin for a while after each run by default, taking the CPU from whatever runs
+    # next: in an interleaved benchmark that is the torch model, which would be timed slower than it is.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return runtime.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime's own exception types are not part of its public API
