@@ -76,27 +76,28 @@ def save_run_state(path: Path, state: RunState) -> None:
 
 #: The hint of every resume file that isscli did not write as it is (damaged, edited, of another version).
 FOREIGN = "start afresh with --force (the file is not a resume state as isscli wrote it)"
-#: The fields of a resume state's metadata and their kinds (:func:`isscli.manifest.field_problem`).
-INFO_FIELDS = {"format": "string", "version": "integer", "epoch": "integer", "optimizer": "object",
-               "identity": "object", "settings": "object", "hooks": "object", "best": "object?",
-               "lowest_perplexity": "number?", "position": "object?"}
+#: The fields of a resume state's metadata that this module reads, and their kinds
+#: (:func:`isscli.manifest.field_problem`); the trainer checks the run's own (:data:`RUN_FIELDS`).
+STATE_FIELDS = {"format": "string", "version": "integer", "epoch": "integer", "optimizer": "object"}
+RUN_FIELDS = {"identity": "object", "settings": "object", "hooks": "object", "best": "object?",
+              "lowest_perplexity": "number?", "position": "object?"}
 NESTED_FIELDS = {"optimizer": {"param_groups": "list"},
                  "best": {"rank": "list", "epoch": "integer", "valid": "object"},
                  "position": {"epoch": "integer", "batch": "integer", "total": "number", "count": "integer"}}
 
 
-def checked_info(info: Any, path: Path) -> dict[str, Any]:
-    """The metadata of a resume file, every field of the kind isscli writes: a damaged or edited file is one line
-    naming the field, never a crash halfway through restoring the run."""
+def checked_info(info: Any, path: Path, fields: dict[str, str] = STATE_FIELDS) -> dict[str, Any]:
+    """The metadata of a resume file, each of ``fields`` of the kind isscli writes: a damaged or edited file is one
+    line naming the field, never a crash halfway through restoring the run."""
     from isscli.manifest import validated
 
     where = f"resume file {path}"
-    if isinstance(info, dict) and info.get("version") != FORMAT_VERSION:
+    if isinstance(info, dict) and "version" in fields and info.get("version") != FORMAT_VERSION:
         raise IsscliError(f"{path} has resume format {info.get('version')!r}", "start afresh with --force")
-    validated(info, INFO_FIELDS, where, FOREIGN)
-    for name, fields in NESTED_FIELDS.items():
-        if info.get(name) is not None:
-            validated(info[name], fields, where, FOREIGN, at=name)
+    validated(info, fields, where, FOREIGN)
+    for name, nested in NESTED_FIELDS.items():
+        if name in fields and info.get(name) is not None:
+            validated(info[name], nested, where, FOREIGN, at=name)
     return info
 
 

@@ -36,7 +36,16 @@ from isscli.observer import Observer, SilentObserver
 from isscli.provenance import operation_record
 from isscli.recipes import TrainSettings
 from isscli.regularizer import GroupLasso
-from isscli.runstate import FOREIGN, RunState, capture_rng, load_run_state, restore_rng, save_run_state
+from isscli.runstate import (
+    FOREIGN,
+    RUN_FIELDS,
+    RunState,
+    capture_rng,
+    checked_info,
+    load_run_state,
+    restore_rng,
+    save_run_state,
+)
 from isscli.surgery import weight_sparsity
 from isscli.tasks import Evaluation, StepLoss
 from isscli.training_run import (  # noqa: F401 - what a run is made of, importable from here too
@@ -94,6 +103,7 @@ class Trainer:
     def resume(self) -> None:
         """Continue from ``OUT.resume.safetensors``: weights, optimizer, RNG, best so far."""
         state = load_run_state(self.run.paths.resume)
+        checked_info(state.info, self.run.paths.resume, RUN_FIELDS)  # what a training run saved: each of its fields
         changed = identity_changes(state.info.get("identity"), json.loads(json.dumps(self.run.identity())))
         if changed:
             raise IsscliError(

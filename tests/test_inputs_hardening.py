@@ -5,9 +5,9 @@ vocabulary that reads most of the training text as <unk> is refused before train
 from __future__ import annotations
 
 import codecs
-import re
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
