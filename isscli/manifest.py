@@ -9,7 +9,7 @@ replaced, ``force`` or not. A file being written is listed first with no sha256 
 while writing it leaves a file that is still isscli's; append-only logs stay listed that way.
 
 **Fingerprints.** What a result was made from — a checkpoint's sha256, a corpus's content
-(:func:`data_fingerprint`), the settings — is recorded next to the result; a result is reused only
+(:func:`isscli.fingerprint.data_fingerprint`), the settings — is recorded next to the result; a result is reused only
 for the same fingerprints, and :func:`changes` names what differs (``changed: checkpoint, data``).
 
 **Records.** A JSON file isscli reads back (``shrink.json``, ``point.json``) is validated like user input
