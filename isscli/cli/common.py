@@ -13,7 +13,6 @@ import typer
 
 from isscli.atomic import Output, check_outputs, output_lock
 from isscli.models.presets import PRESETS
-from isscli.spec.authors import load_rename_file, parse_renames
 
 Request = TypeVar("Request")
 
@@ -37,6 +36,8 @@ DeviceOption = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto 
 
 def renames_from(pairs: list[str], rename_file: Optional[Path]) -> dict[str, str]:
     """``--rename OLD=NEW`` pairs over a ``--rename-file`` mapping."""
+    from isscli.spec.authors import load_rename_file, parse_renames  # torch: only when a command runs
+
     mapping = load_rename_file(rename_file) if rename_file else {}
     mapping.update(parse_renames(pairs))
     return mapping

@@ -8,7 +8,6 @@ from typing import Optional
 import typer
 
 from isscli import api
-from isscli.api.common import output_path
 from isscli.cli.common import (
     ArchOption,
     ConfigOption,
@@ -46,6 +45,8 @@ def compact(
     json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
     """Remove every ISS component whose receivers are all zero; the smaller model computes the same outputs."""
+    from isscli.api.common import output_path  # the library, and torch, only when the command runs
+
     output = output_path(output, checkpoint, "compact")
     claim_outputs(locals(), "output", "json_path")
     request = request_from(api.CompactRequest, locals())

@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from isscli import api
-from isscli.api.checkpoints import import_state_dict, new_model
 from isscli.cli.common import ForceOption, claim_outputs
 from isscli.cli.output import console, note, safe
 from isscli.errors import IsscliError
@@ -36,7 +35,7 @@ def init(
             changes[key] = parse_json(value)
         except ValueError:  # not JSON (or nested absurdly deep): the text itself
             changes[key] = value
-    checkpoint = new_model(config, seed, changes)
+    checkpoint = api.new_model(config, seed, changes)
     api.save(checkpoint, output, force)
     model = checkpoint.config or {}
     console.print(safe(f"{model['family']} {model['cell']} {model['hidden_sizes']}: {checkpoint.num_parameters():,} "
@@ -51,6 +50,6 @@ def import_pt(
 ) -> None:
     """Convert a torch.save state_dict (.pt) to safetensors; shared (tied) tensors are stored once."""
     claim_outputs(locals(), "output")
-    checkpoint = import_state_dict(source)
+    checkpoint = api.import_state_dict(source)
     api.save(checkpoint, output, force)
     note(f"{len(checkpoint.tensors)} tensors written to {output}")

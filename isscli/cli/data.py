@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 from isscli.cli.common import ForceOption, claim_outputs
 from isscli.cli.output import console, note, table
-from isscli.data.download import PTB_SHA256, PTB_URL, SPLITS, download_ptb, ptb_file
 
 app = typer.Typer(no_args_is_help=True, help="Download corpora (PTB) for train/finetune/eval.")
 
@@ -16,10 +16,14 @@ app = typer.Typer(no_args_is_help=True, help="Download corpora (PTB) for train/f
 @app.command("ptb")
 def ptb(
     dest: Path = typer.Argument(..., help="Folder to write ptb.{train,valid,test}.txt into (created if needed)."),
-    url: str = typer.Option(PTB_URL, "--url", help="Where simple-examples.tgz is (http(s):// or file://)."),
+    url: Optional[str] = typer.Option(None, "--url", help="Where simple-examples.tgz is (http(s):// or file://). "
+                                                           "Default: Mikolov's RNNLM page."),
     force: bool = ForceOption,
 ) -> None:
     """Download Mikolov's simple-examples.tgz, verify the PTB files' sha256 sums, write them to DEST."""
+    from isscli.data.download import PTB_SHA256, PTB_URL, SPLITS, download_ptb, ptb_file  # only when it runs
+
+    url = url or PTB_URL
     claim_outputs(locals(), folders={"dest": [ptb_file(split) for split in SPLITS]})
     note(f"downloading {url} …")
     written = download_ptb(dest, url, overwrite=force)

@@ -3,30 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.rule import Rule
 
 from isscli.cli.output import console, safe, table
 from isscli.cli.progress import ProgressDisplay
-from isscli.demo import BATCHES, GOAL_LOSS, GOAL_SPEEDUP, DemoRequest, DemoResult, run_demo
+
+if TYPE_CHECKING:
+    from isscli.demo import DemoResult
 
 
 def demo(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Corpus folder (PTB format). Default: searched."),
     folder: Path = typer.Option(Path("demo-out"), "-o", "--output",
                                 help="Folder for the demo outputs (new, or one the demo wrote: it replaces them)."),
-    batches: int = typer.Option(BATCHES, "--batches", min=1, help="Training batches per epoch (fewer: faster, worse)."),
+    batches: Optional[int] = typer.Option(None, "--batches", min=1,
+                                          help="Training batches per epoch (default 60; fewer: faster, worse)."),
 ) -> None:
     """Train a dense LM, learn ISS to a size target, compact and bench it against a fairly fine-tuned dense model."""
+    from isscli.demo import BATCHES, DemoRequest, run_demo  # the library, and torch, only when the command runs
+
     with ProgressDisplay() as display:
-        result = run_demo(DemoRequest(data=data, folder=folder, batches=batches), display)
+        result = run_demo(DemoRequest(data=data, folder=folder, batches=batches or BATCHES), display)
     summarize(result, folder)
 
 
 def summarize(result: DemoResult, folder: Path) -> None:
     """One table (80 columns): sizes, parameters, test perplexity and measured speed of the three models."""
+    from isscli.demo import GOAL_LOSS, GOAL_SPEEDUP
+
     rows = [(row.model, " × ".join(str(sum(layer)) for layer in row.hidden_sizes), row.parameters,
              round(row.perplexity, 2), round(row.milliseconds, 2) if row.milliseconds else "—",
              f"{row.speedup:.2f}×" if row.speedup else "—") for row in result.rows]

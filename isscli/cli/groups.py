@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from typer.core import TyperGroup
 
-from isscli.api.common import resolve_spec
-from isscli.api.user_models import example_input, model_parameters, model_spec
 from isscli.atomic import atomic_write_text
-from isscli.checkpoint import Checkpoint, load_checkpoint
 from isscli.cli.common import (
     ForceOption,
     RenameFileOption,
@@ -23,10 +20,10 @@ from isscli.cli.common import (
 from isscli.cli.options import HELP, option
 from isscli.cli.output import JSON_HELP, console, emit, note, table, visible
 from isscli.errors import IsscliError
-from isscli.live.usermodel import load_user_model, model_source
-from isscli.spec import GroupSpec, check_spec, load_spec
-from isscli.spec.authors import attach_companion_biases
-from isscli.surgery import alive_components, removable_components
+
+if TYPE_CHECKING:
+    from isscli.checkpoint import Checkpoint
+    from isscli.spec import GroupSpec
 
 
 class DefaultsToShow(TyperGroup):
@@ -46,6 +43,8 @@ app = typer.Typer(
 
 
 def spec_report(spec: GroupSpec, checkpoint: Checkpoint) -> dict[str, Any]:
+    from isscli.surgery import alive_components, removable_components
+
     shapes = {name: tuple(t.shape) for name, t in checkpoint.tensors.items()}
     return {
         "checkpoint": str(checkpoint.path),
@@ -110,6 +109,11 @@ def show(
     From tensor names: one recurrent module, or numbered ones (layers.0, layers.1, … read as a chain, which the
     spec's comment says). With --model, from your class's forward instead: any number of recurrent modules
     (an encoder and its decoder too), each unit's receivers found by running the model."""
+    from isscli.api.common import resolve_spec  # the library, and torch, only when the command runs
+    from isscli.api.user_models import example_input, model_parameters, model_spec
+    from isscli.checkpoint import Checkpoint, load_checkpoint
+    from isscli.live.usermodel import load_user_model, model_source
+
     claim_outputs(locals(), "output", "json_path")
     loaded = load_checkpoint(checkpoint)
     renames = renames_from(rename, rename_file)
@@ -162,6 +166,10 @@ def convert(
     force: bool = ForceOption,
 ) -> None:
     """Convert a spec (e.g. the authors' TensorFlow-era JSON) to the native format."""
+    from isscli.checkpoint import load_checkpoint
+    from isscli.spec import check_spec, load_spec
+    from isscli.spec.authors import attach_companion_biases
+
     claim_outputs(locals(), "output")
     spec = load_spec(source, renames_from(rename, rename_file))
     if checkpoint is not None:

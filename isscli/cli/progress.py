@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from rich.progress import (
     BarColumn,
@@ -16,7 +17,9 @@ from rich.progress import (
 )
 
 from isscli.cli.output import console, err_console, safe
-from isscli.training import EpochReport
+
+if TYPE_CHECKING:
+    from isscli.training import EpochReport
 
 
 def format_alive(alive: dict[str, int], components: dict[str, int], smallest: dict[str, float] | None = None) -> str:

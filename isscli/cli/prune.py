@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from isscli import api
-from isscli.api.common import output_path
 from isscli.cli.common import ForceOption, RenameFileOption, RenameOption, SpecOption, claim_outputs, request_from
 from isscli.cli.options import HELP, option
 from isscli.cli.output import console, emit, note, table
@@ -43,6 +42,8 @@ def prune(
 
     Give one of --group-threshold (by norm), --target-hidden or --keep-fraction (by size: the weakest groups go).
     """
+    from isscli.api.common import output_path  # the library, and torch, only when the command runs
+
     if threshold is not None:
         note("--threshold of prune is now --group-threshold (group norm ≤ τ); the old name will go", warning=True)
         group_threshold = threshold if group_threshold is None else group_threshold

@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
@@ -28,7 +28,9 @@ from isscli.cli.options import option
 from isscli.cli.output import console, emit, note
 from isscli.cli.progress import ProgressDisplay
 from isscli.recipes import RECIPES, TrainSettings
-from isscli.tasks import Evaluation
+
+if TYPE_CHECKING:
+    from isscli.tasks import Evaluation
 
 SETTINGS = tuple(f.name for f in fields(TrainSettings))
 
@@ -107,8 +109,9 @@ def describe(evaluation: Evaluation) -> str:
     return f"perplexity {evaluation.perplexity:.2f}"
 
 
-def run_command(operation: Callable[..., api.TrainResult], request_class: type) -> Callable[[Callable], Callable]:
-    """Make a command of ``function``'s own parameters plus the :data:`SHARED` options that runs ``operation``.
+def run_command(operation: str, request_class: str) -> Callable[[Callable], Callable]:
+    """Make a command of ``function``'s own parameters plus the :data:`SHARED` options that runs ``api.<operation>``
+    on an ``api.<request_class>`` (named, so that ``--help`` does not import the library, and torch with it).
 
     ``function`` declares the options only its command has, and its docstring is the command's help;
     its body is never run.
@@ -121,7 +124,8 @@ def run_command(operation: Callable[..., api.TrainResult], request_class: type) 
 
         def command(**arguments: Any) -> None:
             claim_run_outputs(arguments)
-            run_with_display(operation, run_request(request_class, arguments), arguments["json_path"])
+            request = run_request(getattr(api, request_class), arguments)
+            run_with_display(getattr(api, operation), request, arguments["json_path"])
 
         command.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
         command.__name__, command.__doc__ = function.__name__, function.__doc__
@@ -130,7 +134,7 @@ def run_command(operation: Callable[..., api.TrainResult], request_class: type) 
     return decorate
 
 
-@run_command(api.train, api.TrainRequest)
+@run_command("train", "TrainRequest")
 def train(
     preset: str = typer.Option(..., "--preset", "-p", help=f"Model and recipe: {', '.join(RECIPES)}."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the best-valid checkpoint."),
@@ -143,7 +147,7 @@ def train(
     """Train a model from scratch with a published recipe; --lambda learns ISS at the same time (paper Table 1)."""
 
 
-@run_command(api.finetune, api.FinetuneRequest)
+@run_command("finetune", "FinetuneRequest")
 def finetune(
     checkpoint: Path = typer.Argument(..., help="The trained model to fine-tune (left untouched)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output. Default: CKPT.iss.safetensors."),

@@ -7,14 +7,12 @@ from typing import Optional
 
 import typer
 
-from isscli.api.common import resolve_spec
-from isscli.checkpoint import load_checkpoint
 from isscli.cli.common import RenameFileOption, RenameOption, SpecOption, claim_outputs, renames_from
 from isscli.cli.output import JSON_HELP, console, emit, note, safe, table
 from isscli.errors import OutputError
-from isscli.pictures import group_norm_histogram, set_summary, units_chart, zero_pattern
 
-PICTURES = {"zero-pattern.png": zero_pattern, "group-norms.png": group_norm_histogram, "units.png": units_chart}
+#: The pictures ``-o`` draws, by file name, and the function of :mod:`isscli.pictures` that draws each.
+PICTURES = {"zero-pattern.png": "zero_pattern", "group-norms.png": "group_norm_histogram", "units.png": "units_chart"}
 
 
 def show(
@@ -29,10 +27,14 @@ def show(
     force: bool = typer.Option(False, "--force", help="Replace pictures and the --json report if they exist."),
 ) -> None:
     """Summarise the ISS of CKPT; with -o, draw its zero pattern, group-length histogram and units per layer."""
+    from isscli import pictures  # the library, and torch, only when the command runs
+    from isscli.api.common import resolve_spec
+    from isscli.checkpoint import load_checkpoint
+
     claim_outputs(locals(), "json_path", folders={"output": tuple(PICTURES)})
     loaded = load_checkpoint(checkpoint)
     group_spec = resolve_spec(loaded, spec, renames_from(rename, rename_file))
-    summaries = [set_summary(loaded.tensors, iss) for iss in group_spec.sets]
+    summaries = [pictures.set_summary(loaded.tensors, iss) for iss in group_spec.sets]
     written = []
     if output is not None:
         try:
@@ -40,8 +42,8 @@ def show(
         except OSError as error:
             raise OutputError(f"cannot create the folder {output} ({error.strerror})",
                               "choose a writable folder with -o") from None
-        for name, draw in PICTURES.items():
-            draw(loaded.tensors, group_spec, output / name)
+        for name, drawer in PICTURES.items():
+            getattr(pictures, drawer)(loaded.tensors, group_spec, output / name)
             written.append(str(output / name))
     report = {"checkpoint": str(checkpoint), "sets": summaries, "pictures": written}
 

@@ -8,8 +8,6 @@ from typing import Optional
 import typer
 
 from isscli import api
-from isscli.api.pipeline import RESULT_FILES
-from isscli.api.scoring import gate_metric
 from isscli.atomic import Output
 from isscli.cli.common import DeviceOption, ForceOption, claim_outputs, request_from
 from isscli.cli.options import option
@@ -45,6 +43,9 @@ def shrink(
     """Prune CKPT, compact it (verified exact), evaluate and bench it against the dense model: one table.
 
     With --model (your class) on tensor data (--data, --objective), every step runs your forward."""
+    from isscli.api.pipeline import RESULT_FILES  # the library, and torch, only when the command runs
+    from isscli.api.scoring import gate_metric
+
     claim_outputs(locals(), "json_path",
                   extra=[Output(folder, "folder", folder=True, files=RESULT_FILES, replace=force or resume)])
     roles = parse_list(models, str, "evaluate", "model names", "baseline,pruned,compact")

@@ -7,9 +7,6 @@ from typing import Optional
 
 import typer
 
-from isscli.api.common import output_path
-from isscli.api.masking import SparsifyRequest
-from isscli.api.masking import sparsify as sparsify_checkpoint
 from isscli.cli.common import ArchOption, ConfigOption, ForceOption, claim_outputs, request_from
 from isscli.cli.output import JSON_HELP, console, emit, note, table
 
@@ -32,6 +29,10 @@ def sparsify(
     Each matrix keeps the same share (exact counts; a masked CKPT loses in proportion to what it keeps).
     Fine-tune the result with `isscli finetune`: the masks are kept.
     """
+    from isscli.api.common import output_path  # the library, and torch, only when the command runs
+    from isscli.api.masking import SparsifyRequest
+    from isscli.api.masking import sparsify as sparsify_checkpoint
+
     output = output_path(output, checkpoint, "sparse")
     claim_outputs(locals(), "output", "json_path")
     result = sparsify_checkpoint(request_from(SparsifyRequest, locals()))

@@ -1,11 +1,17 @@
-"""Corpora: PTB-format language modelling, sentence classification, download and resolution."""
+"""Corpora: PTB-format language modelling, sentence classification, download and resolution.
 
-from isscli.data.corpus import EOS, UNK, Corpus, Vocabulary, batchify, bptt_chunks, load_corpus
-from isscli.data.download import PTB_SHA256, PTB_URL, download_ptb
-from isscli.data.resolve import DataSource, resolve_data
-from isscli.data.sentences import SentenceCorpus, load_sentences, sentence_batches
+The names below are imported on first use (:mod:`isscli.lazy`), so that reading a vocabulary bound does not
+load torch.
+"""
 
-__all__ = [
-    "EOS", "PTB_SHA256", "PTB_URL", "UNK", "Corpus", "DataSource", "SentenceCorpus", "Vocabulary",
-    "batchify", "bptt_chunks", "download_ptb", "load_corpus", "load_sentences", "resolve_data", "sentence_batches",
-]
+from isscli.lazy import lazy_exports
+
+HOMES = {
+    **dict.fromkeys(("EOS", "UNK", "Corpus", "Vocabulary", "batchify", "bptt_chunks", "load_corpus"),
+                    "isscli.data.corpus"),
+    **dict.fromkeys(("PTB_SHA256", "PTB_URL", "download_ptb"), "isscli.data.download"),
+    **dict.fromkeys(("DataSource", "resolve_data"), "isscli.data.resolve"),
+    **dict.fromkeys(("SentenceCorpus", "load_sentences", "sentence_batches"), "isscli.data.sentences"),
+}
+__all__ = sorted(HOMES)
+__getattr__, __dir__ = lazy_exports(__name__, HOMES)

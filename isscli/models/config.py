@@ -13,8 +13,9 @@ from typing import Any
 
 from isscli.data.vocabulary import MAX_VOCABULARY
 from isscli.errors import IsscliError
-from isscli.models.recurrent import GATES_PER_CELL
 
+#: Gate blocks per cell: the rows of a layer's weights are ``gates × hidden``.
+GATES_PER_CELL = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 FAMILIES = ("lm", "classifier", "rhn")
 POOLINGS = ("max", "mean", "last")
 #: The fewest words a classifier runs with: id 0 is <pad>, which it masks out, so one word more (LMs and RHNs run

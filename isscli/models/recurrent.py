@@ -15,7 +15,8 @@ from typing import Union
 import torch
 from torch import Tensor, nn
 
-GATES_PER_CELL = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+from isscli.models.config import GATES_PER_CELL  # noqa: F401 - the gate counts, importable from here too
+
 CELL_KERNELS = {
     "lstm": torch._VF.lstm,  # the kernels nn.LSTM/GRU/RNN call: fused on CPU and CUDA
     "gru": torch._VF.gru,
