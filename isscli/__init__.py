@@ -33,7 +33,7 @@ _HOMES = {
     **_API_HOMES,
     "Checkpoint": "isscli.checkpoint",
     **dict.fromkeys(("DemoRequest", "DemoResult", "run_demo"), "isscli.demo"),
-    **dict.fromkeys(("CheckpointError", "IsscliError", "OutputError", "SpecError"), "isscli.errors"),
+    **dict.fromkeys(("CheckpointError", "GateFailed", "IsscliError", "OutputError", "SpecError"), "isscli.errors"),
     **dict.fromkeys(("Observer", "SilentObserver"), "isscli.observer"),
     "invoked_by": "isscli.provenance",
     "GroupSpec": "isscli.spec",

@@ -38,6 +38,14 @@ class OutputError(IsscliError):
 
 
 
+class GateFailed(IsscliError):
+    """A CI gate was missed (``eval --fail-above/--fail-below/--max-loss``, ``bench --fail-below``): a failed check,
+    not a bad input, so exit 1. The library returns each gate's verdict; a caller that wants it as an error raises
+    this (the command line does)."""
+
+    exit_code = 1
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, as the command line raises it where the process is: everything cleans up as for Ctrl-C
     (temp files removed, nothing half-written), and the command exits 130 with the same line."""

@@ -304,8 +304,8 @@ def test_sweep_points_are_reused_only_for_the_same_inputs(dense: Path, corpus: P
 
 
 def test_a_point_of_another_parent_or_corpus_is_not_finished(dense: Path, corpus: Path, tmp_path: Path) -> None:
-    from isscli.sweep.plan import prepare
     from isscli.sweep.folders import to_run
+    from isscli.sweep.plan import prepare
 
     def plan_for(checkpoint: Path, data: Path):  # noqa: ANN202
         base = isscli.FinetuneRequest(checkpoint=checkpoint, data=data, settings=SETTINGS)

@@ -13,13 +13,14 @@ HOMES = {
     **dict.fromkeys(("check_spec", "derive_spec", "import_state_dict", "load", "new_model", "save"),
                     "isscli.api.checkpoints"),
     **dict.fromkeys(("ExportRequest", "export_model"), "isscli.api.exporting"),
+    **dict.fromkeys(("ExportMismatch", "ExportResult"), "isscli.export.onnx"),
     **dict.fromkeys(("SparsifyRequest", "SparsifyResult", "sparsify"), "isscli.api.masking"),
     **dict.fromkeys(("ShrinkRequest", "ShrinkResult", "shrink"), "isscli.api.pipeline"),
     **dict.fromkeys(("CompactionMismatch", "CompactRequest", "CompactResult", "PruneRequest", "PruneResult",
                      "Verification", "compact", "prune"), "isscli.api.pruning"),
     **dict.fromkeys(("FinetuneRequest", "TrainingInterrupted", "TrainRequest", "TrainResult", "finetune", "train"),
                     "isscli.api.runs"),
-    **dict.fromkeys(("EvaluateRequest", "EvaluateResult", "evaluate"), "isscli.api.scoring"),
+    **dict.fromkeys(("EvaluateRequest", "EvaluateResult", "ScoreNotFinite", "evaluate"), "isscli.api.scoring"),
 }
 __all__ = sorted(HOMES)
 __getattr__, __dir__ = lazy_exports(__name__, HOMES)

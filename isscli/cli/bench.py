@@ -11,14 +11,7 @@ from isscli import api
 from isscli.cli.common import ArchOption, ConfigOption, ReportForceOption, claim_outputs, request_from
 from isscli.cli.options import HELP, option
 from isscli.cli.output import JSON_HELP, Notes, console, emit, safe, table
-from isscli.errors import IsscliError
-
-
-class SpeedupBelowGate(IsscliError):
-    """The measured speed-up misses ``--fail-below``: a failed check, not a bad input."""
-
-    exit_code = 1
-
+from isscli.errors import GateFailed
 
 WORKLOAD_LABELS = {
     "full": "full, batch {batch}", "recurrent": "recurrent only, batch {batch}", "latency": "full, batch 1",
@@ -164,5 +157,5 @@ def bench(
     report = result.to_json()
     emit(report, json_path, lambda: render(report))
     if result.gate is not None and not result.gate["passed"]:
-        raise SpeedupBelowGate(f"speed-up {result.speedup:.2f}× is below --fail-below {fail_below:g}",
+        raise GateFailed(f"speed-up {result.speedup:.2f}× is below --fail-below {fail_below:g}",
                                "the model is not fast enough on this machine; see the report for the timings")

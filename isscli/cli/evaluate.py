@@ -11,13 +11,7 @@ from isscli import api
 from isscli.cli.common import ArchOption, ConfigOption, DeviceOption, ReportForceOption, claim_outputs, request_from
 from isscli.cli.options import option
 from isscli.cli.output import Notes, console, emit, note, table
-from isscli.errors import IsscliError
-
-
-class QualityBelowGate(IsscliError):
-    """The score misses ``--fail-above``/``--fail-below``/``--max-loss``: a failed check, not a bad input."""
-
-    exit_code = 1
+from isscli.errors import GateFailed
 
 
 def evaluate(
@@ -85,5 +79,5 @@ def evaluate(
     gate = result.gate
     if gate is not None and not gate["passed"]:
         limits = ", ".join(f"--{name.replace('_', '-')} → {limit:.4g}" for name, limit in gate["limits"].items())
-        raise QualityBelowGate(f"{gate['metric']} {gate['value']:.4g} misses the gate ({limits})",
+        raise GateFailed(f"{gate['metric']} {gate['value']:.4g} misses the gate ({limits})",
                                "the model is not good enough; see the report")
