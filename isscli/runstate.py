@@ -9,6 +9,7 @@ same weights, bit for bit on CPU, as a run that was never interrupted.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,9 @@ from isscli.atomic import atomic_write
 from isscli.errors import IsscliError
 
 METADATA_KEY = "isscli.resume"
-FORMAT_VERSION = 1
+#: The sha256 of the metadata as written: a state edited since (by hand, or damaged) is refused, never half-used.
+DIGEST_KEY = "isscli.resume.sha256"
+FORMAT_VERSION = 2  # 2: the metadata carries its digest
 
 
 @dataclass
@@ -71,7 +74,9 @@ def save_run_state(path: Path, state: RunState) -> None:
     info = {"format": "isscli.resume", "version": FORMAT_VERSION, "epoch": state.epoch,
             "optimizer": optimizer_meta, **state.info}
     contiguous = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
-    atomic_write(path, lambda temp: save_file(contiguous, str(temp), metadata={METADATA_KEY: json.dumps(info)}))
+    text = json.dumps(info)
+    metadata = {METADATA_KEY: text, DIGEST_KEY: hashlib.sha256(text.encode()).hexdigest()}
+    atomic_write(path, lambda temp: save_file(contiguous, str(temp), metadata=metadata))
 
 
 #: The hint of every resume file that isscli did not write as it is (damaged, edited, of another version).
@@ -106,10 +111,17 @@ def load_run_state(path: Path) -> RunState:
         raise IsscliError(f"no resumable run at {path}", "start the run without --resume")
     try:
         with safe_open(str(path), framework="pt") as reader:
-            info = json.loads((reader.metadata() or {})[METADATA_KEY])
+            metadata = reader.metadata() or {}
+            text = metadata[METADATA_KEY]
+            info = json.loads(text)
             tensors = {name: reader.get_tensor(name) for name in reader.keys()}
     except (SafetensorError, OSError, KeyError, ValueError) as error:
         raise IsscliError(f"{path} is not a readable resume file ({error})", "start afresh with --force") from None
+    if isinstance(info, dict) and info.get("version") != FORMAT_VERSION:
+        raise IsscliError(f"{path} has resume format {info.get('version')!r}", "start afresh with --force")
+    if metadata.get(DIGEST_KEY) != hashlib.sha256(text.encode()).hexdigest():
+        raise IsscliError(f"{path} was changed since isscli wrote it (its state does not match its checksum)",
+                          FOREIGN)
     info = checked_info(info, path)
     groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "optimizer": {}, "rng": {}, "hook": {}, "carried": {}}
     for name, tensor in tensors.items():

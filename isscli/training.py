@@ -64,6 +64,23 @@ from isscli.training_run import (  # noqa: F401 - what a run is made of, importa
 RESUMABLE_CHANGES = ("epochs", "save_every")
 
 
+class Missing:
+    """A key a saved optimizer group does not have."""
+
+
+def same_kind(saved: Any, current: Any) -> bool:
+    """Whether a saved optimizer setting can stand for the optimizer's own: numbers for numbers (bools apart),
+    a list for a tuple (JSON has no tuples), the same kind otherwise."""
+    if isinstance(current, bool) or current is None:
+        return type(saved) is type(current)
+    if isinstance(current, (int, float)):
+        return isinstance(saved, (int, float)) and not isinstance(saved, bool)
+    if isinstance(current, (tuple, list)):
+        return isinstance(saved, (tuple, list)) and len(saved) == len(current) and all(
+            same_kind(a, b) for a, b in zip(saved, current))
+    return isinstance(saved, type(current))
+
+
 def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
     parameters = list(model.parameters())
     if settings.optimizer == "adam":
@@ -119,6 +136,7 @@ class Trainer:
                 f"--resume needs the settings the run started with; changed: {', '.join(changed)}",
                 "repeat the original flags (only --epochs may change), or start afresh with --force",
             )
+        self.check_optimizer_groups(state.optimizer.get("param_groups"))
         try:  # the file's tensors against this run's model and optimizer: a damaged file is one line
             self.model.load_state_dict(state.model, strict=False)
             self.optimizer.load_state_dict(state.optimizer)
@@ -156,6 +174,20 @@ class Trainer:
                 raise IsscliError(f"{self.run.paths.resume}: the state of its {hook.name} does not fit this run "
                                   f"({str(error).splitlines()[0][:160] if str(error) else type(error).__name__})",
                                   FOREIGN) from None
+
+    def check_optimizer_groups(self, groups: Any) -> None:
+        """The saved optimizer's settings have this run's optimizer's keys and kinds (a missing ``momentum`` would
+        only fail at the next step, deep inside torch)."""
+        path = self.run.paths.resume
+        if not isinstance(groups, list) or len(groups) != len(self.optimizer.param_groups):
+            raise IsscliError(f"{path}: its optimizer has other parameter groups than this run's", FOREIGN)
+        for index, (saved, own) in enumerate(zip(groups, self.optimizer.param_groups)):
+            if not isinstance(saved, dict):
+                raise IsscliError(f'{path}: field "optimizer.param_groups.{index}" is not an object', FOREIGN)
+            for key, value in own.items():
+                if key != "params" and not same_kind(saved.get(key, Missing), value):
+                    raise IsscliError(f'{path}: field "optimizer.param_groups.{index}.{key}" is missing or of '
+                                      "another kind than the optimizer's", FOREIGN)
 
     def save_state(self, epoch: int, position: dict[str, Any] | None = None) -> None:
         """The resumable state after ``epoch`` epochs (and, with ``position``, batches of the next one): written by
