@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo lint specs clean
+.PHONY: install test test-quick demo lint specs clean
 
 install: $(STAMP)
 
@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml
 # pytest exits 5 when it collects no test: that is a failure here, not a pass.
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$status
+
+# The inner loop: every test but the slow ones (tests/conftest.py SLOW_FILES), in under a minute.
+test-quick: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$status
 
 demo: install

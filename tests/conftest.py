@@ -19,6 +19,17 @@ from isscli.models import build_model, model_tensors
 torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: The files whose tests take seconds each (subprocesses, torchrun, real training, whole sweeps): ``slow``, left out
+#: by ``make test-quick`` (the inner loop, under a minute) and run by ``make test`` (everything, as CI does).
+SLOW_FILES = {"test_distributed.py", "test_hardening.py", "test_gpu_paths.py", "test_examples.py", "test_ci_doc.py",
+              "test_sweep.py", "test_sweep_merge.py", "test_tables.py", "test_paper_lm.py", "test_bench.py",
+              "test_reuse_checks.py", "test_cli_startup.py", "test_docs.py", "test_demo.py", "test_mutated_files.py"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
 
 
 @dataclass
