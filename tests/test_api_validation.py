@@ -24,6 +24,7 @@ REQUESTS: dict[type, dict[str, Any]] = {
     isscli.SparsifyRequest: {"checkpoint": "c.safetensors", "sparsity": 0.5},
     isscli.ShrinkRequest: {"checkpoint": "c.safetensors", "folder": "out"},
     isscli.DemoRequest: {},
+    isscli.ShowRequest: {"checkpoint": "c.safetensors"},
 }
 
 

@@ -15,6 +15,7 @@ HOMES = {
     **dict.fromkeys(("ExportRequest", "export_model"), "isscli.api.exporting"),
     **dict.fromkeys(("ExportMismatch", "ExportResult"), "isscli.export.onnx"),
     **dict.fromkeys(("SparsifyRequest", "SparsifyResult", "sparsify"), "isscli.api.masking"),
+    **dict.fromkeys(("ShowRequest", "ShowResult", "show"), "isscli.api.showing"),
     **dict.fromkeys(("ShrinkRequest", "ShrinkResult", "shrink"), "isscli.api.pipeline"),
     **dict.fromkeys(("CompactionMismatch", "CompactRequest", "CompactResult", "PruneRequest", "PruneResult",
                      "Verification", "compact", "prune"), "isscli.api.pruning"),

@@ -9,10 +9,6 @@ import typer
 
 from isscli.cli.common import RenameFileOption, RenameOption, SpecOption, claim_outputs, renames_from
 from isscli.cli.output import JSON_HELP, console, emit, note, safe, table
-from isscli.errors import OutputError
-
-#: The pictures ``-o`` draws, by file name, and the function of :mod:`isscli.pictures` that draws each.
-PICTURES = {"zero-pattern.png": "zero_pattern", "group-norms.png": "group_norm_histogram", "units.png": "units_chart"}
 
 
 def show(
@@ -27,25 +23,14 @@ def show(
     force: bool = typer.Option(False, "--force", help="Replace pictures and the --json report if they exist."),
 ) -> None:
     """Summarise the ISS of CKPT; with -o, draw its zero pattern, group-length histogram and units per layer."""
-    from isscli import pictures  # the library, and torch, only when the command runs
-    from isscli.api.common import resolve_spec
-    from isscli.checkpoint import load_checkpoint
+    from isscli import api  # the library, and torch, only when the command runs
+    from isscli.api.showing import PICTURES
 
     claim_outputs(locals(), "json_path", folders={"output": tuple(PICTURES)})
-    loaded = load_checkpoint(checkpoint)
-    group_spec = resolve_spec(loaded, spec, renames_from(rename, rename_file))
-    summaries = [pictures.set_summary(loaded.tensors, iss) for iss in group_spec.sets]
-    written = []
-    if output is not None:
-        try:
-            output.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise OutputError(f"cannot create the folder {output} ({error.strerror})",
-                              "choose a writable folder with -o") from None
-        for name, drawer in PICTURES.items():
-            getattr(pictures, drawer)(loaded.tensors, group_spec, output / name)
-            written.append(str(output / name))
-    report = {"checkpoint": str(checkpoint), "sets": summaries, "pictures": written}
+    result = api.show(api.ShowRequest(checkpoint=checkpoint, spec=spec, renames=renames_from(rename, rename_file),
+                                      output=output))
+    summaries, written, report = result.sets, result.pictures, result.to_json()
+    report["checkpoint"] = str(checkpoint)
 
     def render() -> None:
         rows = [
