@@ -10,8 +10,9 @@ from isscli.lazy import lazy_exports
 #: Every public name of the API and the module that defines it; each is imported on first use (:mod:`isscli.lazy`).
 HOMES = {
     **dict.fromkeys(("BenchRequest", "BenchResult", "bench"), "isscli.api.benching"),
-    **dict.fromkeys(("check_spec", "derive_spec", "import_state_dict", "load", "new_model", "save"),
+    **dict.fromkeys(("check_spec", "convert_spec", "derive_spec", "import_state_dict", "load", "new_model", "save"),
                     "isscli.api.checkpoints"),
+    "download_ptb": "isscli.data.download",
     **dict.fromkeys(("ExportRequest", "export_model"), "isscli.api.exporting"),
     **dict.fromkeys(("ExportMismatch", "ExportResult"), "isscli.export.onnx"),
     **dict.fromkeys(("SparsifyRequest", "SparsifyResult", "sparsify"), "isscli.api.masking"),

@@ -21,12 +21,15 @@ from isscli.api.common import (
     write_checkpoint,
 )
 from isscli.api.validation import checked_arguments
+from isscli.atomic import atomic_write_text, check_output_path
 from isscli.checkpoint import STORED_DTYPES, Checkpoint, file_sha256
 from isscli.errors import CheckpointError, IsscliError
 from isscli.models import build_model, model_tensors
 from isscli.parsing import MAX_SEED, check_bounds
 from isscli.provenance import operation_record
-from isscli.spec import GroupSpec
+from isscli.spec import GroupSpec, load_spec
+from isscli.spec import check_spec as check_spec_fits
+from isscli.spec.authors import attach_companion_biases
 
 
 @checked_arguments
@@ -97,6 +100,28 @@ def check_spec(spec: SpecSource, checkpoint: CheckpointSource, renames: Mapping[
         >>> isscli.check_spec("group_specs/ptb-small.json", "dense.safetensors")
     """
     return resolve_spec(as_checkpoint(checkpoint), spec, renames)
+
+
+@checked_arguments
+def convert_spec(source: PathLike, output: PathLike | None = None, renames: Mapping[str, str] | None = None,
+                 checkpoint: CheckpointSource | None = None, force: bool = False) -> GroupSpec:
+    """A spec in the native format from any spec file (the authors' TensorFlow-era JSON included; ``renames`` maps
+    its tensor names), checked against ``checkpoint`` when one is given, written to ``output`` (atomically; an
+    existing file only with ``force``) when one is given. This is ``isscli groups convert``.
+
+    Example:
+        >>> isscli.convert_spec("authors.json", "native.json", checkpoint="model.safetensors").sets[0].name
+    """
+    spec = load_spec(Path(source), dict(renames or {}))
+    if checkpoint is not None:
+        tensors = as_checkpoint(checkpoint).tensors
+        if spec.origin == "authors":  # their biases are separate tensors: attached to the sets they belong to
+            attach_companion_biases(spec, tensors)
+        check_spec_fits(spec, tensors)
+    if output is not None:
+        check_output_path(Path(output), input_paths(Path(source), checkpoint), overwrite=force)
+        atomic_write_text(Path(output), spec.dumps())
+    return spec
 
 
 @checked_arguments

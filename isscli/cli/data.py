@@ -21,12 +21,13 @@ def ptb(
     force: bool = ForceOption,
 ) -> None:
     """Download Mikolov's simple-examples.tgz, verify the PTB files' sha256 sums, write them to DEST."""
-    from isscli.data.download import PTB_SHA256, PTB_URL, SPLITS, download_ptb, ptb_file  # only when it runs
+    from isscli import api  # the library, and torch, only when the command runs
+    from isscli.data.download import PTB_SHA256, PTB_URL, SPLITS, ptb_file
 
     url = url or PTB_URL
     claim_outputs(locals(), folders={"dest": [ptb_file(split) for split in SPLITS]})
     note(f"downloading {url} …")
-    written = download_ptb(dest, url, overwrite=force)
+    written = api.download_ptb(dest, url, overwrite=force)
     rows = [(path.name, path.stat().st_size, PTB_SHA256[split][:16] + "…") for split, path in written.items()]
     console.print(table(f"PTB in {dest} (checksums verified)", ("file", "bytes", "sha256"), rows))
     note(f"use it with --data {dest}")

@@ -166,17 +166,9 @@ def convert(
     force: bool = ForceOption,
 ) -> None:
     """Convert a spec (e.g. the authors' TensorFlow-era JSON) to the native format."""
-    from isscli.checkpoint import load_checkpoint
-    from isscli.spec import check_spec, load_spec
-    from isscli.spec.authors import attach_companion_biases
+    from isscli import api  # the library, and torch, only when the command runs
 
     claim_outputs(locals(), "output")
-    spec = load_spec(source, renames_from(rename, rename_file))
-    if checkpoint is not None:
-        tensors = load_checkpoint(checkpoint).tensors
-        if spec.origin == "authors":
-            attach_companion_biases(spec, tensors)
-        check_spec(spec, tensors)
-    atomic_write_text(output, spec.dumps())
+    spec = api.convert_spec(source, output, renames_from(rename, rename_file), checkpoint, force=force)
     rows = [(iss.name, iss.components, iss.multiplier, len(iss.slices)) for iss in spec.sets]
     console.print(table(f"{source} → {output}", ("set", "K", "λ multiplier", "slices"), rows))
