@@ -333,3 +333,13 @@ def test_a_run_of_their_model_resumes_bit_for_bit_and_only_on_its_own_data(run_c
     moved = ["finetune", dense, "--model", model[1], "--data", other, *run[6:]]
     refused = run_cli(*moved, "-o", tmp_path / "moved.safetensors", "--resume")
     assert refused.code == 2 and "belongs to another run" in refused.stderr
+
+
+def test_shrink_and_sweep_refuse_a_bad_reading_of_the_data_before_writing_anything(run_cli, theirs,  # noqa: ANN001
+                                                                                   tmp_path: Path) -> None:
+    dense, model = theirs["paths"]["Forecaster"], flags(theirs, "Forecaster")
+    for command in (["shrink", dense, *model, "-o", tmp_path / "shrunk"],
+                    ["sweep", dense, *model, "--target-hidden", "6,6", "--no-plot", "-o", tmp_path / "swept"]):
+        result = run_cli(*command)  # no --objective: y's meaning is never guessed
+        assert result.code == 2 and "no --objective given for tensor data" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -26,6 +26,7 @@ from isscli.api.benching import BenchRequest, BenchResult, bench
 from isscli.api.common import PathLike
 from isscli.api.pruning import CompactRequest, PruneRequest, compact, prune
 from isscli.api.scoring import EvaluateRequest, EvaluateResult, evaluate
+from isscli.api.user_models import check_tensor_data
 from isscli.api.validation import Checked, checked_arguments
 from isscli.atomic import atomic_write_text, output_lock
 from isscli.checkpoint import load_checkpoint
@@ -262,6 +263,8 @@ def shrink(request: ShrinkRequest, observer: Observer | None = None) -> ShrinkRe
     unknown = sorted(set(request.evaluate) - set(ROLES))
     if unknown:
         raise IsscliError(f"`evaluate` names unknown model(s) {', '.join(unknown)}", f"choose from {', '.join(ROLES)}")
+    if request.evaluate:  # the steps that score read the data as the objective says: checked before any step
+        check_tensor_data(request)
     with output_lock(request.folder):  # one shrink at a time in a folder
         return _shrink(request, observer)
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from isscli.api.validation import Checked
-from isscli.data.tensors import is_tensor_file, load_tensor_inputs
+from isscli.data.tensors import is_tensor_file, load_tensor_data, load_tensor_inputs
 from isscli.errors import IsscliError
 from isscli.live.usermodel import ModelSource, example_from_shape, model_source
 from isscli.observer import Observer
@@ -120,3 +120,11 @@ def model_tensors_once(model: nn.Module) -> dict[str, torch.Tensor]:
     state = {name: tensor for name, tensor in model.state_dict().items() if name in parameters
              or name not in dict(model.named_parameters(remove_duplicate=False))}
     return {name: tensor.detach().clone().contiguous() for name, tensor in state.items()}
+
+
+def check_tensor_data(request: Any) -> None:
+    """With ``model`` on tensor data, the data and its reading (``objective``, ``split_rule``) checked before any
+    work, so that a command of several steps (shrink, sweep) refuses a bad input before it writes anything."""
+    data = getattr(request, "data", None)
+    if getattr(request, "model", None) is not None and data is not None and is_tensor_file(data):
+        load_tensor_data(Path(data), getattr(request, "objective", None), getattr(request, "split_rule", None))

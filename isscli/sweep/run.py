@@ -18,6 +18,7 @@ from isscli import manifest
 from isscli.api.pipeline import RESULT_FILE, ShrinkRequest, ShrinkResult, shrink
 from isscli.api.runs import TrainingInterrupted, TrainRequest, finetune, train
 from isscli.api.scoring import EvaluateRequest, evaluate
+from isscli.api.user_models import check_tensor_data
 from isscli.api.validation import checked_arguments
 from isscli.atomic import atomic_write_text, output_lock
 from isscli.checkpoint import load_checkpoint
@@ -278,6 +279,7 @@ def run_sweep(request: SweepRequest, observer: Observer | None = None, plot: boo
 
 
 def _run_sweep(request: SweepRequest, observer: Observer, plot: bool) -> SweepResult:
+    check_tensor_data(request.base)  # a bad reading of the data fails here, not in every point's training
     plan = prepare(request, observer)
     shared = plan.shared_inputs()
     todo = to_run(plan, shared, observer)
