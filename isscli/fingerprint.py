@@ -8,14 +8,11 @@ text can share, so the files themselves are hashed, streamed, so that a corpus o
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
-from typing import Union
 
+from isscli.atomic import PathLike
 from isscli.checkpoint import file_sha256
 from isscli.errors import IsscliError
-
-PathLike = Union[str, os.PathLike]
 
 
 def data_fingerprint(path: PathLike) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import islice
@@ -107,6 +108,28 @@ class Task(Protocol):
     def restore(self, tensors: dict[str, torch.Tensor]) -> None: ...
 
 
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """The model in eval mode (no dropout) meanwhile, its own mode back after, an error or not."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+class IndependentBatches:
+    """Tasks whose batches are independent (sentences, samples): nothing is carried from one batch to the next, so
+    a mid-epoch resume has no state to restore."""
+
+    def carried(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def restore(self, tensors: dict[str, torch.Tensor]) -> None:
+        pass
+
+
 def detached(state: Any) -> Any:
     """Cut the graph between chunks (truncated BPTT), whatever the family's state is made of."""
     if isinstance(state, torch.Tensor):
@@ -196,19 +219,17 @@ def evaluate_stream(
     limit: int | None = None,
 ) -> Evaluation:
     """Perplexity of an LM over a whole split, state carried across chunks."""
-    was_training = model.training
-    model.eval()
     stream = batchify(ids, batch_size).to(device)
     state, total, count = None, 0.0, 0
-    for inputs, targets in islice(bptt_chunks(stream, bptt), limit):
-        logits, state = model(inputs, state)
-        total += float(F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="sum"))
-        count += targets.numel()
-    model.train(was_training)
+    with evaluating(model):
+        for inputs, targets in islice(bptt_chunks(stream, bptt), limit):
+            logits, state = model(inputs, state)
+            total += float(F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="sum"))
+            count += targets.numel()
     return Evaluation(split, total / count, count)
 
 
-class ClassifierTask:
+class ClassifierTask(IndependentBatches):
     """Shuffled padded batches; the shuffle depends on (seed, epoch) only, so resuming is exact.
 
     With several ranks, each reads its share of the sentences of every batch.
@@ -240,12 +261,6 @@ class ClassifierTask:
         summed = F.cross_entropy(model(tokens, lengths), labels.to(self.device), reduction="sum") * weight
         return StepLoss(summed * ranks.world / size, float(summed.detach()), int(weight * rows.numel()))
 
-    def carried(self) -> dict[str, torch.Tensor]:
-        return {}  # sentences are independent: nothing is carried from one batch to the next
-
-    def restore(self, tensors: dict[str, torch.Tensor]) -> None:
-        pass
-
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str, limit: int | None = None) -> Evaluation:
         """The whole split, or its first ``limit`` batches (quick checks)."""
@@ -257,20 +272,18 @@ def evaluate_sentences(
     model: nn.Module, data: EncodedSplit, split: str, batch_size: int, device: torch.device, limit: int | None = None
 ) -> Evaluation:
     """Mean cross-entropy and accuracy of a classifier over a split (its first ``limit`` batches)."""
-    was_training = model.training
-    model.eval()
     total, correct, count = 0.0, 0, 0
-    for tokens, lengths, labels in islice(sentence_batches(data, batch_size), limit):
-        labels = labels.to(device)
-        logits = model(tokens.to(device), lengths.to(device)).float()  # a bf16 model's losses summed in fp32
-        total += float(F.cross_entropy(logits, labels, reduction="sum"))
-        correct += int((logits.argmax(dim=1) == labels).sum())
-        count += labels.numel()
-    model.train(was_training)
+    with evaluating(model):
+        for tokens, lengths, labels in islice(sentence_batches(data, batch_size), limit):
+            labels = labels.to(device)
+            logits = model(tokens.to(device), lengths.to(device)).float()  # a bf16 model's losses summed in fp32
+            total += float(F.cross_entropy(logits, labels, reduction="sum"))
+            correct += int((logits.argmax(dim=1) == labels).sum())
+            count += labels.numel()
     return Evaluation(split, total / count, count, correct / count)
 
 
-class TensorTask:
+class TensorTask(IndependentBatches):
     """Any recurrent model on tensor data (:mod:`isscli.data.tensors`): shuffled rows, the shuffle a function of
     (seed, epoch) only, so resuming is exact.
 
@@ -339,25 +352,15 @@ class TensorTask:
         summed = F.cross_entropy(output.flatten(0, 1), target.flatten(), ignore_index=IGNORE, reduction="sum")
         return summed, int(counted.sum()), right
 
-    def carried(self) -> dict[str, torch.Tensor]:
-        return {}  # samples are independent: nothing is carried from one batch to the next
-
-    def restore(self, tensors: dict[str, torch.Tensor]) -> None:
-        pass
-
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str, limit: int | None = None) -> Evaluation:
         """The whole split in file order, or its first ``limit`` batches (quick checks)."""
         data = self.data.split(split)
-        was_training = model.training
-        model.eval()
         total, count, correct = 0.0, 0, 0
-        try:
+        with evaluating(model):
             for start in islice(range(0, len(data), self.eval_batch_size), limit):
                 summed, items, right = self.scored(model, data, slice(start, start + self.eval_batch_size), True)
                 total, count, correct = total + float(summed), count + items, correct + right
-        finally:
-            model.train(was_training)
         if count == 0:
             raise IsscliError(f"the first {limit} batch(es) of {split} hold no counted steps (all -100 or padding)",
                               "raise `max_eval_batches`, or leave it out")

@@ -64,8 +64,7 @@ from isscli.training_run import (  # noqa: F401 - what a run is made of, importa
 RESUMABLE_CHANGES = ("epochs", "save_every")
 
 
-class Missing:
-    """A key a saved optimizer group does not have."""
+MISSING = object()  # a key a saved optimizer group does not have
 
 
 def same_kind(saved: Any, current: Any) -> bool:
@@ -185,7 +184,7 @@ class Trainer:
             if not isinstance(saved, dict):
                 raise IsscliError(f'{path}: field "optimizer.param_groups.{index}" is not an object', FOREIGN)
             for key, value in own.items():
-                if key != "params" and not same_kind(saved.get(key, Missing), value):
+                if key != "params" and not same_kind(saved.get(key, MISSING), value):
                     raise IsscliError(f'{path}: field "optimizer.param_groups.{index}.{key}" is missing or of '
                                       "another kind than the optimizer's", FOREIGN)
 

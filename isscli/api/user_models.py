@@ -20,6 +20,7 @@ from torch import nn
 from isscli.api.validation import Checked
 from isscli.data.tensors import is_tensor_file, load_tensor_data, load_tensor_inputs
 from isscli.errors import IsscliError
+from isscli.live.model import parameter_tensors
 from isscli.live.usermodel import ModelSource, example_from_shape, model_source
 from isscli.observer import Observer
 from isscli.spec import GroupSpec, check_spec, load_spec
@@ -95,16 +96,11 @@ def resized(example: ExampleInput, batch: int) -> ExampleInput:
                                                                                  else ""))
 
 
-def model_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The tensors the spec names: ``named_parameters`` (a tied weight once, under its first name)."""
-    return {name: parameter.detach() for name, parameter in model.named_parameters()}
-
-
 def model_spec(model: nn.Module, example: ExampleInput, spec: Any, renames: Mapping[str, str] | None) -> GroupSpec:
     """The spec given (checked against the model's parameters), or the one traced from the model's forward."""
     from isscli.live.trace import derive_module_spec
 
-    tensors = model_parameters(model)
+    tensors = parameter_tensors(model)
     if spec is None:
         return derive_module_spec(model, example.arguments)
     resolved = spec if isinstance(spec, GroupSpec) else load_spec(Path(spec), dict(renames or {}))

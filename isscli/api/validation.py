@@ -100,11 +100,12 @@ def checked_arguments(function: Callable[..., Result]) -> Callable[..., Result]:
     """An API function whose arguments are checked against its annotations first (``load(None)`` is one line)."""
     signature = inspect.signature(function)
 
+    hints = functools.cache(lambda: typing.get_type_hints(function))  # resolved at the first call, then kept
+
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Result:
-        hints = typing.get_type_hints(function)
         for name, value in signature.bind(*args, **kwargs).arguments.items():
-            refuse_unless_fits(name, value, hints.get(name, Any))
+            refuse_unless_fits(name, value, hints().get(name, Any))
         return function(*args, **kwargs)
 
     return wrapper

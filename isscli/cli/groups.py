@@ -110,8 +110,9 @@ def show(
     spec's comment says). With --model, from your class's forward instead: any number of recurrent modules
     (an encoder and its decoder too), each unit's receivers found by running the model."""
     from isscli.api.common import resolve_spec  # the library, and torch, only when the command runs
-    from isscli.api.user_models import example_input, model_parameters, model_spec
+    from isscli.api.user_models import example_input, model_spec
     from isscli.checkpoint import Checkpoint, load_checkpoint
+    from isscli.live.model import parameter_tensors
     from isscli.live.usermodel import load_user_model, model_source
 
     claim_outputs(locals(), "output", "json_path")
@@ -123,7 +124,7 @@ def show(
         module = load_user_model(source, loaded)
         example = example_input(data, input_shape)
         spec = model_spec(module, example, check, renames)
-        loaded = Checkpoint(model_parameters(module), path=loaded.path, sha256=loaded.sha256)
+        loaded = Checkpoint(parameter_tensors(module), path=loaded.path, sha256=loaded.sha256)
         comment = f"traced from {model}'s forward: {example.description}"
     else:
         if data is not None or input_shape is not None:

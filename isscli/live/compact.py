@@ -26,6 +26,7 @@ from isscli.live.model import (
     layer_sizes,
     members,
     named_outputs,
+    parameter_tensors,
     recurrent_modules,
     replace_module,
     tied_names,
@@ -34,6 +35,7 @@ from isscli.live.trace import derive_module_spec
 from isscli.spec.schema import GroupSpec, check_spec
 from isscli.surgery import SetChange
 from isscli.surgery import compact as compact_tensors
+from isscli.tasks import evaluating
 
 #: Largest allowed output difference per unit of the largest |output| (as ``isscli compact``).
 TOLERANCE = 1e-5
@@ -65,12 +67,8 @@ class ModuleCompaction:
 @torch.no_grad()
 def evaluated(model: nn.Module, example_input: Any) -> dict[str, Tensor]:
     """The model's outputs in eval mode (its own mode restored after)."""
-    training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         return dict(named_outputs(call_model(model, example_input)))
-    finally:
-        model.train(training)
 
 
 def rebuilt_recurrent(module: nn.Module, prefix: str, tensors: dict[str, Tensor]) -> nn.Module:
@@ -175,7 +173,7 @@ def compact_module(model: nn.Module, example_input: Any, spec: GroupSpec | None 
 
     given = spec is not None
     spec = spec if spec is not None else derive_module_spec(model, example_input)
-    tensors = {name: parameter.detach() for name, parameter in model.named_parameters()}
+    tensors = parameter_tensors(model)
     check_spec(spec, tensors)
     compacted = compact_tensors(tensors, spec)
     result = copy.deepcopy(model)

@@ -85,6 +85,7 @@ from isscli.live.adapter import (
 )
 from isscli.live.budget import compacted_parameters, sizes_for_budget
 from isscli.live.compact import ModuleCompaction, compact_module
+from isscli.live.model import parameter_tensors
 from isscli.live.trace import derive_module_spec
 from isscli.recipes import PAPER_THRESHOLD
 from isscli.regularizer import GroupLasso
@@ -553,7 +554,7 @@ def _resolve_spec(model: nn.Module, spec: GroupSpec | None, example_input: Any) 
                               "weights receive each unit", "pass `example_input` (one batch of model input)")
 
         spec = derive_module_spec(model, example_input)
-    tensors = {name: p.detach() for name, p in model.named_parameters()}
+    tensors = parameter_tensors(model)
     missing = [name for name in spec.tensor_names() if name not in tensors]
     if missing:
         raise IsscliError(f"`spec` names tensor {missing[0]!r}, which `model.named_parameters()` does not have",

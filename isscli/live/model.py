@@ -110,6 +110,11 @@ def recurrent_modules(model: nn.Module) -> dict[str, nn.Module]:
     return found
 
 
+def parameter_tensors(model: nn.Module) -> dict[str, Tensor]:
+    """The tensors a spec names: ``named_parameters`` (a tied weight once, under its first name), detached."""
+    return {name: parameter.detach() for name, parameter in model.named_parameters()}
+
+
 def replace_module(root: nn.Module, name: str, new: nn.Module) -> None:
     """Put ``new`` where the submodule ``name`` is (inside Sequential/ModuleList too)."""
     parent_name, _, attribute = name.rpartition(".")
