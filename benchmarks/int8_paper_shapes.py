@@ -27,11 +27,11 @@ import torch
 from torch import nn
 
 import isscli
-from isscli.benchmark import inference
-from isscli.export.onnx import to_onnx
-from isscli.export.runtime import onnx_session, onnx_workload
-from isscli.quantize import quantize_onnx, quantize_torch
-from isscli.timing import machine, time_interleaved
+from isscli.runtime.benchmark import inference
+from isscli.runtime.export.onnx import to_onnx
+from isscli.runtime.export.runtime import onnx_session, onnx_workload
+from isscli.runtime.quantize import quantize_onnx, quantize_torch
+from isscli.runtime.timing import machine, time_interleaved
 
 COMPACT, DENSE = [373, 315], [1500, 1500]
 

@@ -2,7 +2,7 @@
 
     python benchmarks/matched_density.py DENSE.safetensors COMPACT.safetensors
 
-The masks cover the embedding and the recurrent matrices (isscli.masks.maskable_names); the
+The masks cover the embedding and the recurrent matrices (isscli.learn.masks.maskable_names); the
 rest (biases, decoder or classifier head) stays dense. The density printed makes the masked
 model's nonzeros equal the compact model's parameter count (the issue's "matched parameters").
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import sys
 
-from isscli.checkpoint import load_checkpoint
-from isscli.masks import maskable_names
+from isscli.io.checkpoint import load_checkpoint
+from isscli.learn.masks import maskable_names
 from isscli.models import load_model
 
 

@@ -6,7 +6,7 @@ Both models are written in plain PyTorch (nothing of isscli inside) and trained 
 synthetic data made here (seeded). The dense model trains ``epochs`` epochs; the ISS model is the same
 architecture trained from the same initial weights for the same epochs with :class:`isscli.IssTraining`
 (a unit target, no λ), then :func:`isscli.compact_module`. Quality is the validation loss (forecaster,
-MSE) or tagging accuracy (tagger); speed is an interleaved timing (``isscli.timing``) of inference at
+MSE) or tagging accuracy (tagger); speed is an interleaved timing (``isscli.runtime.timing``) of inference at
 batch 10 × 30 steps, the paper's Table-1 shape, medians over ``repeats`` rounds.
 """
 
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 import isscli
-from isscli.timing import cpu_model, time_interleaved
+from isscli.runtime.timing import cpu_model, time_interleaved
 
 
 class Forecaster(nn.Module):

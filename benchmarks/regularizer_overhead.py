@@ -1,6 +1,6 @@
 """How much the group-Lasso regularizer adds to a training step (target: ≤ 10%).
 
-Times the library's own training step (:meth:`isscli.training.Trainer.train_step`: forward,
+Times the library's own training step (:meth:`isscli.learn.loop.Trainer.train_step`: forward,
 backward, clipping, SGD, thresholding) on random tokens, for the paper's 2×1500 LM by
 default, with λ = 0, with λ > 0, and with λ > 0 plus per-batch thresholding. All variants
 train the same model (only the settings change), interleaved round after round, so that
@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 
 from isscli.data.corpus import Corpus, Vocabulary
+from isscli.iss.spec import derive_spec
+from isscli.learn.loop import RunPaths, Trainer, TrainingRun
+from isscli.learn.recipes import recipe
+from isscli.learn.tasks import LanguageModelTask
 from isscli.models import build_model, model_tensors, preset_config
-from isscli.recipes import recipe
-from isscli.spec import derive_spec
-from isscli.tasks import LanguageModelTask
-from isscli.training import RunPaths, Trainer, TrainingRun
 
 VARIANTS = {"λ = 0": (0.0, 0.0), "λ > 0": (0.00245, 0.0), "λ > 0, τ = 1e-4": (0.00245, 1e-4)}
 

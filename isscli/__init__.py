@@ -12,10 +12,10 @@ The library API is flat and importable from here (reference with examples: docs/
 
 Each function takes a request dataclass (named like the CLI's flags) and returns a result
 dataclass; none prints (pass an :class:`Observer` to follow progress). The parts underneath
-are plain modules: :mod:`isscli.surgery` (group norms, pruning, compaction on tensor dicts),
-:mod:`isscli.spec` (group specs), :mod:`isscli.regularizer` (group Lasso),
-:mod:`isscli.training` (the training loop), :mod:`isscli.controller` (size targets),
-:mod:`isscli.timing` (the timing harness) and :mod:`isscli.models`. The
+are plain modules: :mod:`isscli.iss.surgery` (group norms, pruning, compaction on tensor dicts),
+:mod:`isscli.iss.spec` (group specs), :mod:`isscli.iss.regularizer` (group Lasso),
+:mod:`isscli.learn.loop` (the training loop), :mod:`isscli.learn.controller` (size targets),
+:mod:`isscli.runtime.timing` (the timing harness) and :mod:`isscli.models`. The
 command line (the ``cli`` subpackage) is a thin layer over this API.
 
 For your own model and loop: :mod:`isscli.nn` (``LSTM``/``GRU``/``RNN`` with a size per layer and direction),
@@ -23,26 +23,30 @@ For your own model and loop: :mod:`isscli.nn` (``LSTM``/``GRU``/``RNN`` with a s
 :func:`compact_module` (your own class, physically smaller, verified) and :func:`load_compacted`.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
+
+import sys as _sys  # noqa: E402
 
 from isscli.api import HOMES as _API_HOMES  # noqa: E402 - the version first: the API records it in provenance
 from isscli.lazy import lazy_exports  # noqa: E402
+from isscli.moved import install as _install_moved  # noqa: E402
 
 #: Where each public name lives; each is imported on first use (:mod:`isscli.lazy`).
 _HOMES = {
     **_API_HOMES,
-    "Checkpoint": "isscli.checkpoint",
-    **dict.fromkeys(("DemoRequest", "DemoResult", "run_demo"), "isscli.demo"),
-    **dict.fromkeys(("CheckpointError", "GateFailed", "IsscliError", "OutputError", "SpecError"), "isscli.errors"),
+    "Checkpoint": "isscli.io.checkpoint",
+    **dict.fromkeys(("DemoRequest", "DemoResult", "run_demo"), "isscli.api.demonstration"),
+    **dict.fromkeys(("CheckpointError", "GateFailed", "IsscliError", "OutputError", "SpecError"), "isscli.io.errors"),
     **dict.fromkeys(("Observer", "SilentObserver"), "isscli.observer"),
-    "invoked_by": "isscli.provenance",
-    "GroupSpec": "isscli.spec",
-    **dict.fromkeys(("PointOutcome", "SweepRequest", "SweepResult", "make_points", "run_sweep"), "isscli.sweep"),
-    "TrainingDiverged": "isscli.training",
-    "GroupLasso": "isscli.regularizer",
+    "invoked_by": "isscli.io.provenance",
+    "GroupSpec": "isscli.iss.spec",
+    **dict.fromkeys(("PointOutcome", "SweepRequest", "SweepResult", "make_points", "run_sweep"), "isscli.sweeping"),
+    "TrainingDiverged": "isscli.learn.loop",
+    "GroupLasso": "isscli.iss.regularizer",
     **dict.fromkeys(("ModuleCompaction", "compact_module", "load_compacted"), "isscli.live.compact"),
     "derive_module_spec": "isscli.live.trace",
     **dict.fromkeys(("IssSummary", "IssTraining"), "isscli.live.loop"),
 }
 __all__ = [*sorted(_HOMES), "__version__"]
 __getattr__, __dir__ = lazy_exports(__name__, _HOMES)
+_install_moved(_sys.modules[__name__])  # old module paths (isscli.surgery, …) keep working until 0.4

@@ -21,7 +21,7 @@ def lazy_exports(package: str, homes: Mapping[str, str]) -> tuple[Callable[[str]
     def __getattr__(name: str) -> Any:
         if name in homes:
             value = getattr(import_module(homes[name]), name)
-        else:  # a submodule not imported yet (``isscli.surgery``), as an eager package would have it
+        else:  # a submodule not imported yet (``isscli.iss.surgery``), as an eager package would have it
             try:
                 value = import_module(f"{package}.{name}")
             except ModuleNotFoundError as error:

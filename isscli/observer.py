@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from isscli.training import EpochReport
+    from isscli.learn.loop import EpochReport
 
 
 class Observer(Protocol):

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import torch
 
-from isscli.checkpoint import save_checkpoint
 from isscli.cli.main import main
+from isscli.io.checkpoint import save_checkpoint
 from isscli.models import build_model, model_tensors
 
 torch.set_num_threads(1)

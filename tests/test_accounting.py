@@ -7,9 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from isscli.accounting import multiply_adds_per_step, parameter_bytes, parameter_count, recurrent_multiply_adds
+from isscli.iss.accounting import multiply_adds_per_step, parameter_bytes, parameter_count, recurrent_multiply_adds
 from isscli.models import ModelConfig, build_model, preset_config
-from isscli.unstructured import weight_matrices
+from isscli.runtime.unstructured import weight_matrices
 
 
 def large(*sizes: int) -> ModelConfig:

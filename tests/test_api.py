@@ -13,7 +13,7 @@ import pytest
 
 import isscli
 from isscli.cli.main import app, flag_names, in_flags
-from isscli.provenance import invocation, invoked_by
+from isscli.io.provenance import invocation, invoked_by
 
 
 def test_a_library_script_shrinks_a_model_and_prints_nothing(dense, corpus, tmp_path, capsys) -> None:  # noqa: ANN001
@@ -119,7 +119,7 @@ def test_no_library_module_imports_the_cli() -> None:
 
 
 def test_settings_keep_their_kind() -> None:
-    from isscli.recipes import recipe
+    from isscli.learn.recipes import recipe
 
     assert recipe("tiny").updated({"epochs": 2.0}).epochs == 2
     for bad in ({"epochs": "3"}, {"epochs": 2.5}, {"lr": True}, {"optimizer": 1}, {"lr": float("inf")}):
@@ -128,7 +128,7 @@ def test_settings_keep_their_kind() -> None:
 
 
 def test_prune_by_size_keeps_the_strongest_groups(run_cli, tiny_lm: Path, tmp_path: Path) -> None:  # noqa: ANN001
-    from isscli.surgery import alive_components, group_norms
+    from isscli.iss.surgery import alive_components, group_norms
 
     loaded = isscli.load(tiny_lm)
     spec = isscli.derive_spec(loaded)

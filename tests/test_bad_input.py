@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-import isscli.checkpoint
-from isscli.checkpoint import load_checkpoint
-from isscli.spec import derive_spec
+import isscli.io.checkpoint
+from isscli.io.checkpoint import load_checkpoint
+from isscli.iss.spec import derive_spec
 from tests.conftest import file_state, is_root
 
 
@@ -160,7 +160,7 @@ def test_ctrl_c_during_write_leaves_nothing(run_cli, tiny_lm: Path, tmp_path: Pa
         Path(filename).write_bytes(b"half a file")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(isscli.checkpoint, "save_file", interrupted_save)
+    monkeypatch.setattr(isscli.io.checkpoint, "save_file", interrupted_save)
     before = file_state(tmp_path)
     result = run_cli("prune", tiny_lm, "--group-threshold", "0.1", "-o", tmp_path / "out.safetensors")
     assert result.code == 130
@@ -174,7 +174,7 @@ def test_usage_error_is_one_line(run_cli, tiny_lm: Path) -> None:
 
 def test_debug_shows_the_traceback(tiny_lm: Path, tmp_path: Path) -> None:
     from isscli.cli.main import main
-    from isscli.errors import CheckpointError
+    from isscli.io.errors import CheckpointError
 
     with pytest.raises(CheckpointError):
         main(["--debug", "groups", str(tmp_path / "absent.safetensors")])
@@ -190,9 +190,9 @@ def test_compaction_that_would_change_outputs_is_refused(
     """A spec that forgets a receiver, or calls one a producer, would make compaction inexact."""
     import torch
 
-    from isscli.checkpoint import save_checkpoint
-    from isscli.spec import parse_spec
-    from isscli.surgery import zero_components
+    from isscli.io.checkpoint import save_checkpoint
+    from isscli.iss.spec import parse_spec
+    from isscli.iss.surgery import zero_components
 
     loaded = load_checkpoint(tiny_lm)
     raw = native_spec(tiny_lm)

@@ -11,12 +11,12 @@ import jsonschema
 import pytest
 import torch
 
-from isscli.accounting import multiply_adds_per_step, parameter_count
-from isscli.benchmark import from_shapes, unstructured_twin
-from isscli.errors import IsscliError
+from isscli.io.errors import IsscliError
+from isscli.iss.accounting import multiply_adds_per_step, parameter_count
 from isscli.models import ModelConfig, build_model
-from isscli.timing import Timings, resolve_device, time_interleaved
-from isscli.unstructured import csr_model, nonzero_counts, scatter_like, stored_bytes
+from isscli.runtime.benchmark import from_shapes, unstructured_twin
+from isscli.runtime.timing import Timings, resolve_device, time_interleaved
+from isscli.runtime.unstructured import csr_model, nonzero_counts, scatter_like, stored_bytes
 from tests.conftest import write_model
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bench.md"

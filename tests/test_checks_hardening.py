@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 import isscli
-from isscli.checkpoint import load_checkpoint, save_checkpoint
-from isscli.errors import IsscliError
-from isscli.fingerprint import data_fingerprint
-from isscli.provenance import check_provenance, finite_json
-from isscli.recipes import recipe
-from isscli.training_run import JsonLog
+from isscli.io.checkpoint import load_checkpoint, save_checkpoint
+from isscli.io.errors import IsscliError
+from isscli.io.fingerprint import data_fingerprint
+from isscli.io.provenance import check_provenance, finite_json
+from isscli.learn.recipes import recipe
+from isscli.learn.run import JsonLog
 from tests.conftest import tiny_config, write_model
 
 BATCHES = ["--batch-size", "4", "--bptt", "8", "--max-batches", "10", "--eval-batch-size", "4"]
@@ -255,7 +255,7 @@ def test_a_setting_above_its_bound_is_one_line_from_the_cli(run_cli, tmp_path: P
 
 
 def test_provenance_records_carry_their_schema_and_a_foreign_one_is_refused() -> None:
-    from isscli.provenance import SCHEMA, check_provenance, operation_record
+    from isscli.io.provenance import SCHEMA, check_provenance, operation_record
 
     record = operation_record("prune", {"group_threshold": 0.0})
     assert record["schema"] == SCHEMA == "isscli.provenance/1"

@@ -45,7 +45,7 @@ def test_help_imports_no_torch(words: list[str]) -> None:
 
 
 def test_the_demos_help_says_its_default_batches() -> None:
-    from isscli.demo import BATCHES
+    from isscli.api.demonstration import BATCHES
 
     result = subprocess.run([sys.executable, "-m", "isscli", "demo", "--help"], capture_output=True, text=True,
                             timeout=60, env={"COLUMNS": "200", "PATH": ""})

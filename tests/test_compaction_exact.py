@@ -6,11 +6,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from isscli.equivalence import max_output_difference
+from isscli.iss.equivalence import max_output_difference
+from isscli.iss.spec import check_spec, derive_spec
+from isscli.iss.surgery import alive_components, compact, prune, removable_components, zero_components
 from isscli.models import build_model, model_tensors
 from isscli.models.registry import config_after_surgery
-from isscli.spec import check_spec, derive_spec
-from isscli.surgery import alive_components, compact, prune, removable_components, zero_components
 from tests.strategies import architectures
 
 

@@ -9,20 +9,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from isscli.accounting import parameter_count
-from isscli.checkpoint import load_checkpoint
-from isscli.controller import ControllerSettings, ControllerState
-from isscli.controller.targets import sized_config, sizes_at, sizes_for_parameters, sizes_for_speedup
-from isscli.controller.units import SetLayout, UnitGuard
-from isscli.errors import IsscliError
+from isscli.io.checkpoint import load_checkpoint
+from isscli.io.errors import IsscliError
+from isscli.io.parsing import parse_count
+from isscli.iss.accounting import parameter_count
+from isscli.iss.regularizer import GroupLasso
+from isscli.iss.spec import derive_spec
+from isscli.iss.surgery import alive_components, group_norms
+from isscli.learn.controller import ControllerSettings, ControllerState
+from isscli.learn.controller.targets import sized_config, sizes_at, sizes_for_parameters, sizes_for_speedup
+from isscli.learn.controller.units import SetLayout, UnitGuard
+from isscli.learn.state import load_run_state
 from isscli.models import build_model, model_tensors
 from isscli.models.config import ModelConfig
 from isscli.models.presets import preset_config
-from isscli.parsing import parse_count
-from isscli.regularizer import GroupLasso
-from isscli.runstate import load_run_state
-from isscli.spec import derive_spec
-from isscli.surgery import alive_components, group_norms
 
 BATCHES = ["--batch-size", "4", "--bptt", "8", "--max-batches", "20", "--eval-batch-size", "4"]
 TARGETS = {"rnn.l0": 6, "rnn.l1": 5}

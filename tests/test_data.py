@@ -15,9 +15,9 @@ from isscli.data.corpus import EOS, UNK, batchify, bptt_chunks, count_chunks, fi
 from isscli.data.download import download_ptb
 from isscli.data.resolve import FALLBACK, resolve_data
 from isscli.data.sentences import PAD, load_sentences, parse_examples, sentence_batches, split_mr
-from isscli.errors import IsscliError
+from isscli.io.errors import IsscliError
+from isscli.learn.tasks import LanguageModelTask, evaluate_stream
 from isscli.models import build_model
-from isscli.tasks import LanguageModelTask, evaluate_stream
 from tests.conftest import SHARED_DATA
 
 

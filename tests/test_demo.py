@@ -6,7 +6,7 @@ import json
 import random
 from pathlib import Path
 
-from isscli.checkpoint import load_checkpoint
+from isscli.io.checkpoint import load_checkpoint
 
 WORDS = "the cat dog bird sat ran on by to mat tree house".split()
 
@@ -71,7 +71,7 @@ def test_demo_refuses_a_folder_holding_other_files(run_cli, tmp_path: Path) -> N
 
 
 def test_a_folder_of_demo_outputs_is_accepted() -> None:
-    from isscli.demo import DEMO_FILE
+    from isscli.api.demonstration import DEMO_FILE
 
     for name in ("dense.safetensors", "iss.log.jsonl", "dense-finetuned.resume.safetensors", "shrink.json",
                  "demo.json", ".compact.safetensors.lock", ".pruned.safetensors.k3j2.tmp"):

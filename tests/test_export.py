@@ -18,10 +18,13 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 import isscli  # noqa: E402 - only where onnx and onnxruntime are installed
-from isscli.benchmark import inference  # noqa: E402
-from isscli.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
-from isscli.errors import IsscliError, OutputError  # noqa: E402
-from isscli.export import (  # noqa: E402
+from isscli.io.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
+from isscli.io.errors import IsscliError, OutputError  # noqa: E402
+from isscli.iss.spec import derive_spec  # noqa: E402
+from isscli.iss.surgery import zero_components  # noqa: E402
+from isscli.models import build_model, load_model, model_tensors  # noqa: E402
+from isscli.runtime.benchmark import inference  # noqa: E402
+from isscli.runtime.export import (  # noqa: E402
     ExportMismatch,
     export_onnx,
     initial_feeds,
@@ -31,11 +34,8 @@ from isscli.export import (  # noqa: E402
     to_onnx,
     verify_onnx,
 )
-from isscli.export import onnx as onnx_export  # noqa: E402
-from isscli.export.plain_lm import PlainLM  # noqa: E402
-from isscli.models import build_model, load_model, model_tensors  # noqa: E402
-from isscli.spec import derive_spec  # noqa: E402
-from isscli.surgery import zero_components  # noqa: E402
+from isscli.runtime.export import onnx as onnx_export  # noqa: E402
+from isscli.runtime.export.plain_lm import PlainLM  # noqa: E402
 from tests import strategies  # noqa: E402
 from tests.conftest import file_state  # noqa: E402
 

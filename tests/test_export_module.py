@@ -15,10 +15,10 @@ onnxruntime = pytest.importorskip("onnxruntime")
 
 import isscli  # noqa: E402 - only where onnx and onnxruntime are installed
 import isscli.nn  # noqa: E402
-from isscli.errors import IsscliError, OutputError  # noqa: E402
-from isscli.export import module as module_export  # noqa: E402
-from isscli.export.module import export_module, variant_sizes  # noqa: E402
-from isscli.export.onnx import TOLERANCE, VERSION_KEY, ExportMismatch  # noqa: E402
+from isscli.io.errors import IsscliError, OutputError  # noqa: E402
+from isscli.runtime.export import module as module_export  # noqa: E402
+from isscli.runtime.export.module import export_module, variant_sizes  # noqa: E402
+from isscli.runtime.export.onnx import TOLERANCE, VERSION_KEY, ExportMismatch  # noqa: E402
 
 # -- the user's models, written as a user would --------------------------------------------------------------------
 

@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import isscli
-from isscli import regularizer
+from isscli.iss import regularizer
+from isscli.iss.spec import derive_spec
 from isscli.models import build_model, model_tensors
-from isscli.spec import derive_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import isscli
-from isscli.checkpoint import load_checkpoint, save_checkpoint
-from isscli.spec import check_spec, derive_spec, parse_spec
+from isscli.io.checkpoint import load_checkpoint, save_checkpoint
+from isscli.iss.spec import check_spec, derive_spec, parse_spec
 from tests.conftest import file_state, tiny_config, write_model, write_toy_corpus
 from tests.test_bad_input import assert_clean_failure
 
@@ -129,7 +129,7 @@ def test_nan_in_a_removed_unit_fails_the_verification(run_cli, tmp_path: Path) -
 
 
 def test_the_equivalence_check_reports_nan_not_zero() -> None:
-    from isscli.equivalence import compare
+    from isscli.iss.equivalence import compare
 
     same = torch.zeros(3)
     assert compare([(same, same)]) == (0.0, 0.0)
@@ -270,7 +270,7 @@ def test_new_outputs_follow_the_umask_and_replaced_ones_keep_their_mode(run_cli,
 @contextmanager
 def held_elsewhere(output: Path) -> Iterator[subprocess.Popen]:
     """Another process holding ``output`` (as a running isscli command would) until the block ends."""
-    code = ("import sys, time\nfrom isscli.atomic import output_lock\nwith output_lock(sys.argv[1]):\n"
+    code = ("import sys, time\nfrom isscli.io.atomic import output_lock\nwith output_lock(sys.argv[1]):\n"
             "    print('held', flush=True)\n    time.sleep(120)")
     process = subprocess.Popen([sys.executable, "-c", code, str(output)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:

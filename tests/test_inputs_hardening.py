@@ -16,15 +16,15 @@ from safetensors.torch import load_file
 
 import isscli.data.vocabulary as vocabulary_module
 from isscli.api.corpora import load_task, vocabulary_choice
-from isscli.checkpoint import save_checkpoint
 from isscli.data.corpus import UNK, load_corpus
 from isscli.data.sentences import load_sentences
 from isscli.data.vocabulary import MAX_VOCABULARY, VocabularyChoice, read_vocabulary_file
-from isscli.errors import IsscliError
-from isscli.jsonfile import read_json
+from isscli.io.checkpoint import save_checkpoint
+from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import read_json
+from isscli.learn.recipes import RECIPES
 from isscli.models.config import NUMBERS, ModelConfig
 from isscli.observer import SilentObserver
-from isscli.recipes import RECIPES
 from tests.conftest import tiny_config, write_model
 
 BOM = codecs.BOM_UTF8
@@ -300,7 +300,7 @@ def test_a_checkpoints_stored_vocabulary_is_checked_like_a_vocabulary_file(tmp_p
     import torch
     from safetensors.torch import save_file
 
-    from isscli.checkpoint import VOCABULARY_KEY, load_checkpoint
+    from isscli.io.checkpoint import VOCABULARY_KEY, load_checkpoint
 
     for words, said in ((["a", "b c"], "its word of id 1, 'b c', is not one word"),
                         (["a", ""], "its word of id 1, '', is not one word"),

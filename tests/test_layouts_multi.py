@@ -14,11 +14,11 @@ import torch
 from torch import nn
 
 import isscli
-from isscli.errors import CheckpointError
+from isscli.io.errors import CheckpointError
+from isscli.iss.spec import GroupSpec, check_spec, derive_spec
+from isscli.iss.surgery import compact, prune
 from isscli.models.layout import find_layout
 from isscli.models.registry import canonical_tensors, config_after_surgery, config_from_layout
-from isscli.spec import GroupSpec, check_spec, derive_spec
-from isscli.surgery import compact, prune
 
 Receivers = list[tuple[str, int]]
 

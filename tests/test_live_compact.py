@@ -12,11 +12,11 @@ from torch import nn
 
 import isscli
 from isscli.api.pruning import CompactionMismatch
-from isscli.errors import IsscliError
+from isscli.io.errors import IsscliError
+from isscli.iss.spec import derive_spec
+from isscli.iss.surgery import prune
 from isscli.live.compact import compact_module
 from isscli.live.trace import derive_module_spec
-from isscli.spec import derive_spec
-from isscli.surgery import prune
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 

@@ -16,12 +16,12 @@ import torch
 from torch import nn
 
 import isscli.live.loop
-from isscli.controller.targets import fraction_grid, receiver_units, sizes_at
-from isscli.errors import IsscliError
+from isscli.io.errors import IsscliError
+from isscli.iss.spec import GroupSpec, derive_spec
+from isscli.iss.surgery import compact, group_sum_of_squares
+from isscli.learn.controller.targets import fraction_grid, receiver_units, sizes_at
+from isscli.learn.run import TrainingDiverged
 from isscli.live.loop import IssTraining, compacted_parameters, sizes_for_budget
-from isscli.spec import GroupSpec, derive_spec
-from isscli.surgery import compact, group_sum_of_squares
-from isscli.training_run import TrainingDiverged
 
 SAMPLES, BATCH, STEPS = 2048, 64, 16
 

@@ -13,10 +13,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from isscli.checkpoint import load_checkpoint, save_checkpoint
 from isscli.data.corpus import load_corpus
-from isscli.mask_hooks import GradualPruning, MaskHook, SetEvolution, set_hook
-from isscli.masks import (
+from isscli.io.checkpoint import load_checkpoint, save_checkpoint
+from isscli.iss.spec import derive_spec
+from isscli.learn.loop import RunPaths, Trainer, TrainingHook, TrainingRun, prepare_outputs
+from isscli.learn.mask_hooks import GradualPruning, MaskHook, SetEvolution, set_hook
+from isscli.learn.masks import (
     REGROW_VALUE,
     erdos_renyi_counts,
     erdos_renyi_masks,
@@ -27,11 +29,9 @@ from isscli.masks import (
     prune_and_regrow,
     sparsity_keep,
 )
+from isscli.learn.recipes import TrainSettings, recipe
+from isscli.learn.tasks import LanguageModelTask
 from isscli.models import build_model, load_model, model_tensors
-from isscli.recipes import TrainSettings, recipe
-from isscli.spec import derive_spec
-from isscli.tasks import LanguageModelTask
-from isscli.training import RunPaths, Trainer, TrainingHook, TrainingRun, prepare_outputs
 from tests.conftest import tiny_config
 from tests.test_bench import doc_json
 from tests.test_training import model_json, sentences

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from isscli.runstate import METADATA_KEY
+from isscli.learn.state import METADATA_KEY
 
 QUICK = ["--epochs", "2", "--batch-size", "4", "--bptt", "8", "--eval-batch-size", "4", "--max-batches", "6",
          "--device", "cpu"]
@@ -132,7 +132,7 @@ def test_a_mutated_shrink_record_is_refused_or_gives_the_fresh_result(run_cli, s
 @given(data=st.data())
 def test_a_mutated_provenance_is_refused_or_read_as_written(run_cli, dense: Path, corpus: Path, tmp_path: Path,  # noqa: ANN001
                                                            data: st.DataObject) -> None:
-    from isscli.checkpoint import PROVENANCE_KEY
+    from isscli.io.checkpoint import PROVENANCE_KEY
 
     with safe_open(str(dense), framework="pt") as reader:
         tensors = {name: reader.get_tensor(name) for name in reader.keys()}

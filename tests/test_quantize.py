@@ -11,10 +11,10 @@ import torch
 from hypothesis import given, settings
 from torch import nn
 
-from isscli.errors import IsscliError
+from isscli.io.errors import IsscliError
 from isscli.models import build_model
 from isscli.models.config import ModelConfig
-from isscli.quantize import LayerwiseStack, check_precision, quantize_torch, weight_bytes
+from isscli.runtime.quantize import LayerwiseStack, check_precision, quantize_torch, weight_bytes
 from tests.conftest import tiny_config, write_model
 from tests.strategies import architectures
 from tests.test_bench import doc_json

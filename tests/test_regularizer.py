@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from isscli.errors import SpecError
+from isscli.io.errors import SpecError
+from isscli.iss.regularizer import EPSILON, GroupLasso
+from isscli.iss.spec import derive_spec
+from isscli.iss.spec.schema import GroupSpec, IssSet, TensorSlice
+from isscli.iss.surgery import alive_components, group_norms, group_sum_of_squares
 from isscli.models import build_model, model_tensors
-from isscli.regularizer import EPSILON, GroupLasso
-from isscli.spec import derive_spec
-from isscli.spec.schema import GroupSpec, IssSet, TensorSlice
-from isscli.surgery import alive_components, group_norms, group_sum_of_squares
 
 GATES = 4
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 import isscli
-from isscli import manifest
-from isscli.checkpoint import load_checkpoint, save_checkpoint
-from isscli.errors import IsscliError
-from isscli.fingerprint import data_fingerprint
+from isscli.io import manifest
+from isscli.io.checkpoint import load_checkpoint, save_checkpoint
+from isscli.io.errors import IsscliError
+from isscli.io.fingerprint import data_fingerprint
 from isscli.observer import SilentObserver
-from isscli.sweep.plan import discard
+from isscli.sweeping.plan import discard
 
 FALLBACK = Path(__file__).parents[1] / "isscli" / "data" / "fallback"
 SETTINGS = {"epochs": 1, "batch_size": 4, "bptt": 8, "max_batches": 6, "eval_batch_size": 4, "weight_threshold": 5e-3}
@@ -304,8 +304,8 @@ def test_sweep_points_are_reused_only_for_the_same_inputs(dense: Path, corpus: P
 
 
 def test_a_point_of_another_parent_or_corpus_is_not_finished(dense: Path, corpus: Path, tmp_path: Path) -> None:
-    from isscli.sweep.folders import to_run
-    from isscli.sweep.plan import prepare
+    from isscli.sweeping.folders import to_run
+    from isscli.sweeping.plan import prepare
 
     def plan_for(checkpoint: Path, data: Path):  # noqa: ANN202
         base = isscli.FinetuneRequest(checkpoint=checkpoint, data=data, settings=SETTINGS)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from isscli.checkpoint import load_checkpoint, save_checkpoint
-from isscli.spec import load_spec
-from isscli.spec.authors import attach_companion_biases
-from isscli.surgery import zero_components
+from isscli.io.checkpoint import load_checkpoint, save_checkpoint
+from isscli.iss.spec import load_spec
+from isscli.iss.spec.authors import attach_companion_biases
+from isscli.iss.surgery import zero_components
 
 
 def test_rhn_paper_baseline_group_length_is_46520(run_cli, tmp_path: Path) -> None:
@@ -42,7 +42,7 @@ def test_rhn_width_830_to_517_compacts_to_the_papers_size(run_cli, tmp_path: Pat
 
 
 def load_spec_for(tensors: dict, tmp_path: Path):
-    from isscli.spec import derive_spec
+    from isscli.iss.spec import derive_spec
 
     path = tmp_path / "spec.json"
     path.write_text(derive_spec(tensors).dumps())

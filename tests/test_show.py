@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from isscli.checkpoint import load_checkpoint, save_checkpoint
-from isscli.pictures import NONZERO_RGB, nonzero_map
-from isscli.spec import derive_spec
-from isscli.surgery import zero_components
+from isscli.io.checkpoint import load_checkpoint, save_checkpoint
+from isscli.iss.spec import derive_spec
+from isscli.iss.surgery import zero_components
+from isscli.runtime.pictures import NONZERO_RGB, nonzero_map
 from tests.conftest import tiny_config, write_model
 
 image = pytest.importorskip("matplotlib.image")

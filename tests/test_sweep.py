@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from isscli.api import FinetuneRequest
-from isscli.checkpoint import load_checkpoint
-from isscli.pictures import BASELINE_RGB, PARETO_RGB, POINT_RGB, tradeoff_plot
-from isscli.sweep import Point, make_points, pareto_front
+from isscli.io.checkpoint import load_checkpoint
+from isscli.runtime.pictures import BASELINE_RGB, PARETO_RGB, POINT_RGB, tradeoff_plot
+from isscli.sweeping import Point, make_points, pareto_front
 
 image = pytest.importorskip("matplotlib.image")
 

@@ -12,9 +12,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from isscli.data.tensors import OBJECTIVES, TensorData, is_tensor_file, load_tensor_data, load_tensor_inputs
-from isscli.distributed import Ranks
-from isscli.errors import IsscliError
-from isscli.tasks import Evaluation, TensorTask
+from isscli.io.errors import IsscliError
+from isscli.learn.distributed import Ranks
+from isscli.learn.tasks import Evaluation, TensorTask
 
 CPU = torch.device("cpu")
 
@@ -354,7 +354,7 @@ def test_ranks_share_a_batch_as_one(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     whole = task.step(model, batch)
     parts = []
     for rank in (0, 1):
-        monkeypatch.setattr("isscli.tasks.current", lambda rank=rank: Ranks(rank, 2))
+        monkeypatch.setattr("isscli.learn.tasks.current", lambda rank=rank: Ranks(rank, 2))
         parts.append(task.step(model, batch))
     assert [part.count for part in parts] == [9, 5] and whole.count == 14
     assert sum(part.objective.item() for part in parts) / 2 == pytest.approx(whole.objective.item(), rel=1e-6)

@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from isscli.checkpoint import load_checkpoint
 from isscli.data.corpus import load_corpus
-from isscli.errors import IsscliError
+from isscli.io.checkpoint import load_checkpoint
+from isscli.io.errors import IsscliError
+from isscli.iss.spec import derive_spec
+from isscli.iss.surgery import group_norms
+from isscli.learn.loop import RunPaths, Trainer, TrainingDiverged, TrainingRun, prepare_outputs
+from isscli.learn.recipes import RECIPES, TrainSettings, recipe
+from isscli.learn.state import RunState, capture_rng, load_run_state, save_run_state
+from isscli.learn.tasks import Evaluation, LanguageModelTask
 from isscli.models import build_model, model_tensors
-from isscli.recipes import RECIPES, TrainSettings, recipe
-from isscli.runstate import RunState, capture_rng, load_run_state, save_run_state
-from isscli.spec import derive_spec
-from isscli.surgery import group_norms
-from isscli.tasks import Evaluation, LanguageModelTask
-from isscli.training import RunPaths, Trainer, TrainingDiverged, TrainingRun, prepare_outputs
 
 SUBJECTS = ["the cat", "a dog", "the bird", "my friend"]
 VERBS = ["sat on", "looked at", "ran to", "slept by"]

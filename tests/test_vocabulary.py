@@ -9,7 +9,7 @@ import pytest
 
 from isscli.data.corpus import UNK, load_corpus
 from isscli.data.vocabulary import VocabularyChoice, first_difference, read_vocabulary_file
-from isscli.errors import IsscliError
+from isscli.io.errors import IsscliError
 from tests.conftest import SHARED_DATA
 
 PTB = SHARED_DATA / "ptb"

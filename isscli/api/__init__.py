@@ -14,7 +14,7 @@ HOMES = {
                     "isscli.api.checkpoints"),
     "download_ptb": "isscli.data.download",
     **dict.fromkeys(("ExportRequest", "export_model"), "isscli.api.exporting"),
-    **dict.fromkeys(("ExportMismatch", "ExportResult"), "isscli.export.onnx"),
+    **dict.fromkeys(("ExportMismatch", "ExportResult"), "isscli.runtime.export.onnx"),
     **dict.fromkeys(("SparsifyRequest", "SparsifyResult", "sparsify"), "isscli.api.masking"),
     **dict.fromkeys(("ShowRequest", "ShowResult", "show"), "isscli.api.showing"),
     **dict.fromkeys(("ShrinkRequest", "ShrinkResult", "shrink"), "isscli.api.pipeline"),

@@ -16,13 +16,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from isscli import distributed
 from isscli.api.common import as_checkpoint, input_paths, model_overrides, output_path, resolve_spec
 from isscli.api.corpora import TRAINING_SPLITS, check_vocabulary, load_task, vocabulary_choice
 from isscli.api.user_models import EXAMPLE_ROWS, ExampleInput, model_spec, user_source
-from isscli.checkpoint import Checkpoint
-from isscli.controller import ControllerSettings, IssController
-from isscli.controller.targets import (
+from isscli.data.tensors import TensorData, is_tensor_file, load_tensor_data
+from isscli.io.checkpoint import Checkpoint
+from isscli.io.errors import IsscliError
+from isscli.io.parsing import parse_count, parse_list
+from isscli.io.provenance import plain
+from isscli.learn import distributed
+from isscli.learn.controller import ControllerSettings, IssController
+from isscli.learn.controller.targets import (
     check_layout,
     check_targets,
     sized_config,
@@ -32,21 +36,17 @@ from isscli.controller.targets import (
     targets_from_sizes,
     units_of,
 )
-from isscli.data.tensors import TensorData, is_tensor_file, load_tensor_data
-from isscli.errors import IsscliError
+from isscli.learn.loop import RunPaths, TrainingHook, TrainingRun, prepare_outputs
+from isscli.learn.mask_hooks import check_schedule, check_set_options, finetune_hook, set_hook
+from isscli.learn.recipes import PAPER_THRESHOLD, RECIPES, TENSOR_RECIPE, TrainSettings, read_settings_file, recipe
+from isscli.learn.state import load_run_state
+from isscli.learn.tasks import TensorTask
 from isscli.live.budget import compacted_parameters, sizes_for_budget
 from isscli.live.usermodel import ModelSource, load_user_model
-from isscli.mask_hooks import check_schedule, check_set_options, finetune_hook, set_hook
 from isscli.models import PRESETS, build_model, load_model, model_tensors, preset_config
 from isscli.models.config import ModelConfig
 from isscli.models.registry import architecture_assumption, resolve_config
 from isscli.observer import Observer
-from isscli.parsing import parse_count, parse_list
-from isscli.provenance import plain
-from isscli.recipes import PAPER_THRESHOLD, RECIPES, TENSOR_RECIPE, TrainSettings, read_settings_file, recipe
-from isscli.runstate import load_run_state
-from isscli.tasks import TensorTask
-from isscli.training import RunPaths, TrainingHook, TrainingRun, prepare_outputs
 
 if TYPE_CHECKING:
     from isscli.api.runs import FinetuneRequest, RunRequest, TrainRequest
@@ -292,7 +292,7 @@ def target_detail(config: ModelConfig | None, spec: Any, targets: dict[str, int]
         return f" (measured here: {origin['measured_speedup']:.2f}× faster than the dense model)"
     if config is None:
         return f" ({compacted_parameters(spec, shapes, targets):,} parameters after compaction)"
-    from isscli.accounting import parameter_count
+    from isscli.iss.accounting import parameter_count
 
     try:
         check_layout(config, spec, "target_hidden")

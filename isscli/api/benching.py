@@ -10,16 +10,12 @@ from typing import Any
 
 import torch
 
-from isscli import benchmark
 from isscli.api.common import CheckpointSource, ConfigSource, PathLike, as_checkpoint, model_overrides
 from isscli.api.user_models import ExampleInput, ModelChoice, example_input, resized, user_source
 from isscli.api.validation import checked_arguments
-from isscli.atomic import first_line
-from isscli.errors import IsscliError
-from isscli.live.usermodel import load_user_model, model_source
-from isscli.models.registry import architecture_assumption
-from isscli.observer import Observer, SilentObserver
-from isscli.parsing import (
+from isscli.io.atomic import first_line
+from isscli.io.errors import IsscliError
+from isscli.io.parsing import (
     MAX_BATCH,
     MAX_REPEATS,
     MAX_SEED,
@@ -29,8 +25,12 @@ from isscli.parsing import (
     check_bounds,
     parse_list,
 )
-from isscli.quantize import check_precision
-from isscli.timing import resolve_device
+from isscli.live.usermodel import load_user_model, model_source
+from isscli.models.registry import architecture_assumption
+from isscli.observer import Observer, SilentObserver
+from isscli.runtime import benchmark
+from isscli.runtime.quantize import check_precision
+from isscli.runtime.timing import resolve_device
 
 #: Fewer timed repeats than this give rough medians (said in a note).
 RECOMMENDED_REPEATS = 5
@@ -60,7 +60,7 @@ class BenchRequest(ModelChoice):
     arch: str | None = None
     config: ConfigSource = None
     data: PathLike | None = None  # with ``model``: tensor data whose first ``batch`` rows the models run on
-    quantize: str | None = None  # int8 | bf16: each model's quantized twin too (:mod:`isscli.quantize`)
+    quantize: str | None = None  # int8 | bf16: each model's quantized twin too (:mod:`isscli.runtime.quantize`)
 
 
 @dataclass

@@ -21,15 +21,15 @@ from isscli.api.common import (
     write_checkpoint,
 )
 from isscli.api.validation import checked_arguments
-from isscli.atomic import atomic_write_text, check_output_path
-from isscli.checkpoint import STORED_DTYPES, Checkpoint, file_sha256
-from isscli.errors import CheckpointError, IsscliError
+from isscli.io.atomic import atomic_write_text, check_output_path
+from isscli.io.checkpoint import STORED_DTYPES, Checkpoint, file_sha256
+from isscli.io.errors import CheckpointError, IsscliError
+from isscli.io.parsing import MAX_SEED, check_bounds
+from isscli.io.provenance import operation_record
+from isscli.iss.spec import GroupSpec, load_spec
+from isscli.iss.spec import check_spec as check_spec_fits
+from isscli.iss.spec.authors import attach_companion_biases
 from isscli.models import build_model, model_tensors
-from isscli.parsing import MAX_SEED, check_bounds
-from isscli.provenance import operation_record
-from isscli.spec import GroupSpec, load_spec
-from isscli.spec import check_spec as check_spec_fits
-from isscli.spec.authors import attach_companion_biases
 
 
 @checked_arguments
@@ -68,7 +68,7 @@ def derive_spec(checkpoint: CheckpointSource | nn.Module | Mapping[str, torch.Te
         example_input: what the module takes (a tensor, a tuple of arguments or a dict); only with a module.
 
     Returns:
-        The :class:`~isscli.spec.GroupSpec`, its tensors named as in the checkpoint or ``model.named_parameters()``.
+        The :class:`~isscli.iss.spec.GroupSpec`, its tensors named as in the checkpoint or ``model.named_parameters()``.
 
     Example:
         >>> [(s.name, s.components) for s in isscli.derive_spec("dense.safetensors").sets]

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any, Union
 
 from isscli.api.validation import Checked
-from isscli.atomic import check_output_path, output_lock
-from isscli.checkpoint import Checkpoint, file_sha256, load_checkpoint, save_checkpoint
-from isscli.errors import IsscliError
-from isscli.jsonfile import read_json_object
+from isscli.io.atomic import check_output_path, output_lock
+from isscli.io.checkpoint import Checkpoint, file_sha256, load_checkpoint, save_checkpoint
+from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import read_json_object
+from isscli.iss.spec import GroupSpec, check_spec, derive_spec, load_spec
+from isscli.iss.spec.authors import attach_companion_biases
 from isscli.models.presets import PRESETS, preset_config
-from isscli.spec import GroupSpec, check_spec, derive_spec, load_spec
-from isscli.spec.authors import attach_companion_biases
 
 PathLike = Union[str, os.PathLike]
 #: A checkpoint: a path to a safetensors file, or one already loaded.

@@ -1,4 +1,4 @@
-"""The corpus a model learns from or is scored on, as a :class:`~isscli.tasks.Task`, and its vocabulary.
+"""The corpus a model learns from or is scored on, as a :class:`~isscli.learn.tasks.Task`, and its vocabulary.
 
 Which word each embedding row is must never be guessed (:mod:`isscli.data.vocabulary`):
 :func:`vocabulary_choice` takes the checkpoint's stored vocabulary, else the one given
@@ -14,16 +14,16 @@ from typing import Any
 
 import torch
 
-from isscli.checkpoint import Checkpoint
 from isscli.data import load_corpus, load_sentences, resolve_data
 from isscli.data.corpus import check_splits
 from isscli.data.vocabulary import VocabularyChoice, first_difference, read_vocabulary_file
-from isscli.errors import IsscliError
+from isscli.io.checkpoint import Checkpoint
+from isscli.io.errors import IsscliError
+from isscli.io.provenance import lineage
+from isscli.learn.recipes import TrainSettings
+from isscli.learn.tasks import ClassifierTask, LanguageModelTask, Task
 from isscli.models.config import ModelConfig
 from isscli.observer import Observer
-from isscli.provenance import lineage
-from isscli.recipes import TrainSettings
-from isscli.tasks import ClassifierTask, LanguageModelTask, Task
 
 #: The splits a training run reads, each with the setting that is its batch size.
 TRAINING_SPLITS = {"train": "batch_size", "valid": "eval_batch_size", "test": "eval_batch_size"}

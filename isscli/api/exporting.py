@@ -17,11 +17,11 @@ from isscli.api.common import (
 )
 from isscli.api.user_models import ModelChoice, example_input, user_source
 from isscli.api.validation import checked_arguments
-from isscli.errors import IsscliError
-from isscli.export.onnx import ExportResult, export_onnx
+from isscli.io.errors import IsscliError
 from isscli.live.usermodel import ModelSource, load_user_model
 from isscli.models.registry import architecture_assumption
-from isscli.quantize import check_precision
+from isscli.runtime.export.onnx import ExportResult, export_onnx
+from isscli.runtime.quantize import check_precision
 
 FORMATS = ("onnx",)
 
@@ -40,7 +40,7 @@ class ExportRequest(OutputRequest, ModelChoice):
 
 def export_user_model(request: ExportRequest, source: ModelSource) -> ExportResult:
     """The user's own module through ``torch.onnx.export``, checked in ONNX Runtime against that module."""
-    from isscli.export.module import export_module
+    from isscli.runtime.export.module import export_module
 
     loaded = as_checkpoint(request.checkpoint)
     model = load_user_model(source, loaded)

@@ -17,10 +17,10 @@ from isscli.api.common import (
     write_checkpoint,
 )
 from isscli.api.validation import checked_arguments
-from isscli.checkpoint import Checkpoint
-from isscli.masks import check_sparsity, mask_counts, one_shot
+from isscli.io.checkpoint import Checkpoint
+from isscli.io.provenance import operation_record
+from isscli.learn.masks import check_sparsity, mask_counts, one_shot
 from isscli.models import load_model, model_tensors
-from isscli.provenance import operation_record
 
 
 @dataclass(kw_only=True)

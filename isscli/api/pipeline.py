@@ -8,7 +8,7 @@ later, when the machine is quiet (the sweep does: bench only after every trainin
 
 ``shrink.json`` records the fingerprints of what its results were made from (:func:`fingerprints`):
 a resume with other inputs — another checkpoint, corpus, τ — is refused, naming what changed, never
-answered with the old results. The folder's manifest (:mod:`isscli.manifest`) says which files isscli
+answered with the old results. The folder's manifest (:mod:`isscli.io.manifest`) says which files isscli
 wrote there: no other file is ever replaced.
 """
 
@@ -21,20 +21,20 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from isscli import manifest
 from isscli.api.benching import BenchRequest, BenchResult, bench
 from isscli.api.common import PathLike
 from isscli.api.pruning import CompactRequest, PruneRequest, compact, prune
 from isscli.api.scoring import EvaluateRequest, EvaluateResult, evaluate
 from isscli.api.user_models import check_tensor_data
 from isscli.api.validation import Checked, checked_arguments
-from isscli.atomic import atomic_write_text, output_lock
-from isscli.checkpoint import load_checkpoint
 from isscli.data.resolve import resolve_data
-from isscli.errors import CheckpointError, IsscliError, OutputError
-from isscli.fingerprint import data_fingerprint
+from isscli.io import manifest
+from isscli.io.atomic import atomic_write_text, output_lock
+from isscli.io.checkpoint import load_checkpoint
+from isscli.io.errors import CheckpointError, IsscliError, OutputError
+from isscli.io.fingerprint import data_fingerprint
+from isscli.io.provenance import plain
 from isscli.observer import Observer, SilentObserver
-from isscli.provenance import plain
 
 RESULT_FILE = "shrink.json"
 RESULT_SCHEMA = "isscli.shrink/1"
@@ -43,7 +43,7 @@ PRUNED, COMPACTED = "pruned.safetensors", "compact.safetensors"
 ROLES = ("baseline", "pruned", "compact")
 #: What the folder holds once every step is done.
 RESULT_FILES = (RESULT_FILE, PRUNED, COMPACTED)
-#: The fields of ``shrink.json`` and their kinds (:func:`isscli.manifest.validated`), and of what it nests.
+#: The fields of ``shrink.json`` and their kinds (:func:`isscli.io.manifest.validated`), and of what it nests.
 RECORD_FIELDS = {"schema": "string", "inputs": "object", "folder": "string", "pruned": "string?",
                  "compacted": "string?", "group_threshold": "number?", "hidden_sizes_before": "list?",
                  "hidden_sizes_after": "list?", "parameters_before": "integer?", "parameters_after": "integer?",

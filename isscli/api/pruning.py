@@ -27,10 +27,16 @@ from isscli.api.common import (
 )
 from isscli.api.user_models import ModelChoice, example_input, model_spec, model_tensors_once, user_source
 from isscli.api.validation import checked_arguments
-from isscli.checkpoint import Checkpoint
-from isscli.controller.targets import targets_from_sizes
-from isscli.equivalence import output_difference
-from isscli.errors import IsscliError
+from isscli.io.checkpoint import Checkpoint
+from isscli.io.errors import IsscliError
+from isscli.io.parsing import parse_list
+from isscli.io.provenance import check_provenance, operation_record, plain
+from isscli.iss.equivalence import output_difference
+from isscli.iss.spec import GroupSpec, IssSet
+from isscli.iss.surgery import SetChange, alive_components, group_norms
+from isscli.iss.surgery import compact as compact_tensors
+from isscli.iss.surgery import prune as prune_tensors
+from isscli.learn.controller.targets import targets_from_sizes
 from isscli.live.model import layer_sizes, recurrent_modules
 from isscli.live.usermodel import ModelSource, load_user_model
 from isscli.models.registry import (
@@ -41,12 +47,6 @@ from isscli.models.registry import (
     unknown_forward,
 )
 from isscli.observer import Observer, SilentObserver
-from isscli.parsing import parse_list
-from isscli.provenance import check_provenance, operation_record, plain
-from isscli.spec import GroupSpec, IssSet
-from isscli.surgery import SetChange, alive_components, group_norms
-from isscli.surgery import compact as compact_tensors
-from isscli.surgery import prune as prune_tensors
 
 #: Allowed output difference per unit of the largest |output| (rounding of sums in another order), by the
 #: precision the check runs in: float64 for float64 checkpoints, float32 for the others (float16 and bfloat16

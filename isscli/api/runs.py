@@ -1,7 +1,7 @@
 """``train`` and ``finetune``: learn a model, and its ISS with group Lasso, a size target or weight masks.
 
 Both take a request (the same names as the CLI's flags; the training knobs of
-:class:`~isscli.recipes.TrainSettings` go in ``settings``) and return a :class:`TrainResult`.
+:class:`~isscli.learn.recipes.TrainSettings` go in ``settings``) and return a :class:`TrainResult`.
 A run writes OUT (the best or the last epoch), ``OUT.log.jsonl`` and, while it runs,
 ``OUT.resume.safetensors``; ``resume=True`` continues an interrupted run bit for bit.
 """
@@ -15,18 +15,18 @@ from typing import Any
 
 import torch
 
-from isscli import distributed
 from isscli.api.assembly import assemble
 from isscli.api.common import CheckpointSource, ConfigSource, PathLike, SpecSource, run_lock
 from isscli.api.corpora import uniform_guess_warning
 from isscli.api.validation import Checked, checked_arguments
-from isscli.errors import IsscliError
+from isscli.io.errors import IsscliError
+from isscli.io.provenance import plain
+from isscli.learn import distributed
+from isscli.learn.loop import EpochReport, Trainer, TrainingRun
+from isscli.learn.recipes import PUBLISHED_TEST_PERPLEXITY, RECIPES, TrainSettings
+from isscli.learn.tasks import Evaluation
 from isscli.observer import Observer, SilentObserver
-from isscli.provenance import plain
-from isscli.recipes import PUBLISHED_TEST_PERPLEXITY, RECIPES, TrainSettings
-from isscli.tasks import Evaluation
-from isscli.timing import resolve_device
-from isscli.training import EpochReport, Trainer, TrainingRun
+from isscli.runtime.timing import resolve_device
 
 
 class TrainingInterrupted(IsscliError):
@@ -166,7 +166,7 @@ def finetune(request: FinetuneRequest, observer: Observer | None = None) -> Trai
 
 
 def _run(request: RunRequest, observer: Observer | None) -> TrainResult:
-    """One run, on this process or — launched by torchrun — on every rank (:mod:`isscli.distributed`)."""
+    """One run, on this process or — launched by torchrun — on every rank (:mod:`isscli.learn.distributed`)."""
     ranks, device, owned = distributed.start(resolve_device(request.device))
     try:
         with run_lock(request, ranks.main):  # one run at a time writes OUT, OUT.log.jsonl, OUT.resume.safetensors

@@ -14,19 +14,19 @@ from isscli.api.common import CheckpointSource, ConfigSource, PathLike, as_check
 from isscli.api.corpora import check_vocabulary, load_task, uniform_guess_warning, vocabulary_choice
 from isscli.api.user_models import user_source
 from isscli.api.validation import Checked, checked_arguments
-from isscli.checkpoint import Checkpoint
 from isscli.data.tensors import is_tensor_file, load_tensor_data
-from isscli.errors import IsscliError
+from isscli.io.checkpoint import Checkpoint
+from isscli.io.errors import IsscliError
+from isscli.io.parsing import MAX_BATCH, MAX_SEED, MAX_STEPS, check_bounds
+from isscli.io.provenance import check_provenance
+from isscli.learn.recipes import RECIPES
+from isscli.learn.tasks import TensorTask
 from isscli.live.usermodel import ModelSource, load_user_model
 from isscli.models import load_model
 from isscli.models.registry import architecture_assumption
 from isscli.observer import Observer, SilentObserver
-from isscli.parsing import MAX_BATCH, MAX_SEED, MAX_STEPS, check_bounds
-from isscli.provenance import check_provenance
-from isscli.quantize import check_precision, quantize_torch
-from isscli.recipes import RECIPES
-from isscli.tasks import TensorTask
-from isscli.timing import resolve_device
+from isscli.runtime.quantize import check_precision, quantize_torch
+from isscli.runtime.timing import resolve_device
 
 SPLITS = ("train", "valid", "test")
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from isscli.api.common import CheckpointSource, PathLike, SpecSource, as_checkpoint, resolve_spec
 from isscli.api.validation import Checked, checked_arguments
-from isscli.errors import OutputError
+from isscli.io.errors import OutputError
 
-#: The pictures ``output`` gets, by file name, and the function of :mod:`isscli.pictures` that draws each.
+#: The pictures ``output`` gets, by file name, and the function of :mod:`isscli.runtime.pictures` that draws each.
 PICTURES = {"zero-pattern.png": "zero_pattern", "group-norms.png": "group_norm_histogram", "units.png": "units_chart"}
 
 
@@ -44,8 +44,7 @@ def show(request: ShowRequest) -> ShowResult:
     Example:
         >>> isscli.show(isscli.ShowRequest(checkpoint="iss.safetensors")).sets[0]["removable"]
     """
-    from isscli import pictures
-
+    from isscli.runtime import pictures
     loaded = as_checkpoint(request.checkpoint)
     spec = resolve_spec(loaded, request.spec, request.renames)
     summaries = [pictures.set_summary(loaded.tensors, iss) for iss in spec.sets]

@@ -19,12 +19,12 @@ from torch import nn
 
 from isscli.api.validation import Checked
 from isscli.data.tensors import is_tensor_file, load_tensor_data, load_tensor_inputs
-from isscli.errors import IsscliError
+from isscli.io.errors import IsscliError
+from isscli.iss.spec import GroupSpec, check_spec, load_spec
+from isscli.iss.spec.authors import attach_companion_biases
 from isscli.live.model import parameter_tensors
 from isscli.live.usermodel import ModelSource, example_from_shape, model_source
 from isscli.observer import Observer
-from isscli.spec import GroupSpec, check_spec, load_spec
-from isscli.spec.authors import attach_companion_biases
 
 if TYPE_CHECKING:
     from isscli.api.common import PathLike

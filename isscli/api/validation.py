@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from typing import Any, TypeVar, Union
 
-from isscli.errors import IsscliError
+from isscli.io.errors import IsscliError
 
 Result = TypeVar("Result")
 
@@ -37,8 +37,8 @@ def field_types(cls: type) -> dict[str, Any]:
     """The resolved annotation of every field of a request class (its module's names, and the API's aliases)."""
     import sys
 
-    from isscli.checkpoint import Checkpoint
-    from isscli.spec import GroupSpec
+    from isscli.io.checkpoint import Checkpoint
+    from isscli.iss.spec import GroupSpec
 
     names: dict[str, Any] = {}
     for klass in reversed(cls.__mro__):

@@ -11,7 +11,7 @@ from isscli import api
 from isscli.cli.common import ArchOption, ConfigOption, ReportForceOption, claim_outputs, request_from
 from isscli.cli.options import HELP, option
 from isscli.cli.output import JSON_HELP, Notes, console, emit, safe, table
-from isscli.errors import GateFailed
+from isscli.io.errors import GateFailed
 
 WORKLOAD_LABELS = {
     "full": "full, batch {batch}", "recurrent": "recurrent only, batch {batch}", "latency": "full, batch 1",

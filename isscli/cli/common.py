@@ -11,7 +11,7 @@ from typing import Any, Optional, TypeVar
 
 import typer
 
-from isscli.atomic import Output, check_outputs, output_lock
+from isscli.io.atomic import Output, check_outputs, output_lock
 from isscli.models.presets import PRESETS
 
 Request = TypeVar("Request")
@@ -36,7 +36,7 @@ DeviceOption = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto 
 
 def renames_from(pairs: list[str], rename_file: Optional[Path]) -> dict[str, str]:
     """``--rename OLD=NEW`` pairs over a ``--rename-file`` mapping."""
-    from isscli.spec.authors import load_rename_file, parse_renames  # torch: only when a command runs
+    from isscli.iss.spec.authors import load_rename_file, parse_renames  # torch: only when a command runs
 
     mapping = load_rename_file(rename_file) if rename_file else {}
     mapping.update(parse_renames(pairs))
@@ -70,7 +70,7 @@ def claim_outputs(
 ) -> None:
     """Check every output of a command — the parameters ``names`` (files), ``folders`` (with the files the
     command writes into each) and ``extra`` — against its inputs and each other, before any work
-    (:func:`isscli.atomic.check_outputs`; ``--force`` from ``arguments``), then hold them until the command ends,
+    (:func:`isscli.io.atomic.check_outputs`; ``--force`` from ``arguments``), then hold them until the command ends,
     so that a second run writing the same output is refused meanwhile."""
     outputs = [Output(Path(arguments[name]), name) for name in names
                if arguments.get(name) is not None and str(arguments[name]) != "-"]
@@ -87,7 +87,7 @@ def claim_run_outputs(arguments: Mapping[str, Any]) -> None:
     """``train``/``finetune``: OUT, its log and its resume file (which the run may replace: ``resume``, ``force``)
     and the ``--json`` report, checked before any work; the run itself holds OUT (:func:`isscli.api.runs.train`)."""
     from isscli.api.common import output_path
-    from isscli.training_run import RunPaths
+    from isscli.learn.run import RunPaths
 
     output, checkpoint = arguments.get("output"), arguments.get("checkpoint")
     if output is None and checkpoint is not None:

@@ -9,8 +9,8 @@ import typer
 from isscli import api
 from isscli.cli.common import ForceOption, claim_outputs
 from isscli.cli.output import console, note, safe
-from isscli.errors import IsscliError
-from isscli.jsonfile import parse_json
+from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import parse_json
 
 
 def init(

@@ -12,7 +12,7 @@ from isscli.cli.output import console, safe, table
 from isscli.cli.progress import ProgressDisplay
 
 if TYPE_CHECKING:
-    from isscli.demo import DemoResult
+    from isscli.api.demonstration import DemoResult
 
 
 def demo(
@@ -23,7 +23,11 @@ def demo(
                                           help="Training batches per epoch (default 60; fewer: faster, worse)."),
 ) -> None:
     """Train a dense LM, learn ISS to a size target, compact and bench it against a fairly fine-tuned dense model."""
-    from isscli.demo import BATCHES, DemoRequest, run_demo  # the library, and torch, only when the command runs
+    from isscli.api.demonstration import (  # the library, and torch, only when the command runs
+        BATCHES,
+        DemoRequest,
+        run_demo,
+    )
 
     with ProgressDisplay() as display:
         result = run_demo(DemoRequest(data=data, folder=folder, batches=batches or BATCHES), display)
@@ -32,7 +36,7 @@ def demo(
 
 def summarize(result: DemoResult, folder: Path) -> None:
     """One table (80 columns): sizes, parameters, test perplexity and measured speed of the three models."""
-    from isscli.demo import GOAL_LOSS, GOAL_SPEEDUP
+    from isscli.api.demonstration import GOAL_LOSS, GOAL_SPEEDUP
 
     rows = [(row.model, " × ".join(str(sum(layer)) for layer in row.hidden_sizes), row.parameters,
              round(row.perplexity, 2), round(row.milliseconds, 2) if row.milliseconds else "—",

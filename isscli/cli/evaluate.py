@@ -11,7 +11,7 @@ from isscli import api
 from isscli.cli.common import ArchOption, ConfigOption, DeviceOption, ReportForceOption, claim_outputs, request_from
 from isscli.cli.options import option
 from isscli.cli.output import Notes, console, emit, note, table
-from isscli.errors import GateFailed
+from isscli.io.errors import GateFailed
 
 
 def evaluate(

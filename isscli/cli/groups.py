@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from isscli.atomic import atomic_write_text
 from isscli.cli.common import (
     ForceOption,
     RenameFileOption,
@@ -19,11 +18,12 @@ from isscli.cli.common import (
 )
 from isscli.cli.options import HELP, option
 from isscli.cli.output import JSON_HELP, console, emit, note, table, visible
-from isscli.errors import IsscliError
+from isscli.io.atomic import atomic_write_text
+from isscli.io.errors import IsscliError
 
 if TYPE_CHECKING:
-    from isscli.checkpoint import Checkpoint
-    from isscli.spec import GroupSpec
+    from isscli.io.checkpoint import Checkpoint
+    from isscli.iss.spec import GroupSpec
 
 
 class DefaultsToShow(TyperGroup):
@@ -43,7 +43,7 @@ app = typer.Typer(
 
 
 def spec_report(spec: GroupSpec, checkpoint: Checkpoint) -> dict[str, Any]:
-    from isscli.surgery import alive_components, removable_components
+    from isscli.iss.surgery import alive_components, removable_components
 
     shapes = {name: tuple(t.shape) for name, t in checkpoint.tensors.items()}
     return {
@@ -111,7 +111,7 @@ def show(
     (an encoder and its decoder too), each unit's receivers found by running the model."""
     from isscli.api.common import resolve_spec  # the library, and torch, only when the command runs
     from isscli.api.user_models import example_input, model_spec
-    from isscli.checkpoint import Checkpoint, load_checkpoint
+    from isscli.io.checkpoint import Checkpoint, load_checkpoint
     from isscli.live.model import parameter_tensors
     from isscli.live.usermodel import load_user_model, model_source
 

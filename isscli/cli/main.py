@@ -19,7 +19,6 @@ from typing import Optional
 import typer
 
 from isscli import __version__
-from isscli.atomic import first_line
 from isscli.cli import (
     bench,
     compact,
@@ -39,8 +38,9 @@ from isscli.cli import (
 from isscli.cli.common import held_outputs
 from isscli.cli.entry import INTERRUPTED
 from isscli.cli.output import console, err_console, safe
-from isscli.errors import IsscliError
-from isscli.provenance import invoked_by
+from isscli.io.atomic import first_line
+from isscli.io.errors import IsscliError
+from isscli.io.provenance import invoked_by
 
 app = typer.Typer(
     name="isscli",
@@ -143,7 +143,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         err_console.print(f"[bold red]error:[/] {safe(error.format_message())} — see `{where} --help`",
                           soft_wrap=True)
         sys.exit(getattr(error, "exit_code", 2))
-    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C, and SIGTERM (isscli.errors.Terminated) alike
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C, and SIGTERM (isscli.io.errors.Terminated) alike
         err_console.print(INTERRUPTED)
         sys.exit(130)
     except IsscliError as error:

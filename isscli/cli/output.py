@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from isscli.atomic import atomic_write_text
+from isscli.io.atomic import atomic_write_text
+from isscli.io.provenance import finite_json
 from isscli.observer import SilentObserver
-from isscli.provenance import finite_json
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)

@@ -1,7 +1,7 @@
 """``isscli train`` and ``isscli finetune``: learn a model and its ISS (group Lasso, a size target, or masks).
 
 Each option is named like a field of the library's request (:class:`isscli.TrainRequest`,
-:class:`isscli.FinetuneRequest`) or of its training settings (:class:`isscli.recipes.TrainSettings`;
+:class:`isscli.FinetuneRequest`) or of its training settings (:class:`isscli.learn.recipes.TrainSettings`;
 ``--lambda`` is ``group_lasso``), so :func:`run_request` builds the request from them. The two
 commands declare their own options; :func:`run_command` adds the many they share
 (:data:`SHARED_OPTIONS`) and runs the request.
@@ -27,10 +27,10 @@ from isscli.cli.common import (
 from isscli.cli.options import option
 from isscli.cli.output import console, emit, note
 from isscli.cli.progress import ProgressDisplay
-from isscli.recipes import RECIPES, TrainSettings
+from isscli.learn.recipes import RECIPES, TrainSettings
 
 if TYPE_CHECKING:
-    from isscli.tasks import Evaluation
+    from isscli.learn.tasks import Evaluation
 
 SETTINGS = tuple(f.name for f in fields(TrainSettings))
 

@@ -8,11 +8,11 @@ from typing import Optional
 import typer
 
 from isscli import api
-from isscli.atomic import Output
 from isscli.cli.common import DeviceOption, ForceOption, claim_outputs, request_from
 from isscli.cli.options import option
 from isscli.cli.output import Notes, console, emit, table
-from isscli.parsing import parse_list
+from isscli.io.atomic import Output
+from isscli.io.parsing import parse_list
 
 
 def shrink(

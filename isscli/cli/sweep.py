@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from isscli import api
-from isscli.atomic import Output
 from isscli.cli.common import claim_outputs
 from isscli.cli.output import JSON_HELP, Notes, console, emit, note, table
-from isscli.errors import IsscliError
-from isscli.parsing import parse_list
+from isscli.io.atomic import Output
+from isscli.io.errors import IsscliError
+from isscli.io.parsing import parse_list
 
 if TYPE_CHECKING:
-    from isscli.sweep import Point, SweepResult
+    from isscli.sweeping import Point, SweepResult
 
 CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 AXES = {"params": "parameters", "speed": "speedup"}
@@ -50,7 +50,7 @@ def base_request(extra: list[str], checkpoint: Optional[Path], preset: Optional[
 
 
 def points_of(lambdas: Optional[str], hidden: list[str], params: list[str], speedups: Optional[str]) -> list[Point]:
-    from isscli.sweep import make_points
+    from isscli.sweeping import make_points
 
     lambda_values = parse_list(lambdas, float, "lambdas", "numbers ≥ 0", "0.001,0.002", 0) if lambdas else []
     speedup_values = parse_list(speedups, float, "target_speedup", "numbers", "4,8") if speedups else []
@@ -119,8 +119,8 @@ def sweep(
     if prune_threshold is not None:
         note("--prune-threshold is now --group-threshold; the old name will go", warning=True)
         group_threshold = prune_threshold if group_threshold is None else group_threshold
-    from isscli.sweep import SweepRequest, run_sweep  # the library, and torch, only when the command runs
-    from isscli.sweep.plan import SWEEP_FILES
+    from isscli.sweeping import SweepRequest, run_sweep  # the library, and torch, only when the command runs
+    from isscli.sweeping.plan import SWEEP_FILES
 
     claim_outputs(locals(), "json_path", extra=[Output(output, folder=True, files=SWEEP_FILES, replace=True)])
     points = points_of(lambdas, target_hidden, target_params, target_speedup)

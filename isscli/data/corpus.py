@@ -26,7 +26,7 @@ from isscli.data.vocabulary import Vocabulary, VocabularyChoice, build_words
 
 __all__ = ["EOS", "UNK", "Corpus", "Vocabulary", "batchify", "bptt_chunks", "count_chunks", "find_split_files",
            "load_corpus", "text_lines"]
-from isscli.errors import IsscliError
+from isscli.io.errors import IsscliError
 
 SPLITS = ("train", "valid", "test")
 #: Other names a split's file may carry (SST-2's ``dev.txt``).

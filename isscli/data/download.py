@@ -17,9 +17,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from isscli.atomic import atomic_write, check_output_path
 from isscli.data.corpus import SPLITS
-from isscli.errors import IsscliError
+from isscli.io.atomic import atomic_write, check_output_path
+from isscli.io.errors import IsscliError
 
 PTB_URL = "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
 PTB_SHA256 = {

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from isscli.data.corpus import find_split_files
 from isscli.data.download import PTB_URL, default_cache, download_ptb, has_ptb
-from isscli.errors import IsscliError
+from isscli.io.errors import IsscliError
 
 ENVIRONMENT_VARIABLE = "ISSCLI_DATA"
 FALLBACK = Path(__file__).with_name("fallback")

@@ -19,7 +19,7 @@ import torch
 from isscli.data.corpus import find_split_files
 from isscli.data.text import UNK, read_text, text_lines
 from isscli.data.vocabulary import Vocabulary, check_size
-from isscli.errors import IsscliError
+from isscli.io.errors import IsscliError
 
 PAD = "<pad>"
 MR_FILE = "rt-polarity.all"

@@ -12,7 +12,7 @@ guessed (a float ``y`` may be a regression target or a mistake):
 * ``tagging``: integer ``y`` ``[N, T]``, a class per step; -100 (PyTorch's ``ignore_index``) and the
   steps at or beyond ``lengths`` are not scored.
 
-Every problem is one :class:`~isscli.errors.IsscliError` line naming the file and the array.
+Every problem is one :class:`~isscli.io.errors.IsscliError` line naming the file and the array.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from isscli.checkpoint import file_sha256
-from isscli.errors import IsscliError
+from isscli.io.checkpoint import file_sha256
+from isscli.io.errors import IsscliError
 
 OBJECTIVES: tuple[str, ...] = ("regression", "classification", "tagging")
 TENSOR_SUFFIXES = (".safetensors", ".npz")

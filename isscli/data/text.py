@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 from pathlib import Path
 
-from isscli.errors import IsscliError
+from isscli.io.errors import IsscliError
 
 EOS = "<eos>"
 UNK = "<unk>"

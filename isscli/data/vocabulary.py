@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 
 from isscli.data.text import UNK, read_text, text_lines
-from isscli.errors import IsscliError
-from isscli.jsonfile import MAX_JSON_BYTES, parse_json
+from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import MAX_JSON_BYTES, parse_json
 
 ORDERS = ("frequency", "first-seen")
 #: The most words a vocabulary holds (an embedding of 10M rows is already gigabytes).

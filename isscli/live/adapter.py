@@ -1,7 +1,7 @@
 """What the size-target controller reads of a trainer, filled from the user's own loop.
 
-:class:`~isscli.controller.IssController` was written as a hook of isscli's own
-:class:`~isscli.training.Trainer`; :class:`LoopTrainer` is the small part of a trainer it reads, so the very
+:class:`~isscli.learn.controller.IssController` was written as a hook of isscli's own
+:class:`~isscli.learn.loop.Trainer`; :class:`LoopTrainer` is the small part of a trainer it reads, so the very
 same controller steers λ inside any loop (:class:`~isscli.live.loop.IssTraining`).
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from isscli.regularizer import GroupLasso
-from isscli.spec import GroupSpec
+from isscli.iss.regularizer import GroupLasso
+from isscli.iss.spec import GroupSpec
 
 
 @dataclass
@@ -61,7 +61,7 @@ class LoopReport:
 
 @dataclass
 class LoopTrainer:
-    """What :class:`~isscli.controller.IssController` reads of a trainer, filled from the user's loop.
+    """What :class:`~isscli.learn.controller.IssController` reads of a trainer, filled from the user's loop.
 
     ``run.spec`` (the ISS sets), ``run.task.num_batches(settings.max_batches)`` (batches per epoch),
     ``run.paths.log`` (its JSON-lines log), ``settings.optimizer`` ("sgd" or "adam" step lengths),

@@ -6,19 +6,19 @@ import math
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
-from isscli.controller.targets import fraction_grid, sizes_at
-from isscli.errors import IsscliError
-from isscli.spec import GroupSpec
+from isscli.io.errors import IsscliError
+from isscli.iss.spec import GroupSpec
+from isscli.learn.controller.targets import fraction_grid, sizes_at
 
 
 def compacted_parameters(spec: GroupSpec, shapes: Mapping[str, Sequence[int]], units: Mapping[str, int]) -> int:
     """Parameters of the model (all of ``shapes``) after compaction to ``units`` per set.
 
-    Removing a unit removes every line (row or column) its slices name, as :func:`isscli.surgery.compact`
-    does; no two slices share a line (:func:`~isscli.spec.check_spec`), so counts add up.
+    Removing a unit removes every line (row or column) its slices name, as :func:`isscli.iss.surgery.compact`
+    does; no two slices share a line (:func:`~isscli.iss.spec.check_spec`), so counts add up.
 
     Examples:
-        >>> from isscli.spec import GroupSpec, IssSet, TensorSlice
+        >>> from isscli.iss.spec import GroupSpec, IssSet, TensorSlice
         >>> spec = GroupSpec([IssSet("s", 4, [TensorSlice("w", dim=0), TensorSlice("v", dim=1)])])
         >>> compacted_parameters(spec, {"w": (4, 3), "v": (2, 4), "b": (2,)}, {"s": 1})
         7
@@ -36,7 +36,7 @@ def sizes_for_budget(spec: GroupSpec, shapes: Mapping[str, Sequence[int]], curre
                      limit: int) -> tuple[dict[str, int], int]:
     """The largest same fraction of every set's ``current`` units whose compacted model has ≤ ``limit`` parameters.
 
-    The fraction is bisected over :func:`~isscli.controller.targets.fraction_grid` (the fractions at which some
+    The fraction is bisected over :func:`~isscli.learn.controller.targets.fraction_grid` (the fractions at which some
     set gains a unit), as the command line's ``target_params`` does: at the next one the count exceeds ``limit``.
     Returns the units per set and their parameter count.
     """

@@ -1,7 +1,7 @@
 """Compaction of a live ``nn.Module``: the user's own class, physically smaller, checked on an example input.
 
 :func:`compact_module` removes every ISS component whose receivers are all zero (exactly what
-:func:`isscli.surgery.compact` removes from a checkpoint), then rebuilds the model around the smaller
+:func:`isscli.iss.surgery.compact` removes from a checkpoint), then rebuilds the model around the smaller
 tensors: each recurrent module that changes becomes the :mod:`isscli.nn` module of the new per-layer,
 per-direction sizes (same parameter names, same forward contract), each other module gets its smaller
 weights and its size attributes (``Linear.in_features``, ``Embedding.embedding_dim``…), tied weights stay
@@ -18,8 +18,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from isscli.equivalence import compare as equivalence_compare
-from isscli.errors import IsscliError
+from isscli.io.errors import IsscliError
+from isscli.iss.equivalence import compare as equivalence_compare
+from isscli.iss.spec.schema import GroupSpec, check_spec
+from isscli.iss.surgery import SetChange
+from isscli.iss.surgery import compact as compact_tensors
+from isscli.learn.tasks import evaluating
 from isscli.live.model import (
     Member,
     call_model,
@@ -32,10 +36,6 @@ from isscli.live.model import (
     tied_names,
 )
 from isscli.live.trace import derive_module_spec
-from isscli.spec.schema import GroupSpec, check_spec
-from isscli.surgery import SetChange
-from isscli.surgery import compact as compact_tensors
-from isscli.tasks import evaluating
 
 #: Largest allowed output difference per unit of the largest |output| (as ``isscli compact``).
 TOLERANCE = 1e-5

@@ -1,6 +1,6 @@
 """Parameters, bytes and multiply-adds of the user's own model, counted on one run of its forward.
 
-isscli's own families are counted from their config (:mod:`isscli.accounting`); a user's model has no config,
+isscli's own families are counted from their config (:mod:`isscli.iss.accounting`); a user's model has no config,
 so its recurrent and linear layers are watched while it runs on the benchmark's input. The conventions are
 the paper's, as there: matrix products only (biases and nonlinearities left out), a layer-direction with ``G``
 gates, ``H`` units and input width ``in`` costs ``G·H·(in + H)`` per sequence step, a linear layer

@@ -15,8 +15,8 @@ data loader stay as they are::
 
 1. **after the backward pass, before clipping and the step.** The gradient of the data loss is complete, so
    ``λ·∂R/∂w`` (paper Eq. 3, one λ per ISS set) and L1's ``D·sign(w)`` (Appendix A) are added into ``.grad``
-   in place, exactly as isscli's own :class:`~isscli.training.Trainer` adds them
-   (:class:`~isscli.regularizer.GroupLasso`: no autograd graph for R). Then the gradients of units the
+   in place, exactly as isscli's own :class:`~isscli.learn.loop.Trainer` adds them
+   (:class:`~isscli.iss.regularizer.GroupLasso`: no autograd graph for R). Then the gradients of units the
    controller holds dead are zeroed, so they weigh nothing in the clipping and the step. The loss itself
    feeds the controller's back-off test. Clip (if you do) after this call, so the whole gradient is clipped,
    as the paper's code does; with an AMP ``GradScaler``, call ``scaler.unscale_(optimizer)`` first.
@@ -29,7 +29,7 @@ data loader stay as they are::
    units held at zero) follows for ``recover_epochs``.
 
 With a target (``target_hidden`` units per set, or a ``target_params`` budget) no λ is guessed: the controller
-is the one the command line uses (:class:`~isscli.controller.IssController` with its ``LambdaSchedule`` and
+is the one the command line uses (:class:`~isscli.learn.controller.IssController` with its ``LambdaSchedule`` and
 ``UnitGuard``), bound to this loop by :class:`LoopTrainer`, the part of a trainer it reads. Its first λ of a set
 is a tenth of the data-gradient lengths it measures, so it is free of the loss's scale. Without a target,
 ``group_lasso`` is a fixed λ.
@@ -45,7 +45,7 @@ training loss it compares windows of ``log(loss)`` additively (log 2 apart is a 
 Gaussian NLL, possibly negative) can be compared as the command line compares perplexity — a rise of log 2 —
 with ``log_loss=True``. ``end_epoch(valid_loss)`` takes a lower-is-better validation loss on the same footing
 (2× its best backs off); for an accuracy pass the error rate ``1 - accuracy``. A non-finite loss stops
-training with :class:`~isscli.training_run.TrainingDiverged` before the step could write it into the weights.
+training with :class:`~isscli.learn.run.TrainingDiverged` before the step could write it into the weights.
 
 **Accumulation, several processes, resuming.** Call the three points once per optimizer step (with gradient
 accumulation: after the last backward). Under DistributedDataParallel every process holds its own
@@ -69,10 +69,14 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import nn
 
-from isscli.controller import ControllerSettings, IssController
-from isscli.controller.state import json_round_trip
-from isscli.controller.targets import check_targets, receiver_units, targets_from_sizes
-from isscli.errors import IsscliError
+from isscli.io.errors import IsscliError
+from isscli.iss.regularizer import GroupLasso
+from isscli.iss.spec import GroupSpec, check_spec
+from isscli.learn.controller import ControllerSettings, IssController
+from isscli.learn.controller.state import json_round_trip
+from isscli.learn.controller.targets import check_targets, receiver_units, targets_from_sizes
+from isscli.learn.recipes import PAPER_THRESHOLD
+from isscli.learn.run import TrainingDiverged
 from isscli.live.adapter import (
     LoopPaths,
     LoopReport,
@@ -87,13 +91,9 @@ from isscli.live.budget import compacted_parameters, sizes_for_budget
 from isscli.live.compact import ModuleCompaction, compact_module
 from isscli.live.model import parameter_tensors
 from isscli.live.trace import derive_module_spec
-from isscli.recipes import PAPER_THRESHOLD
-from isscli.regularizer import GroupLasso
-from isscli.spec import GroupSpec, check_spec
-from isscli.training_run import TrainingDiverged
 
 if TYPE_CHECKING:
-    from isscli.training import EpochReport, Trainer
+    from isscli.learn.loop import EpochReport, Trainer
 
 logger = logging.getLogger(__name__)
 #: The ``format`` entry of :meth:`IssTraining.state_dict`.
@@ -151,7 +151,7 @@ class IssTraining:
         model: the model; its ``named_parameters()`` names are the spec's tensor names.
         optimizer: the optimizer that updates ``model`` (the controller reads the lr of its first param group).
         batches_per_epoch: batches between two :meth:`end_epoch` calls (``len(loader)``); needed with a target.
-        spec: the ISS sets (a :class:`~isscli.spec.GroupSpec` over ``model.named_parameters()`` names).
+        spec: the ISS sets (a :class:`~isscli.iss.spec.GroupSpec` over ``model.named_parameters()`` names).
             None: derived from ``example_input`` by :func:`isscli.live.trace.derive_module_spec`.
         example_input: one batch of model input, to derive the spec (and to :meth:`compact` later).
         target_hidden: units to keep per set: one int for every set, a list in spec order, or
@@ -175,7 +175,7 @@ class IssTraining:
     Examples:
         >>> import torch
         >>> from torch import nn
-        >>> from isscli.spec import derive_spec
+        >>> from isscli.iss.spec import derive_spec
         >>> class Forecaster(nn.Module):
         ...     def __init__(self):
         ...         super().__init__()
@@ -280,7 +280,7 @@ class IssTraining:
         Args:
             loss: the scalar loss of this batch (what ``backward`` was called on), for the back-off test; None
                 leaves this batch out of it. A NaN or infinite loss raises
-                :class:`~isscli.training_run.TrainingDiverged` before any weight changes.
+                :class:`~isscli.learn.run.TrainingDiverged` before any weight changes.
         """
         self._step = self._loss_step(loss)
         controller = self.controller

@@ -15,8 +15,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from isscli.errors import IsscliError
-from isscli.spec.schema import TensorSlice
+from isscli.io.errors import IsscliError
+from isscli.iss.spec.schema import TensorSlice
 
 
 @dataclass(frozen=True, order=True)

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from isscli.errors import IsscliError
+from isscli.io.errors import IsscliError
+from isscli.iss.spec.schema import TensorSlice
 from isscli.live.model import Member, TracedModel, call_model, output_tensors
-from isscli.spec.schema import TensorSlice
 
 # -- the probe --------------------------------------------------------------------------------------------------
 

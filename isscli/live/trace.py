@@ -28,7 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from isscli.errors import IsscliError
+from isscli.io.errors import IsscliError
+from isscli.iss.spec.schema import GroupSpec, IssSet, TensorSlice
 from isscli.live.model import (
     Member,
     TracedModel,
@@ -42,7 +43,6 @@ from isscli.live.model import (
 )
 from isscli.live.probe import UnitProbe, embedding_chain, input_dims, probe_receivers
 from isscli.models.recurrent import GATES_PER_CELL
-from isscli.spec.schema import GroupSpec, IssSet, TensorSlice
 
 #: Relative change of the outputs that still counts as "unchanged" in the final check (float32 rounding).
 CHECK_TOLERANCE = 1e-6
@@ -251,7 +251,7 @@ def derive_module_spec(model: nn.Module, example_input: Any) -> GroupSpec:
             keyword arguments; a small batch is enough (its values matter only through which weights they reach).
 
     Returns:
-        A :class:`~isscli.spec.GroupSpec`; raises :class:`~isscli.errors.IsscliError` where the model routes
+        A :class:`~isscli.iss.spec.GroupSpec`; raises :class:`~isscli.io.errors.IsscliError` where the model routes
         units in a way isscli cannot shrink exactly.
 
     Example:

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from isscli.checkpoint import Checkpoint
-from isscli.errors import IsscliError
+from isscli.io.checkpoint import Checkpoint
+from isscli.io.errors import IsscliError
 
 REFERENCE_HINT = "write `model` as path/to/file.py:ClassName or package.module:ClassName"
 SHAPE = re.compile(r"^(?P<dims>\d+(?:x\d+)*)(?::int<(?P<high>\d+))?$")

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from isscli.data.vocabulary import MAX_VOCABULARY
-from isscli.errors import IsscliError
+from isscli.io.errors import IsscliError
 
 #: Gate blocks per cell: the rows of a layer's weights are ``gates × hidden``.
 GATES_PER_CELL = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from isscli.errors import CheckpointError
+from isscli.io.errors import CheckpointError
 
 RECURRENT_NAME = re.compile(r"^(?P<prefix>.*)weight_hh_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
 HIGHWAY_NAME = re.compile(r"^(?P<prefix>.*)weight_hh_d(?P<layer>\d+)$")

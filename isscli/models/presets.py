@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from isscli.errors import IsscliError
+from isscli.io.errors import IsscliError
 
 PTB_VOCAB = 10_000
 

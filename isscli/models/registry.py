@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from isscli.checkpoint import Checkpoint
-from isscli.errors import CheckpointError, IsscliError
+from isscli.io.checkpoint import Checkpoint
+from isscli.io.errors import CheckpointError, IsscliError
 from isscli.models.classifier import SequenceClassifier
 from isscli.models.config import ModelConfig
 from isscli.models.language_model import LanguageModel

@@ -1,0 +1,260 @@
+"""What a training run is made of: its inputs (:class:`TrainingRun`), the protocol of the hooks
+that act beside SGD (:class:`TrainingHook`), its files (:class:`RunPaths`) and its reports.
+
+The loop that runs it is :class:`isscli.learn.loop.Trainer`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from isscli.io.atomic import check_output_path
+from isscli.io.checkpoint import Checkpoint
+from isscli.io.errors import IsscliError, OutputError
+from isscli.io.fingerprint import data_fingerprint
+from isscli.io.provenance import finite_json
+from isscli.iss.spec import GroupSpec
+from isscli.learn.distributed import current
+from isscli.learn.recipes import TrainSettings
+from isscli.learn.tasks import Evaluation, Task
+
+if TYPE_CHECKING:
+    from isscli.learn.loop import Trainer
+    from isscli.live.usermodel import ModelSource
+
+
+class TrainingDiverged(IsscliError):
+    """The run stopped on a NaN loss, a validation blow-up or a dead ISS set."""
+
+    exit_code = 1
+
+
+@dataclass
+class RunPaths:
+    """The output checkpoint and the two files beside it."""
+
+    output: Path
+
+    @property
+    def log(self) -> Path:
+        return self.output.with_suffix(".log.jsonl")
+
+    @property
+    def resume(self) -> Path:
+        return self.output.with_suffix(".resume.safetensors")
+
+
+def prepare_outputs(paths: RunPaths, inputs: tuple[Path, ...], force: bool, resume: bool) -> None:
+    """Refuse, before any training, outputs that would clobber an input or an unfinished run."""
+    for path in (paths.output, paths.log, paths.resume):
+        check_output_path(path, inputs, overwrite=True)
+    if resume:
+        if not paths.resume.is_file():
+            raise IsscliError(f"no resumable run at {paths.resume}", "start the run without --resume")
+        return
+    if not force:
+        if paths.resume.exists():
+            raise OutputError(
+                f"an interrupted run left {paths.resume}",
+                "continue it with --resume, or pass --force to start afresh",
+            )
+        if paths.output.exists():
+            raise OutputError(f"output {paths.output} already exists",
+                              "pass --force to replace it, or choose another -o")
+    paths.resume.unlink(missing_ok=True)
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    lr: float
+    train_loss: float
+    valid: Evaluation
+    penalty: float
+    alive: dict[str, int]
+    components: dict[str, int]
+    sparsity: float
+    seconds: float
+    best: bool = False
+    smallest_norm: dict[str, float] = field(default_factory=dict)  # per set, of its nonzero groups: what τ must pass
+
+    @property
+    def train_perplexity(self) -> float:
+        return math.exp(self.train_loss) if self.train_loss < 700 else math.inf
+
+    def to_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"event": "epoch"}
+        record.update((key, value) for key, value in asdict(self).items() if key != "valid")
+        record["train_perplexity"] = self.train_perplexity
+        record.update((f"valid_{key}", value) for key, value in self.valid.to_dict().items() if key != "split")
+        return record
+
+
+@dataclass
+class TrainingResult:
+    """How the run ended; ``test`` is the best checkpoint's score on the test split."""
+
+    epochs: list[EpochReport]
+    best_epoch: int | None
+    best: Evaluation | None
+    test: Evaluation | None = None
+    stopped_early: bool = False
+    resumed_from: int = 0
+
+
+class TrainingHook:
+    """Acts on the model beside SGD: weight masks (SET, magnitude pruning) or a λ controller.
+
+    The trainer calls every hook at fixed points of each batch and epoch; the defaults do
+    nothing. ``state``/``load_state`` carry what ``--resume`` needs (tensors, and a JSON-able
+    dict), so a resumed run continues exactly as an uninterrupted one.
+    """
+
+    name = "hook"
+
+    def after_backward(self, trainer: Trainer) -> None:
+        """The gradient (data loss and regularizers) is complete; it is clipped next."""
+
+    def after_step(self, trainer: Trainer, epoch: int, index: int) -> None:
+        """The SGD step and the thresholding of batch ``index`` are done (``trainer.last_step`` holds its loss)."""
+
+    def add_group_lasso_(self, trainer: Trainer) -> bool:
+        """Add the group-Lasso gradient in the trainer's place (e.g. a λ per set); return True when done.
+
+        Called after the data loss's backward pass, before :meth:`after_backward`. The default
+        leaves it to the trainer (``settings.group_lasso``, one λ for every set).
+        """
+        return False
+
+    def threshold_(self, trainer: Trainer, tau: float) -> bool:
+        """Threshold the weights in the trainer's place after every SGD step (called even when τ = 0);
+        return True when done. The default leaves it to the trainer (every |w| < τ zeroed)."""
+        return False
+
+    def after_epoch(self, trainer: Trainer, report: EpochReport) -> None:
+        """Validation is done and OUT written (when this epoch is kept); the resume state is saved next."""
+
+    def keeps(self, epoch: int) -> bool:
+        """Whether OUT may hold the model of ``epoch``: not while it is still being pruned to its target."""
+        return True
+
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return {}, {}
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+    def checkpoint_masks(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        """Weight masks to write with every checkpoint of the run, and how they were made (None: no masks)."""
+        return None
+
+    def provenance(self) -> dict[str, Any] | None:
+        """What the checkpoints' provenance records about this hook (its settings), under its name."""
+        return None
+
+    def summary(self) -> dict[str, Any] | None:
+        """What the run's result reports about this hook (None: nothing)."""
+        return None
+
+
+@dataclass
+class TrainingRun:
+    """A run's inputs. ``parameters`` (JSON-able: the request, the resolved settings, the corpus) go into
+    every checkpoint's provenance and the log's start record."""
+
+    operation: str  # train | finetune
+    model: nn.Module
+    task: Task
+    settings: TrainSettings
+    spec: GroupSpec
+    paths: RunPaths
+    device: torch.device
+    parent: Checkpoint | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    hooks: list[TrainingHook] = field(default_factory=list)
+    vocabulary: list[str] | None = None  # the word of each embedding row, written into every checkpoint
+    source: ModelSource | None = None  # the user's own class (``model``); None: one of isscli's families
+    corpus_sha256: str | None = field(init=False, default=None)  # the text read (:mod:`isscli.io.fingerprint`)
+
+    def __post_init__(self) -> None:
+        """Fingerprint the corpus now, right after it was read: a resume must find the same text."""
+        data = self.parameters.get("data") or {}
+        if data.get("path") and not data.get("sha256"):  # tensor data carries its file's sha256 already
+            self.corpus_sha256 = data_fingerprint(data["path"])
+
+    def model_record(self) -> dict[str, Any]:
+        """What the model is, for the log and the resume identity: its config, or the user's class and arguments."""
+        return self.source.describe() if self.source is not None else self.model.config.to_dict()
+
+    def header_config(self) -> dict[str, Any] | None:
+        """The config written into every checkpoint; the user's own models have none (their class is theirs)."""
+        return None if self.source is not None else self.model.config.to_dict()
+
+    def reload(self, checkpoint: Checkpoint) -> nn.Module:
+        """A written checkpoint as a model again (reading it back proves the file sound)."""
+        if self.source is not None:
+            from isscli.live.usermodel import load_user_model
+
+            return load_user_model(self.source, checkpoint)
+        from isscli.models import load_model
+
+        return load_model(checkpoint)
+
+    @property
+    def scores_loss(self) -> bool:
+        """Whether progress shows a loss rather than a perplexity (classifiers, the user's models)."""
+        return self.source is not None or self.model.config.family == "classifier"
+
+    def identity(self) -> dict[str, Any]:
+        """What must not change between an interrupted run and its continuation (:data:`IDENTITY_NAMES`): the data
+        by content, its vocabulary and its text (or the tensor file's sha256)."""
+        data = self.parameters.get("data") or {}
+        return {
+            "action": self.operation,
+            "parent_sha256": self.parent.sha256 if self.parent else None,
+            "config": self.model_record(),
+            "data": {"vocabulary_sha256": data.get("vocabulary_sha256"),
+                     "sha256": data.get("sha256") or self.corpus_sha256},
+            "spec": self.spec.to_json(),
+        }
+
+
+#: How a resume refusal names each part of :meth:`TrainingRun.identity` that changed.
+IDENTITY_NAMES = {"action": "operation", "parent_sha256": "parent checkpoint", "config": "model", "data": "data",
+                  "spec": "spec"}
+
+
+def identity_changes(saved: Any, now: dict[str, Any]) -> list[str]:
+    """The parts of a run's identity that differ between a resume state (``saved``, read from its file) and now."""
+    if not isinstance(saved, dict):
+        return sorted(IDENTITY_NAMES.values())
+    return [IDENTITY_NAMES.get(key, key) for key in sorted(set(saved) | set(now)) if saved.get(key) != now.get(key)]
+
+
+class JsonLog:
+    """Append-only JSON lines; a fresh run truncates the file, a resumed one appends."""
+
+    def __init__(self, path: Path, append: bool) -> None:
+        self.path = path
+        self.active = current().main  # with several ranks, rank 0 keeps the log
+        if not append and self.active:
+            path.write_text("", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.active:
+            return
+        stamped, replaced = finite_json({"time": round(time.time(), 3), **record})
+        if replaced:  # JSON has no NaN or infinity: null, and which fields held what
+            stamped["non_finite"] = replaced
+        with open(self.path, "a", encoding="utf-8") as stream:
+            stream.write(json.dumps(stamped, allow_nan=False) + "\n")
+
+

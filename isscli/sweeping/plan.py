@@ -1,0 +1,234 @@
+"""A sweep's plan: the base request every point starts from, its points, saved as ``SWEEPDIR/sweep.json``.
+
+The plan also says what each point is made from, by content (:meth:`Plan.inputs`): a point folder —
+left by an earlier run, or copied from another sweep — is reused only when its recorded inputs are
+the same (:mod:`isscli.sweeping.run`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from isscli.api.assembly import planned_epochs
+from isscli.api.pipeline import RESULT_FILES
+from isscli.api.runs import FinetuneRequest, RunRequest, TrainRequest
+from isscli.api.validation import Checked
+from isscli.data.resolve import resolve_data
+from isscli.io import manifest
+from isscli.io.atomic import atomic_write_text
+from isscli.io.checkpoint import Checkpoint, file_sha256
+from isscli.io.errors import IsscliError, OutputError
+from isscli.io.fingerprint import data_fingerprint
+from isscli.io.provenance import plain
+from isscli.observer import Observer
+from isscli.sweeping.points import KINDS, Point
+
+SCHEMA = "isscli.sweep/2"
+PLAN = "sweep.json"
+POINTS = "points"
+#: The files a sweep keeps at the top of its folder (rerunning the sweep rewrites them).
+SWEEP_FILES = (PLAN, "points.jsonl", "baseline.json", "tradeoff.png")
+#: A point folder's files: its inputs' fingerprints, the training run's outputs, its report, the shrink steps'
+#: results, its record (it is finished once that exists) and its log.
+INPUTS, RECORD, LOG = "inputs.json", "point.json", "log.txt"
+TRAINING_FILES = ("model.safetensors", "model.log.jsonl", "model.resume.safetensors")
+POINT_FILES = (INPUTS, *TRAINING_FILES, "train.json", *RESULT_FILES, RECORD, LOG)
+#: Request fields that say where and how a point runs, not what it computes (or that the sweep sets per point,
+#: or fingerprints by content): not part of a point's inputs.
+NOT_INPUTS = ("checkpoint", "data", "device", "output", "force", "resume", "stop_after")
+#: Request fields that may name a file: fingerprinted by content, so that copies under other paths agree.
+FILE_FIELDS = ("vocab", "settings_file", "spec", "config")
+PLAN_HINT = "choose a new sweep folder"
+
+# -- the plan -----------------------------------------------------------------------------
+
+
+@dataclass
+class SweepRequest(Checked):
+    """A sweep: the base request every point starts from, the points, and how to run them."""
+
+    folder: Path
+    base: FinetuneRequest | TrainRequest  # output, force, resume, stop_after and targets are set per point
+    points: list[Point]
+    jobs: int = 1  # trainings at once, as worker processes
+    group_threshold: float | None = None  # of each point's prune step; None: the training τ (λ points), 0 (others)
+    bench_repeats: int = 7
+    force: bool = False  # discard the points the folder holds
+
+
+@dataclass
+class Plan:
+    """What every point shares; saved as ``SWEEPDIR/sweep.json`` so that a rerun resumes the same sweep."""
+
+    folder: Path
+    base: FinetuneRequest | TrainRequest
+    group_threshold: float | None
+    bench_repeats: int
+    points: list[Point]
+
+    @property
+    def from_scratch(self) -> bool:
+        return isinstance(self.base, TrainRequest)
+
+    @property
+    def checkpoint(self) -> Path | None:
+        return None if self.from_scratch else Path(self.base.checkpoint)  # type: ignore[union-attr, arg-type]
+
+    def settings(self) -> dict[str, Any]:
+        """The part that must not change between runs of the same sweep."""
+        request = plain(self.base)
+        for name in ("checkpoint", "data"):
+            if request.get(name):
+                request[name] = str(Path(request[name]).resolve())
+        return {"operation": "train" if self.from_scratch else "finetune", "request": request,
+                "group_threshold": self.group_threshold, "bench_repeats": self.bench_repeats}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "settings": self.settings(), "points": [p.to_json() for p in self.points]}
+
+    def point_folder(self, point: Point) -> Path:
+        return self.folder / POINTS / point.label
+
+    def point(self, label: str) -> Point:
+        for point in self.points:
+            if point.label == label:
+                return point
+        raise IsscliError(f"the sweep in {self.folder} has no point {label!r}", "list the points in sweep.json")
+
+    def threshold(self, point: Point) -> float | None:
+        """The prune step's group threshold: given, else the training τ for λ points and 0 (exact) otherwise."""
+        if self.group_threshold is not None:
+            return self.group_threshold
+        return None if point.kind == "lambda" else 0.0
+
+    def shared_inputs(self) -> dict[str, Any]:
+        """What every point is made from, by content: the base request without the fields that only say where or
+        how it runs (:data:`NOT_INPUTS`; ``device``: a point trained on a GPU may join those of a CPU), its files
+        by their sha256, the parent checkpoint's sha256 and the corpus's fingerprint."""
+        request = {key: value for key, value in plain(self.base).items() if key not in NOT_INPUTS}
+        for name in FILE_FIELDS:
+            if isinstance(request.get(name), str) and Path(request[name]).is_file():
+                request[name] = {"sha256": file_sha256(request[name])}
+        model = request.get("model")
+        if isinstance(model, str) and ":" in model and Path(model.rsplit(":", 1)[0]).is_file():
+            code, name = model.rsplit(":", 1)
+            request["model"] = {"sha256": file_sha256(code), "class": name}
+        data = self.base.data if self.base.data is not None else resolve_data(None, download=False).path
+        checkpoint = self.checkpoint
+        return {"operation": "train" if self.from_scratch else "finetune", "request": request,
+                "checkpoint": manifest.file_fingerprint(checkpoint, "checkpoint") if checkpoint else None,
+                "data": data_fingerprint(data)}
+
+    def inputs(self, point: Point, shared: dict[str, Any]) -> dict[str, Any]:
+        """What ``point`` is made from: ``shared`` (:meth:`shared_inputs`), its λ or target, its prune step's τ."""
+        return {**shared, "point": {"kind": point.kind, "value": point.value},
+                "group_threshold": self.threshold(point)}
+
+
+def base_request(base: RunRequest) -> FinetuneRequest | TrainRequest:
+    """The base request as a sweep keeps it: paths only (workers rebuild it from sweep.json)."""
+    changes: dict[str, Any] = {name: None for name in ("target_hidden", "target_params", "target_speedup",
+                                                      "stop_after")}
+    if isinstance(base, FinetuneRequest):
+        source = base.checkpoint
+        if isinstance(source, Checkpoint):
+            if source.path is None:
+                raise IsscliError("a sweep needs its checkpoint as a file", "save it and give its path")
+            source = source.path
+        if not Path(source).is_file():
+            raise IsscliError(f"checkpoint {source} not found", "check the path")
+        changes["checkpoint"] = Path(source)
+    if base.spec is not None and not isinstance(base.spec, (str, Path)):
+        raise IsscliError("a sweep needs its spec as a file", "save it with `isscli groups` and give its path")
+    return dataclasses.replace(base, **changes)  # type: ignore[return-value]
+
+
+def request_from_json(operation: str, raw: dict[str, Any]) -> FinetuneRequest | TrainRequest:
+    cls = TrainRequest if operation == "train" else FinetuneRequest
+    return cls(**raw)
+
+
+def prepare(request: SweepRequest, observer: Observer) -> Plan:
+    """Create the folder or check that it holds the same sweep; add the dense point; merge earlier points."""
+    folder = Path(request.folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder} is a file", "give a folder for the sweep")
+    if not request.points:
+        raise IsscliError("no sweep points", "give λ values or size targets")
+    if request.jobs < 1 or request.bench_repeats < 1:
+        raise IsscliError("`jobs` and `bench_repeats` must be ≥ 1", "fix the option")
+    plan = Plan(folder, base_request(request.base), request.group_threshold, request.bench_repeats,
+                list(request.points))
+    saved_path = folder / PLAN
+    manifest.check(folder, SWEEP_FILES)  # rewritten by every run: isscli's own, or the sweep is refused
+    if request.force and folder.is_dir():
+        discard(folder)
+    earlier: list[Point] = []
+    if saved_path.is_file():
+        saved = read_plan(saved_path)
+        changed = sorted(k for k, v in plan.settings().items() if saved["settings"].get(k) != v)
+        if changed:
+            raise IsscliError(
+                f"{folder} holds a sweep with other settings (changed: {', '.join(changed)})",
+                "rerun with the same checkpoint, data and training options, choose another folder, or pass --force",
+            )
+        earlier = [Point(p["kind"], p["value"]) for p in saved["points"]]
+    new = [p for p in plan.points if p not in earlier]
+    dense = [p for p in earlier if p.kind == "dense"]
+    if not dense:
+        budget = max(planned_epochs(p.request(plan.base, folder / "x.safetensors"), observer) for p in new)
+        dense = [Point("dense", str(budget))]
+    plan.points = [p for p in earlier if p.kind != "dense"] + new + dense
+    folder.mkdir(parents=True, exist_ok=True)
+    with manifest.writing(folder, PLAN):
+        atomic_write_text(saved_path, json.dumps(plan.to_json(), indent=2) + "\n")
+    return plan
+
+
+def discard(folder: Path) -> None:
+    """``force``: remove what the sweep wrote — its files at the top and in every point folder — all checked to be
+    isscli's before any is removed; files of anyone else stay, and so do the folders that hold them."""
+    points = sorted(path for path in (folder / POINTS).iterdir() if path.is_dir()) \
+        if (folder / POINTS).is_dir() else []
+    for point in points:
+        manifest.check(point, POINT_FILES)
+    for point in points:
+        manifest.remove(point, POINT_FILES)
+        if all(manifest.is_manifest_file(path.name) for path in point.iterdir()):
+            shutil.rmtree(point)
+    manifest.remove(folder, SWEEP_FILES)
+
+
+def read_plan(path: Path) -> dict[str, Any]:
+    """``sweep.json``, checked before it is used: one line naming the file and the field."""
+    raw = manifest.read_record(path, "sweep plan", {"schema": "string", "settings": "object", "points": "list"},
+                               PLAN_HINT)
+    for index, point in enumerate(raw["points"]):
+        manifest.validated(point, {"kind": "string", "value": "string"}, f"sweep plan {path}", PLAN_HINT,
+                           f"points.{index}")
+        if point["kind"] not in KINDS:
+            raise IsscliError(f'sweep plan {path}: field "points.{index}.kind" is not one of {", ".join(KINDS)}',
+                              PLAN_HINT)
+    return raw
+
+
+def load_plan(folder: Path) -> Plan:
+    path = folder / PLAN
+    if not path.is_file():
+        raise IsscliError(f"no sweep in {folder}", "start it with isscli sweep")
+    raw = read_plan(path)
+    where = f"sweep plan {path}"
+    settings = manifest.validated(raw["settings"], {"operation": "string", "request": "object",
+                                                    "group_threshold": "number?", "bench_repeats": "integer"},
+                                  where, PLAN_HINT, "settings")
+    try:
+        base = request_from_json(settings["operation"], settings["request"])
+    except TypeError as error:
+        raise IsscliError(f'{where}: field "settings.request" is not a request ({error})', PLAN_HINT) from None
+    return Plan(folder, base, settings["group_threshold"], settings["bench_repeats"],
+                [Point(p["kind"], p["value"]) for p in raw["points"]])
