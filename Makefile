@@ -31,8 +31,10 @@ test-quick: install
 demo: install
 	$(BIN)/python -m isscli demo
 
+# ruff on everything, then mypy on the package (settings in pyproject.toml: every function typed, the public API strict).
 lint: install
 	$(BIN)/ruff check isscli tests benchmarks examples
+	$(BIN)/mypy
 
 # Regenerate the shipped specs of the presets from freshly initialised models.
 specs: install

@@ -55,16 +55,17 @@ def run(kind: str, hidden: int, repeats: int, folder: Path) -> dict[str, Any]:
     scores = {role: isscli.evaluate(isscli.EvaluateRequest(checkpoint=path, objective=objective, **theirs))
               for role, path in (("pruned", pruned.output), ("compact", small.output))}
     timed = isscli.bench(isscli.BenchRequest(checkpoint=small.output, against=dense, repeats=repeats, **theirs))
-    models = {m["role"]: m for m in timed.models}
+    models = {m.role: m for m in timed.models}
+    assert timed.comparison is not None  # a baseline was given
     return {
         "model": kind, "hidden_before": small.module_sizes_before, "hidden_after": small.hidden_sizes,
         "parameters": [small.parameters_before, small.parameters_after],
         "max_output_difference": small.verification.max_output_difference,
         "loss_pruned_vs_compact": [scores["pruned"].loss, scores["compact"].loss],
-        "multiply_add_reduction": timed.comparison["multiply_add_reduction"],
-        "ms_batch10": [models[role]["timings"]["full"]["median_ms"] for role in ("baseline", "model")],
-        "speedup_batch10": timed.comparison["speedups"]["model"]["full"],
-        "speedup_batch1": timed.comparison["speedups"]["model"]["latency"],
+        "multiply_add_reduction": timed.comparison.multiply_add_reduction,
+        "ms_batch10": [models[role].timings["full"].median_ms for role in ("baseline", "model")],
+        "speedup_batch10": timed.comparison.speedups["model"]["full"],
+        "speedup_batch1": timed.comparison.speedups["model"]["latency"],
     }
 
 

@@ -72,11 +72,12 @@ def bench_rows(repeats: int, threads: int) -> dict[str, Any]:
     result = isscli.bench(isscli.BenchRequest(shapes=COMPACT, against_shapes=DENSE, quantize="int8", repeats=repeats,
                                               threads=threads))
     same = {"full": 1.0, "latency": 1.0}  # the baseline against itself
-    return {m["role"]: {"full_ms": m["timings"]["full"]["median_ms"],
-                        "latency_ms": m["timings"]["latency"]["median_ms"],
-                        "speedup": result.comparison["speedups"].get(m["role"], same)["full"],
-                        "speedup_batch1": result.comparison["speedups"].get(m["role"], same)["latency"],
-                        "bytes": m["bytes"]} for m in result.models}
+    assert result.comparison is not None  # a baseline was given
+    speedups = result.comparison.speedups
+    return {m.role: {"full_ms": m.timings["full"].median_ms, "latency_ms": m.timings["latency"].median_ms,
+                     "speedup": speedups.get(m.role, same)["full"],
+                     "speedup_batch1": speedups.get(m.role, same)["latency"],
+                     "bytes": m.bytes} for m in result.models}
 
 
 def beside_plain(repeats: int, threads: int) -> dict[str, float]:
@@ -103,12 +104,12 @@ def build_compact() -> nn.Module:
 
 
 def file_sizes(folder: Path) -> dict[str, int]:
-    dense = isscli.save(isscli.new_model("large"), folder / "dense.safetensors")
-    compact = isscli.save(isscli.new_model("large", changes={"hidden_sizes": [[s] for s in COMPACT]}),
+    dense = isscli.save(isscli.init("large"), folder / "dense.safetensors")
+    compact = isscli.save(isscli.init("large", changes={"hidden_sizes": [[s] for s in COMPACT]}),
                           folder / "compact.safetensors")
-    int8 = isscli.export_model(isscli.ExportRequest(checkpoint=compact, output=folder / "compact.int8.onnx",
-                                                    quantize="int8"))
-    fp32 = isscli.export_model(isscli.ExportRequest(checkpoint=compact, output=folder / "compact.onnx"))
+    int8 = isscli.export(isscli.ExportRequest(checkpoint=compact, output=folder / "compact.int8.onnx",
+                                              quantize="int8"))
+    fp32 = isscli.export(isscli.ExportRequest(checkpoint=compact, output=folder / "compact.onnx"))
     return {"dense_fp32_safetensors": dense.stat().st_size, "compact_fp32_safetensors": compact.stat().st_size,
             "compact_fp32_onnx": fp32.file_bytes, "compact_int8_onnx": int8.file_bytes,
             "int8_max_output_difference": int8.max_output_difference, "int8_output_scale": int8.output_scale}
@@ -140,7 +141,7 @@ def main() -> None:
           f"{sizes['compact_int8_onnx'] / 2**20:.1f} MiB ({ratio:.1f}× smaller); compact fp32 ONNX "
           f"{sizes['compact_fp32_onnx'] / 2**20:.1f} MiB")
     if arguments.json is not None:
-        report = {"machine": machine(torch.device("cpu")), "bench": runs, "median_speedups": medians,
+        report = {"machine": machine(torch.device("cpu")).to_json(), "bench": runs, "median_speedups": medians,
                   "beside_plain_torch_ao": plain, "files": sizes}
         arguments.json.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
 

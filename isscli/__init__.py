@@ -35,17 +35,17 @@ from isscli.moved import install as _install_moved  # noqa: E402
 _HOMES = {
     **_API_HOMES,
     "Checkpoint": "isscli.io.checkpoint",
-    **dict.fromkeys(("DemoRequest", "DemoResult", "run_demo"), "isscli.api.demonstration"),
+    **dict.fromkeys(("DemoRequest", "DemoResult", "demo"), "isscli.api.demonstration"),
     **dict.fromkeys(("CheckpointError", "GateFailed", "IsscliError", "OutputError", "SpecError"), "isscli.io.errors"),
     **dict.fromkeys(("Observer", "SilentObserver"), "isscli.observer"),
     "invoked_by": "isscli.io.provenance",
     "GroupSpec": "isscli.iss.spec",
-    **dict.fromkeys(("PointOutcome", "SweepRequest", "SweepResult", "make_points", "run_sweep"), "isscli.sweeping"),
+    **dict.fromkeys(("PointOutcome", "SweepRequest", "SweepResult", "make_points", "sweep"), "isscli.sweeping"),
     "TrainingDiverged": "isscli.learn.loop",
     "GroupLasso": "isscli.iss.regularizer",
     **dict.fromkeys(("ModuleCompaction", "compact_module", "load_compacted"), "isscli.live.compact"),
     "derive_module_spec": "isscli.live.trace",
-    **dict.fromkeys(("IssSummary", "IssTraining"), "isscli.live.loop"),
+    **dict.fromkeys(("IssSummary", "IssTraining"), "isscli.learn.your_loop.loop"),
 }
 __all__ = [*sorted(_HOMES), "__version__"]
 __getattr__, __dir__ = lazy_exports(__name__, _HOMES)

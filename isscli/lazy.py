@@ -8,17 +8,28 @@ work as with eager imports.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from importlib import import_module
 from typing import Any
 
+#: When the old names of :data:`renamed <lazy_exports>` public names stop working.
+RENAMED_UNTIL = "0.4"
 
-def lazy_exports(package: str, homes: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+
+def lazy_exports(
+    package: str, homes: Mapping[str, str], renamed: Mapping[str, str] | None = None
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """The ``__getattr__`` and ``__dir__`` of ``package``, whose public names live in the modules ``homes`` says
-    (name → module path)."""
+    (name → module path); ``renamed`` maps old public names to new ones, which the old still reach, with a
+    DeprecationWarning, for one minor version (never listed by ``dir()`` or ``__all__``)."""
     namespace = import_module(package).__dict__
 
     def __getattr__(name: str) -> Any:
+        if renamed and name in renamed:
+            warnings.warn(f"{package}.{name} is now {package}.{renamed[name]}; the old name goes in isscli "
+                          f"{RENAMED_UNTIL}", DeprecationWarning, stacklevel=2)
+            return getattr(import_module(package), renamed[name])  # not cached: every use of the old name warns
         if name in homes:
             value = getattr(import_module(homes[name]), name)
         else:  # a submodule not imported yet (``isscli.iss.surgery``), as an eager package would have it

@@ -46,9 +46,11 @@ MOVED = {
     "isscli.parsing": "isscli.io.parsing",
     "isscli.errors": "isscli.io.errors",
     "isscli.manifest": "isscli.io.manifest",
-    "isscli.fingerprint": "isscli.io.fingerprint",
+    "isscli.fingerprint": "isscli.data.fingerprint",
     "isscli.sweep": "isscli.sweeping",
     "isscli.demo": "isscli.api.demonstration",
+    **{f"isscli.live.{name}": f"isscli.learn.your_loop.{name}"
+       for name in ("loop", "adapter", "arguments", "budget", "losses", "summary", "resume")},
 }
 
 

@@ -21,9 +21,11 @@ torch.set_num_threads(1)
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 #: The files whose tests take seconds each (subprocesses, torchrun, real training, whole sweeps): ``slow``, left out
 #: by ``make test-quick`` (the inner loop, under a minute) and run by ``make test`` (everything, as CI does).
-SLOW_FILES = {"test_distributed.py", "test_hardening.py", "test_gpu_paths.py", "test_examples.py", "test_ci_doc.py",
+SLOW_FILES = {"test_distributed.py", "test_gpu_paths.py", "test_examples.py", "test_ci_doc.py",
               "test_sweep.py", "test_sweep_merge.py", "test_tables.py", "test_paper_lm.py", "test_bench.py",
-              "test_reuse_checks.py", "test_cli_startup.py", "test_docs.py", "test_demo.py", "test_mutated_files.py"}
+              "test_reuse_checks.py", "test_cli_startup.py", "test_docs.py", "test_demo.py", "test_mutated_files.py",
+              "test_outputs_written_safely.py", "test_bounded_inputs.py", "test_checks_not_fooled.py",
+              "test_one_line_failures.py", "test_fuzz_inputs.py"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

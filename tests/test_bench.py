@@ -11,10 +11,12 @@ import jsonschema
 import pytest
 import torch
 
+from isscli.api.benching import BenchRequest, bench
 from isscli.io.errors import IsscliError
 from isscli.iss.accounting import multiply_adds_per_step, parameter_count
 from isscli.models import ModelConfig, build_model
 from isscli.runtime.benchmark import from_shapes, unstructured_twin
+from isscli.runtime.report import BenchResult, SpeedupGate
 from isscli.runtime.timing import Timings, resolve_device, time_interleaved
 from isscli.runtime.unstructured import csr_model, nonzero_counts, scatter_like, stored_bytes
 from tests.conftest import write_model
@@ -127,8 +129,36 @@ def test_csr_model_of_a_given_masked_model_is_smaller() -> None:
 def test_unstructured_twin_keeps_the_model_nonzeros() -> None:
     baseline, model = from_shapes("baseline", [[12], [12]]), from_shapes("model", [[4], [3]])
     twin = unstructured_twin(baseline, model)
-    assert twin.csr and twin.details["max_output_difference"] <= 1e-5
+    assert twin.csr and twin.details.max_output_difference <= 1e-5
     assert sum(nonzero_counts(twin.model).values()) == sum(nonzero_counts(model.model).values())
+
+
+# --- the typed report -----------------------------------------------------------------------
+
+def test_the_report_is_typed_and_reads_back_field_for_field() -> None:
+    result = bench(BenchRequest(shapes="4,3", against_shapes="8,8", batch=2, steps=2, repeats=2, warmup=0,
+                                fail_below=1e6))
+    assert result.gate == SpeedupGate(1e6, result.speedup, False) and result.comparison is not None
+    assert result.speedup == result.comparison.speedup == result.comparison.speedups["model"]["full"]
+    assert result.median_ms("baseline") == result.model("baseline").timings["full"].median_ms
+    assert result.settings.steps == 2 and result.machine.torch == torch.__version__
+    text = json.dumps(result.to_json())
+    report = json.loads(text)
+    jsonschema.validate(report, doc_json("JSON schema"))
+    assert json.dumps(BenchResult.from_json(report).to_json()) == text  # same fields, same order
+
+    older = json.loads(text)  # version 2: no precision or runtime per model, no settings.quantize
+    for entry in older["models"]:
+        del entry["precision"], entry["runtime"]
+    del older["settings"]["quantize"], older["comparison"]["against_onnxruntime_fp32"]
+    assert BenchResult.from_json(older).to_json() == report
+
+    report["models"][1]["timings"]["full"]["samples_ms"] = ["x"]
+    with pytest.raises(IsscliError, match='report: field "models.1.timings.full.samples_ms" is not a list of numbers'):
+        BenchResult.from_json(report)
+    del older["comparison"]["speedup"]
+    with pytest.raises(IsscliError, match='shrink.json: field "bench.comparison.speedup" is missing'):
+        BenchResult.from_json(older, "shrink.json", "rerun", "bench")
 
 
 # --- CLI ------------------------------------------------------------------------------------

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 import isscli
+from isscli.data.fingerprint import data_fingerprint
 from isscli.io.checkpoint import load_checkpoint, save_checkpoint
 from isscli.io.errors import IsscliError
-from isscli.io.fingerprint import data_fingerprint
 from isscli.io.provenance import check_provenance, finite_json
 from isscli.learn.recipes import recipe
 from isscli.learn.run import JsonLog

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import isscli
-from isscli.api.pruning import CompactionMismatch
+from isscli.api.verification import CompactionMismatch
 from isscli.io.errors import IsscliError
 from isscli.iss.spec import derive_spec
 from isscli.iss.surgery import prune
@@ -343,17 +343,17 @@ def test_a_reloaded_module_copies_with_its_original_sizes() -> None:
     assert torch.equal(copied(x, (torch.zeros(2, 5, 4), torch.zeros(2, 5, 4)))[0], lstm(x)[0])
 
 
-def test_the_api_derive_spec_takes_a_module_with_an_example_or_a_state_dict() -> None:
+def test_the_api_groups_takes_a_module_with_an_example_or_a_state_dict() -> None:
     model = Head("lstm", 2, 6, False, "last", True)
     x = torch.randn(3, 4, 5)
-    from_module = isscli.derive_spec(model, x)
-    from_names = isscli.derive_spec(model.state_dict())
+    from_module = isscli.groups(isscli.GroupsRequest(checkpoint=model, example_input=x)).spec
+    from_names = isscli.groups(isscli.GroupsRequest(checkpoint=model.state_dict())).spec
     assert receivers(from_module) == receivers(from_names) == [
         {("rnn.weight_hh_l0", 1, 0), ("rnn.weight_ih_l1", 1, 0)}, {("rnn.weight_hh_l1", 1, 0), ("fc.weight", 1, 0)}]
     with pytest.raises(IsscliError, match="^deriving the groups of a live module needs `example_input`"):
-        isscli.derive_spec(model)
+        isscli.groups(isscli.GroupsRequest(checkpoint=model))
     with pytest.raises(IsscliError, match="^`example_input` is only for a live nn.Module"):
-        isscli.derive_spec(model.state_dict(), x)
+        isscli.groups(isscli.GroupsRequest(checkpoint=model.state_dict(), example_input=x))
 
 
 def test_a_compacted_model_compacts_again_and_still_reads_the_dense_sized_state() -> None:
@@ -375,7 +375,7 @@ def test_a_compacted_model_compacts_again_and_still_reads_the_dense_sized_state(
 
 def test_names_do_not_read_a_head_as_wide_as_the_input_as_a_tied_embedding() -> None:
     model = Head("lstm", 1, 5, False, "last", True)  # input size 5 = hidden size 5: fc.weight fits both widths
-    spec = isscli.derive_spec(model.state_dict())
+    spec = isscli.groups(isscli.GroupsRequest(checkpoint=model.state_dict())).spec
     assert receivers(spec) == [{("rnn.weight_hh_l0", 1, 0), ("fc.weight", 1, 0)}]
 
 

@@ -15,13 +15,13 @@ import pytest
 import torch
 from torch import nn
 
-import isscli.live.loop
+import isscli.learn.your_loop.loop
 from isscli.io.errors import IsscliError
 from isscli.iss.spec import GroupSpec, derive_spec
 from isscli.iss.surgery import compact, group_sum_of_squares
 from isscli.learn.controller.targets import fraction_grid, receiver_units, sizes_at
 from isscli.learn.run import TrainingDiverged
-from isscli.live.loop import IssTraining, compacted_parameters, sizes_for_budget
+from isscli.learn.your_loop.loop import IssTraining, compacted_parameters, sizes_for_budget
 
 SAMPLES, BATCH, STEPS = 2048, 64, 16
 
@@ -330,7 +330,7 @@ def test_a_spec_or_optimizer_that_does_not_fit_the_model_is_refused() -> None:
 
 
 def test_the_docstring_examples_run() -> None:
-    failures, tried = doctest.testmod(isscli.live.loop, optionflags=doctest.ELLIPSIS)
+    failures, tried = doctest.testmod(isscli.learn.your_loop.loop, optionflags=doctest.ELLIPSIS)
     assert failures == 0 and tried > 10
 
 
@@ -339,7 +339,7 @@ def test_a_validation_blow_up_backs_off_and_says_loss(caplog: pytest.LogCaptureF
     iss = IssTraining(model, opt, batches_per_epoch=8, spec=spec_of(model), target_hidden=[12, 8], prune_epochs=4)
     train(model, opt, iss, 1, samples=8 * BATCH)
     iss.controller.state.lambdas = [0.01, 0.02]  # as if it had been steering
-    with caplog.at_level("WARNING", logger="isscli.live.loop"):
+    with caplog.at_level("WARNING", logger="isscli.learn.your_loop.loop"):
         iss.end_epoch(1.5)  # the first epoch's was below 0.75
     assert re.search(r"controller: validation loss 1.5 is over 2× its best \(0\.\d+\); "
                      r"λ halved \(lstm.l0 0.005, lstm.l1 0.01\)", caplog.text), caplog.text

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from isscli.data.corpus import load_corpus
 from isscli.io.checkpoint import load_checkpoint, save_checkpoint
 from isscli.iss.spec import derive_spec
+from isscli.learn.corpus import CorpusSummary
 from isscli.learn.loop import RunPaths, Trainer, TrainingHook, TrainingRun, prepare_outputs
 from isscli.learn.mask_hooks import GradualPruning, MaskHook, SetEvolution, set_hook
 from isscli.learn.masks import (
@@ -175,7 +176,7 @@ def lm_run(corpus_dir: Path, output: Path, settings_: TrainSettings) -> Training
     cpu = torch.device("cpu")
     task = LanguageModelTask(corpus, settings_.batch_size, settings_.bptt, settings_.eval_batch_size, cpu)
     return TrainingRun("train", model, task, settings_, derive_spec(model_tensors(model)), RunPaths(output), cpu,
-                       parameters={"data": corpus.describe()})
+                       parameters={"data": corpus.describe()}, corpus=CorpusSummary.of_text(corpus, "given", False))
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])

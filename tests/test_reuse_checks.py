@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 import isscli
+from isscli.data.fingerprint import data_fingerprint
 from isscli.io import manifest
 from isscli.io.checkpoint import load_checkpoint, save_checkpoint
 from isscli.io.errors import IsscliError
-from isscli.io.fingerprint import data_fingerprint
 from isscli.observer import SilentObserver
 from isscli.sweeping.plan import discard
 
@@ -139,7 +139,7 @@ def test_sweep_force_removes_only_what_the_sweep_wrote(dense: Path, tmp_path: Pa
     base = isscli.FinetuneRequest(checkpoint=dense, data=tmp_path, settings=SETTINGS)
     request = isscli.SweepRequest(folder=folder, base=base, points=isscli.make_points([0.1], [], [], []), force=True)
     with pytest.raises(IsscliError, match="holds model.safetensors but no manifest"):
-        isscli.run_sweep(request, plot=False)
+        isscli.sweep(request, plot=False)
     assert (point / "model.safetensors").read_bytes() == b"not the sweep's"
     manifest.record(point, "model.safetensors")  # now the sweep's own, beside a file of the user's
     (point / "notes.txt").write_text("mine", encoding="utf-8")
@@ -258,7 +258,7 @@ def test_sweep_points_are_reused_only_for_the_same_inputs(dense: Path, corpus: P
         base = isscli.FinetuneRequest(checkpoint=dense, data=corpus, device="cpu", settings=settings)
         request = isscli.SweepRequest(folder=folder, base=base, points=isscli.make_points(lambdas, [], [], []),
                                       bench_repeats=1)
-        return isscli.run_sweep(request, notes, plot=False), notes.lines
+        return isscli.sweep(request, notes, plot=False), notes.lines
 
     a, b = tmp_path / "a", tmp_path / "b"
     sweep(a, [0.02], SETTINGS)
@@ -270,7 +270,7 @@ def test_sweep_points_are_reused_only_for_the_same_inputs(dense: Path, corpus: P
     assert "lambda-0.08: made from other inputs (changed: settings): its results are discarded and the point is " \
            "run again" in notes
     assert "lambda-0.02: finished earlier, not rerun" in notes and shas(a / "points" / "lambda-0.02") == kept
-    assert all(row["status"] == "ok" for row in merged.points)
+    assert all(row.status == "ok" for row in merged.points)
     assert sha(copied / "model.safetensors") != foreign  # rerun with this sweep's settings
     trained = json.loads((copied / "train.json").read_text(encoding="utf-8"))
     assert trained["settings"]["max_batches"] == 6
@@ -284,7 +284,7 @@ def test_sweep_points_are_reused_only_for_the_same_inputs(dense: Path, corpus: P
     again, notes = sweep(a, [0.02, 0.08], SETTINGS)
     assert any(line.startswith("lambda-0.02: point record") and 'field "speedup" is missing' in line and
                line.endswith("the point is run again") for line in notes)
-    assert all(row["status"] == "ok" for row in again.points) and sha(point / "model.safetensors") == model
+    assert all(row.status == "ok" for row in again.points) and sha(point / "model.safetensors") == model
     # … one changed or cut short since is refused: one line naming the file, nothing replaced
     (point / "point.json").write_text((point / "point.json").read_text(encoding="utf-8")[:40], encoding="utf-8")
     before = shas(a)

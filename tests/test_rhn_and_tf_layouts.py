@@ -154,10 +154,10 @@ def test_tf_lstm_biases_follow_their_kernels(run_cli, tmp_path: Path) -> None:
     assert {s["tensor"] for s in json.loads(native.read_text())["sets"][0]["slices"]} >= {"cell0/bias"}
     import isscli  # the command is one API call: the same spec, and the same refusal to replace a file
 
-    converted = isscli.convert_spec(spec_path, checkpoint=checkpoint)
+    converted = isscli.groups_convert(isscli.GroupsConvertRequest(source=spec_path, checkpoint=checkpoint))
     assert converted.dumps() == native.read_text()
     with pytest.raises(isscli.OutputError):
-        isscli.convert_spec(spec_path, native, checkpoint=checkpoint)
+        isscli.groups_convert(isscli.GroupsConvertRequest(source=spec_path, output=native, checkpoint=checkpoint))
     small = tmp_path / "small.safetensors"
     assert run_cli("compact", checkpoint, "--spec", spec_path, "--no-verify", "-o", small).code == 0
     after = load_checkpoint(tmp_path / "small.safetensors").tensors

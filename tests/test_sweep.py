@@ -10,7 +10,7 @@ import pytest
 
 from isscli.api import FinetuneRequest
 from isscli.io.checkpoint import load_checkpoint
-from isscli.runtime.pictures import BASELINE_RGB, PARETO_RGB, POINT_RGB, tradeoff_plot
+from isscli.runtime.pictures import BASELINE_RGB, PARETO_RGB, POINT_RGB, TradeoffPoint, tradeoff_plot
 from isscli.sweeping import Point, make_points, pareto_front
 
 image = pytest.importorskip("matplotlib.image")
@@ -128,10 +128,9 @@ def test_sweep_runs_each_point_once_and_draws_the_tradeoff(run_cli, dense, corpu
 
 
 def test_tradeoff_plot_draws_the_front_and_the_dense_model(tmp_path: Path) -> None:
-    points = [{"label": "a", "parameters": 1000, "speedup": 2.0, "metric": 20.0},
-              {"label": "b", "parameters": 2000, "speedup": 1.5, "metric": 18.0},
-              {"label": "c", "parameters": 2500, "speedup": 1.2, "metric": 19.0}]
-    dense = {"label": "dense", "parameters": 3000, "speedup": 1.0, "metric": 17.0}
+    points = [TradeoffPoint("a", 1000, 2.0, 20.0), TradeoffPoint("b", 2000, 1.5, 18.0),
+              TradeoffPoint("c", 2500, 1.2, 19.0)]
+    dense = TradeoffPoint("dense", 3000, 1.0, 17.0)
     front = {"parameters": [0, 1, 3], "speedup": [0, 1, 3]}
     tradeoff_plot(points, dense, "test perplexity", front, tmp_path / "front.png")
     tradeoff_plot(points, dense, "test perplexity", {"parameters": [], "speedup": []}, tmp_path / "none.png")

@@ -26,14 +26,14 @@ def test_points_run_apart_merge_into_one_table(dense: Path, corpus: Path, tmp_pa
         notes = Notes()
         request = isscli.SweepRequest(folder=folder, base=base, points=isscli.make_points(lambdas, [], [], []),
                                       bench_repeats=2)
-        return isscli.run_sweep(request, notes, plot=False), notes.lines
+        return isscli.sweep(request, notes, plot=False), notes.lines
 
     sweep(tmp_path / "a", [0.02])  # machine A
     sweep(tmp_path / "b", [0.08])  # machine B
     shutil.copytree(tmp_path / "b" / "points" / "lambda-0.08", tmp_path / "a" / "points" / "lambda-0.08")
     merged, notes = sweep(tmp_path / "a", [0.02, 0.08])
-    assert [row["label"] for row in merged.points] == ["lambda-0.02", "lambda-0.08", "dense-lambda0"]
-    assert all(row["status"] == "ok" for row in merged.points)
+    assert [row.label for row in merged.points] == ["lambda-0.02", "lambda-0.08", "dense-lambda0"]
+    assert all(row.status == "ok" for row in merged.points)
     assert sum("finished earlier, not rerun" in line for line in notes) == 3
     assert not any("training" in line for line in notes)  # nothing was trained again
     assert set(merged.pareto["parameters"]) <= {"lambda-0.02", "dense-lambda0", "lambda-0.08", "dense"}

@@ -354,7 +354,7 @@ def test_ranks_share_a_batch_as_one(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     whole = task.step(model, batch)
     parts = []
     for rank in (0, 1):
-        monkeypatch.setattr("isscli.learn.tasks.current", lambda rank=rank: Ranks(rank, 2))
+        monkeypatch.setattr("isscli.learn.tensor_task.current", lambda rank=rank: Ranks(rank, 2))
         parts.append(task.step(model, batch))
     assert [part.count for part in parts] == [9, 5] and whole.count == 14
     assert sum(part.objective.item() for part in parts) / 2 == pytest.approx(whole.objective.item(), rel=1e-6)

@@ -15,6 +15,7 @@ from isscli.io.checkpoint import load_checkpoint
 from isscli.io.errors import IsscliError
 from isscli.iss.spec import derive_spec
 from isscli.iss.surgery import group_norms
+from isscli.learn.corpus import CorpusSummary
 from isscli.learn.loop import RunPaths, Trainer, TrainingDiverged, TrainingRun, prepare_outputs
 from isscli.learn.recipes import RECIPES, TrainSettings, recipe
 from isscli.learn.state import RunState, capture_rng, load_run_state, save_run_state
@@ -181,7 +182,7 @@ def lm_run(corpus_dir: Path, output: Path, settings: TrainSettings) -> TrainingR
     cpu = torch.device("cpu")
     task = LanguageModelTask(corpus, settings.batch_size, settings.bptt, settings.eval_batch_size, cpu)
     return TrainingRun("train", model, task, settings, derive_spec(model_tensors(model)), RunPaths(output), cpu,
-                       parameters={"data": corpus.describe()})
+                       parameters={"data": corpus.describe()}, corpus=CorpusSummary.of_text(corpus, "given", False))
 
 
 def test_a_validation_blow_up_keeps_the_last_good_checkpoint(corpus_dir: Path, tmp_path: Path) -> None:

@@ -1,28 +1,96 @@
 """The library API: every step of isscli as a function that takes a request and returns a result.
 
 Nothing here prints; pass an :class:`~isscli.observer.Observer` to follow progress. The CLI,
-``sweep``, the demo and the benchmark scripts are callers of these functions. Reference with
-examples: docs/api.md.
+``sweep``, the demo and the benchmark scripts are callers of these functions: each command of the
+CLI is the function of its name (``isscli import-pt`` is :func:`import_pt`, ``isscli groups check``
+:func:`groups_check`), and every result and error a caller reads is exported here, with the rules
+every caller shares (default output names, the inputs no output may overwrite, spec renames).
+Reference with examples: docs/api.md.
 """
+
+from typing import TYPE_CHECKING
 
 from isscli.lazy import lazy_exports
 
 #: Every public name of the API and the module that defines it; each is imported on first use (:mod:`isscli.lazy`).
 HOMES = {
     **dict.fromkeys(("BenchRequest", "BenchResult", "bench"), "isscli.api.benching"),
-    **dict.fromkeys(("check_spec", "convert_spec", "derive_spec", "import_state_dict", "load", "new_model", "save"),
-                    "isscli.api.checkpoints"),
-    "download_ptb": "isscli.data.download",
-    **dict.fromkeys(("ExportRequest", "export_model"), "isscli.api.exporting"),
+    **dict.fromkeys(("import_pt", "init", "load", "save"), "isscli.api.checkpoints"),
+    **dict.fromkeys(("GroupSet", "GroupsConvertRequest", "GroupsRequest", "GroupsResult", "groups", "groups_check",
+                     "groups_convert"), "isscli.api.grouping"),
+    **dict.fromkeys(("CorpusFile", "DataPtbRequest", "DataPtbResult", "data_ptb"), "isscli.api.datasets"),
+    **dict.fromkeys(("ExportRequest", "export"), "isscli.api.exporting"),
     **dict.fromkeys(("ExportMismatch", "ExportResult"), "isscli.runtime.export.onnx"),
-    **dict.fromkeys(("SparsifyRequest", "SparsifyResult", "sparsify"), "isscli.api.masking"),
+    **dict.fromkeys(("MaskedMatrix", "SparsifyRequest", "SparsifyResult", "sparsify"), "isscli.api.masking"),
     **dict.fromkeys(("ShowRequest", "ShowResult", "show"), "isscli.api.showing"),
     **dict.fromkeys(("ShrinkRequest", "ShrinkResult", "shrink"), "isscli.api.pipeline"),
-    **dict.fromkeys(("CompactionMismatch", "CompactRequest", "CompactResult", "PruneRequest", "PruneResult",
-                     "Verification", "compact", "prune"), "isscli.api.pruning"),
+    **dict.fromkeys(("CompactRequest", "CompactResult", "PruneRequest", "PruneResult", "SetCompaction", "SetPruning",
+                     "compact", "prune"), "isscli.api.pruning"),
+    **dict.fromkeys(("CompactionMismatch", "Verification"), "isscli.api.verification"),
     **dict.fromkeys(("FinetuneRequest", "TrainingInterrupted", "TrainRequest", "TrainResult", "finetune", "train"),
                     "isscli.api.runs"),
     **dict.fromkeys(("EvaluateRequest", "EvaluateResult", "ScoreNotFinite", "evaluate"), "isscli.api.scoring"),
+    **dict.fromkeys(("default_output", "input_files", "read_renames", "request_inputs"), "isscli.api.common"),
+    **dict.fromkeys(("CheckpointError", "GateFailed", "IsscliError", "OutputError", "SpecError", "Terminated"),
+                    "isscli.io.errors"),
+    "invoked_by": "isscli.io.provenance",
+    "GroupSpec": "isscli.iss.spec",
+    **dict.fromkeys(("RECIPES", "TrainSettings"), "isscli.learn.recipes"),
+    "RunPaths": "isscli.learn.run",
+    "PRESETS": "isscli.models.presets",
 }
 __all__ = sorted(HOMES)
 __getattr__, __dir__ = lazy_exports(__name__, HOMES)
+
+if TYPE_CHECKING:  # what the names above are, for type checkers (tests/test_cli_api.py keeps both lists equal)
+    from isscli.api.benching import BenchRequest, BenchResult, bench  # noqa: F401
+    from isscli.api.checkpoints import import_pt, init, load, save  # noqa: F401
+    from isscli.api.common import default_output, input_files, read_renames, request_inputs  # noqa: F401
+    from isscli.api.datasets import CorpusFile, DataPtbRequest, DataPtbResult, data_ptb  # noqa: F401
+    from isscli.api.exporting import ExportRequest, export  # noqa: F401
+    from isscli.api.grouping import (  # noqa: F401
+        GroupsConvertRequest,
+        GroupSet,
+        GroupsRequest,
+        GroupsResult,
+        groups,
+        groups_check,
+        groups_convert,
+    )
+    from isscli.api.masking import MaskedMatrix, SparsifyRequest, SparsifyResult, sparsify  # noqa: F401
+    from isscli.api.pipeline import ShrinkRequest, ShrinkResult, shrink  # noqa: F401
+    from isscli.api.pruning import (  # noqa: F401
+        CompactRequest,
+        CompactResult,
+        PruneRequest,
+        PruneResult,
+        SetCompaction,
+        SetPruning,
+        compact,
+        prune,
+    )
+    from isscli.api.runs import (  # noqa: F401
+        FinetuneRequest,
+        TrainingInterrupted,
+        TrainRequest,
+        TrainResult,
+        finetune,
+        train,
+    )
+    from isscli.api.scoring import EvaluateRequest, EvaluateResult, ScoreNotFinite, evaluate  # noqa: F401
+    from isscli.api.showing import ShowRequest, ShowResult, show  # noqa: F401
+    from isscli.api.verification import CompactionMismatch, Verification  # noqa: F401
+    from isscli.io.errors import (  # noqa: F401
+        CheckpointError,
+        GateFailed,
+        IsscliError,
+        OutputError,
+        SpecError,
+        Terminated,
+    )
+    from isscli.io.provenance import invoked_by  # noqa: F401
+    from isscli.iss.spec import GroupSpec  # noqa: F401
+    from isscli.learn.recipes import RECIPES, TrainSettings  # noqa: F401
+    from isscli.learn.run import RunPaths  # noqa: F401
+    from isscli.models.presets import PRESETS  # noqa: F401
+    from isscli.runtime.export.onnx import ExportMismatch, ExportResult  # noqa: F401

@@ -6,7 +6,6 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -29,7 +28,9 @@ from isscli.live.usermodel import load_user_model, model_source
 from isscli.models.registry import architecture_assumption
 from isscli.observer import Observer, SilentObserver
 from isscli.runtime import benchmark
+from isscli.runtime.families import config_of
 from isscli.runtime.quantize import check_precision
+from isscli.runtime.report import BenchResult, SpeedupGate
 from isscli.runtime.timing import resolve_device
 
 #: Fewer timed repeats than this give rough medians (said in a note).
@@ -55,36 +56,12 @@ class BenchRequest(ModelChoice):
     cuda_graphs: bool = False
     runtime: str = "torch"  # or onnxruntime: each model exported to ONNX (checked) and timed in ONNX Runtime, CPU
     unstructured: bool = False  # CSR kernels for unstructured sparsity (see ``isscli bench --help``)
-    fail_below: float | None = None  # the gate: ``result.gate["passed"]`` is False below this speed-up
+    fail_below: float | None = None  # the gate: ``result.gate.passed`` is False below this speed-up
     seed: int = 0
     arch: str | None = None
     config: ConfigSource = None
     data: PathLike | None = None  # with ``model``: tensor data whose first ``batch`` rows the models run on
     quantize: str | None = None  # int8 | bf16: each model's quantized twin too (:mod:`isscli.runtime.quantize`)
-
-
-@dataclass
-class BenchResult:
-    """The report of schema ``isscli.bench/3`` (docs/bench.md), field by field."""
-
-    schema: str
-    settings: dict[str, Any]
-    machine: dict[str, Any]
-    models: list[dict[str, Any]]  # role, label, sizes, parameters, multiply-adds, timings per workload
-    comparison: dict[str, Any] | None  # speed-ups against the baseline (None without one)
-    noise: dict[str, Any] | None = None  # the widest spread of repeats, and a warning when the figures are noise
-    gate: dict[str, Any] | None = None
-
-    @property
-    def speedup(self) -> float | None:
-        """Full-inference speed-up of the model over the baseline (median times)."""
-        return self.comparison["speedup"] if self.comparison else None
-
-    def median_ms(self, role: str, workload: str = "full") -> float:
-        return next(m for m in self.models if m["role"] == role)["timings"][workload]["median_ms"]
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(vars(self))
 
 
 def check(request: BenchRequest) -> None:
@@ -155,7 +132,7 @@ def contender(role: str, source: CheckpointSource | None, shapes: Shapes | None,
         found = benchmark.from_checkpoint(role, loaded, request.arch, model_overrides(request.config))
         assumption = architecture_assumption(loaded, request.arch, model_overrides(request.config))
         if assumption:
-            found.details["assumption"] = assumption
+            found.details.assumption = assumption
         return found
     sizes = parse_list(shapes or "", int, name, "positive hidden sizes", "1500,1500", minimum=1, maximum=MAX_UNITS)
     return benchmark.from_shapes(role, [[size] for size in sizes], request.seed)
@@ -174,8 +151,9 @@ def bench(request: BenchRequest, observer: Observer | None = None) -> BenchResul
         A :class:`BenchResult`: per model its sizes, parameters, multiply-adds and timings; the
         speed-ups against the baseline; the gate's verdict (never raised here: the CLI exits 1).
 
-    Example:
-        >>> isscli.bench(isscli.BenchRequest(checkpoint="compact.safetensors", against="dense.safetensors")).speedup
+    Example::
+
+        isscli.bench(isscli.BenchRequest(checkpoint="compact.safetensors", against="dense.safetensors")).speedup
     """
     check(request)
     device = resolve_device(request.device)
@@ -199,11 +177,11 @@ def bench(request: BenchRequest, observer: Observer | None = None) -> BenchResul
             contenders.append(contender("baseline", request.against, request.against_shapes, request,
                                         "against_shapes", example))
         for found in contenders:
-            if "assumption" in found.details:
-                observer.note(f"assumed: {found.details['assumption']}", True)
+            if found.details.assumption is not None:
+                observer.note(f"assumed: {found.details.assumption}", True)
         if request.quantize is not None:
             for found in contenders:
-                check_precision(request.quantize, "torch", found.model.config)
+                check_precision(request.quantize, "torch", config_of(found.model))
             contenders = benchmark.quantized_contenders(contenders, request.quantize, request.threads)
         if request.unstructured:
             contenders = benchmark.unstructured_contenders(contenders[0], contenders[1] if has_baseline else None,
@@ -211,9 +189,8 @@ def bench(request: BenchRequest, observer: Observer | None = None) -> BenchResul
         settings = benchmark.Settings(request.batch, request.steps, request.repeats, request.warmup, device,
                                       request.cuda_graphs, request.seed, request.runtime, request.threads,
                                       example.description if example is not None else None, request.quantize)
-        result = BenchResult(**benchmark.run(contenders, settings))
+        result = benchmark.run(contenders, settings)
     if request.fail_below is not None:
         speedup = result.speedup
-        result.gate = {"fail_below": request.fail_below, "speedup": speedup,
-                       "passed": speedup is not None and speedup >= request.fail_below}
+        result.gate = SpeedupGate(request.fail_below, speedup, speedup is not None and speedup >= request.fail_below)
     return result

@@ -1,34 +1,27 @@
-"""Checkpoints: ``load``, ``save``, a fresh model, a ``torch.save`` import, and the ISS group specs of one."""
+"""Checkpoints: ``load``, ``save``, a fresh model (``init``) and a ``torch.save`` import (``import_pt``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from isscli.api.common import (
-    CheckpointSource,
     ConfigSource,
     PathLike,
-    SpecSource,
     as_checkpoint,
     input_paths,
     model_overrides,
-    resolve_spec,
     write_checkpoint,
 )
 from isscli.api.validation import checked_arguments
-from isscli.io.atomic import atomic_write_text, check_output_path
 from isscli.io.checkpoint import STORED_DTYPES, Checkpoint, file_sha256
 from isscli.io.errors import CheckpointError, IsscliError
+from isscli.io.jsonfile import parse_json
 from isscli.io.parsing import MAX_SEED, check_bounds
 from isscli.io.provenance import operation_record
-from isscli.iss.spec import GroupSpec, load_spec
-from isscli.iss.spec import check_spec as check_spec_fits
-from isscli.iss.spec.authors import attach_companion_biases
 from isscli.models import build_model, model_tensors
 
 
@@ -57,81 +50,15 @@ def save(checkpoint: Checkpoint, path: PathLike, force: bool = False) -> Path:
 
 
 @checked_arguments
-def derive_spec(checkpoint: CheckpointSource | nn.Module | Mapping[str, torch.Tensor],
-                example_input: Any = None) -> GroupSpec:
-    """The ISS groups of a model's recurrent layers.
-
-    Args:
-        checkpoint: a checkpoint (path or :class:`Checkpoint`) or a ``state_dict``: the groups are read off its
-            tensor names and shapes; or a live ``nn.Module``: the groups are found by running its forward on
-            ``example_input`` (:func:`isscli.derive_module_spec`), which names alone cannot replace.
-        example_input: what the module takes (a tensor, a tuple of arguments or a dict); only with a module.
-
-    Returns:
-        The :class:`~isscli.iss.spec.GroupSpec`, its tensors named as in the checkpoint or ``model.named_parameters()``.
+def init(config: ConfigSource, seed: int = 0, changes: Mapping[str, Any] | Sequence[str] | None = None) -> Checkpoint:
+    """A freshly initialised model (a preset name, a config file or mapping, then ``changes``: a mapping, or
+    ``KEY=JSON`` strings as ``isscli init --set`` gives them), in memory. This is ``isscli init`` (+ :func:`save`).
 
     Example:
-        >>> [(s.name, s.components) for s in isscli.derive_spec("dense.safetensors").sets]
-        >>> isscli.derive_spec(model, torch.randn(4, 20, 8))
-    """
-    if isinstance(checkpoint, nn.Module):
-        if example_input is None:
-            raise IsscliError("deriving the groups of a live module needs `example_input`: its receivers are found by "
-                              "running its forward", "pass example_input=(a small batch the model takes)")
-        from isscli.live.trace import derive_module_spec
-
-        return derive_module_spec(checkpoint, example_input)
-    if example_input is not None:
-        raise IsscliError("`example_input` is only for a live nn.Module", "drop it, or pass the module itself")
-    if isinstance(checkpoint, Mapping):
-        tensors = dict(checkpoint)
-        if not all(isinstance(t, torch.Tensor) for t in tensors.values()):
-            raise IsscliError("a state_dict must map names to tensors", "pass model.state_dict()")
-        return resolve_spec(Checkpoint({name: t.detach() for name, t in tensors.items()}, {}), None)
-    return resolve_spec(as_checkpoint(checkpoint), None)
-
-
-@checked_arguments
-def check_spec(spec: SpecSource, checkpoint: CheckpointSource, renames: Mapping[str, str] | None = None) -> GroupSpec:
-    """Read a spec file (native or the authors' format; ``renames`` maps its tensor names) and check that it fits
-    the checkpoint: names, ranges, overlaps. Returns the spec; raises :class:`isscli.SpecError` on the first problem.
-
-    Example:
-        >>> isscli.check_spec("group_specs/ptb-small.json", "dense.safetensors")
-    """
-    return resolve_spec(as_checkpoint(checkpoint), spec, renames)
-
-
-@checked_arguments
-def convert_spec(source: PathLike, output: PathLike | None = None, renames: Mapping[str, str] | None = None,
-                 checkpoint: CheckpointSource | None = None, force: bool = False) -> GroupSpec:
-    """A spec in the native format from any spec file (the authors' TensorFlow-era JSON included; ``renames`` maps
-    its tensor names), checked against ``checkpoint`` when one is given, written to ``output`` (atomically; an
-    existing file only with ``force``) when one is given. This is ``isscli groups convert``.
-
-    Example:
-        >>> isscli.convert_spec("authors.json", "native.json", checkpoint="model.safetensors").sets[0].name
-    """
-    spec = load_spec(Path(source), dict(renames or {}))
-    if checkpoint is not None:
-        tensors = as_checkpoint(checkpoint).tensors
-        if spec.origin == "authors":  # their biases are separate tensors: attached to the sets they belong to
-            attach_companion_biases(spec, tensors)
-        check_spec_fits(spec, tensors)
-    if output is not None:
-        check_output_path(Path(output), input_paths(Path(source), checkpoint), overwrite=force)
-        atomic_write_text(Path(output), spec.dumps())
-    return spec
-
-
-@checked_arguments
-def new_model(config: ConfigSource, seed: int = 0, changes: Mapping[str, Any] | None = None) -> Checkpoint:
-    """A freshly initialised model (a preset name, a config file or mapping, then ``changes``), in memory.
-
-    Example:
-        >>> isscli.save(isscli.new_model("large"), "large.safetensors")
+        >>> isscli.save(isscli.init("large"), "large.safetensors")
     """
     check_bounds(seed, "seed", 0, MAX_SEED)
+    changes = config_changes(changes) if changes is not None and not isinstance(changes, Mapping) else changes
     raw = {**(model_overrides(config) or {}), **(changes or {})}
     torch.manual_seed(seed)
     model = build_model(raw)
@@ -140,9 +67,24 @@ def new_model(config: ConfigSource, seed: int = 0, changes: Mapping[str, Any] | 
     return Checkpoint(model_tensors(model), model.config.to_dict(), operation_record("init", parameters))
 
 
+def config_changes(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=JSON`` strings as config fields (a value that is not JSON is the text itself)."""
+    changes = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise IsscliError(f"`changes` {item!r} is not KEY=VALUE", "write e.g. `changes` dropout=0.5")
+        try:
+            changes[key] = parse_json(value)
+        except ValueError:  # not JSON (or nested absurdly deep): the text itself
+            changes[key] = value
+    return changes
+
+
 @checked_arguments
-def import_state_dict(path: PathLike) -> Checkpoint:
-    """A ``torch.save``\\ d ``state_dict`` (read with ``weights_only``: nothing is unpickled) as a checkpoint.
+def import_pt(path: PathLike) -> Checkpoint:
+    """A ``torch.save``\\ d ``state_dict`` (read with ``weights_only``: nothing is unpickled) as a checkpoint. This is
+    ``isscli import-pt`` (+ :func:`save`).
 
     Tensors that are the same tensor (tied weights: same storage, offset, shape and strides) are
     kept once; everything else — a transpose or another view of shared storage included — is kept.

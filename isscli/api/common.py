@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, ClassVar, Union
 
 from isscli.api.validation import Checked
 from isscli.io.atomic import check_output_path, output_lock
@@ -15,10 +15,10 @@ from isscli.io.checkpoint import Checkpoint, file_sha256, load_checkpoint, save_
 from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import read_json_object
 from isscli.iss.spec import GroupSpec, check_spec, derive_spec, load_spec
-from isscli.iss.spec.authors import attach_companion_biases
+from isscli.iss.spec.authors import attach_companion_biases, load_rename_file, parse_renames
 from isscli.models.presets import PRESETS, preset_config
 
-PathLike = Union[str, os.PathLike]
+PathLike = Union[str, os.PathLike[str]]
 #: A checkpoint: a path to a safetensors file, or one already loaded.
 CheckpointSource = Union[PathLike, Checkpoint]
 #: A spec: a path to a spec file (native or authors' JSON), a parsed spec, or None to derive one.
@@ -30,6 +30,10 @@ ConfigSource = Union[Mapping[str, Any], PathLike, None]
 @dataclass(kw_only=True)
 class OutputRequest(Checked):
     """A request that reads one checkpoint and may write one."""
+
+    #: The command line writes ``CKPT.<output_tag>.safetensors`` beside CKPT when no ``output`` is given
+    #: (:func:`default_output`); "" for a request whose output has no default.
+    output_tag: ClassVar[str] = ""
 
     checkpoint: CheckpointSource
     output: PathLike | None = None  # None: nothing is written, the result holds the checkpoint
@@ -53,19 +57,25 @@ def input_paths(*sources: CheckpointSource | None) -> tuple[Path, ...]:
 
 
 #: Request fields that name what a call reads: no output may be one of them.
-INPUT_FIELDS = ("checkpoint", "spec", "config", "against", "baseline", "data", "vocab", "settings_file")
+INPUT_FIELDS = ("checkpoint", "source", "spec", "config", "against", "baseline", "data", "vocab", "settings_file")
 
 
 def request_inputs(request: Any) -> tuple[Path, ...]:
     """Every file (or folder) a request reads: its checkpoints, spec, config file, corpus, vocabulary, settings."""
-    sources = []
-    for name in INPUT_FIELDS:
-        value = getattr(request, name, None)
-        if isinstance(value, (str, os.PathLike)) and name == "config" and not Path(value).exists():
-            continue  # a preset name
+    return input_files(**{name: getattr(request, name, None) for name in INPUT_FIELDS})
+
+
+def input_files(**sources: object) -> tuple[Path, ...]:
+    """The files (or folders) behind a call's inputs, by field name (:data:`INPUT_FIELDS`): paths and loaded
+    checkpoints; a ``config`` that names a preset reads no file (unless a file of that name exists)."""
+    found: list[CheckpointSource] = []
+    for name, value in sources.items():
+        if name == "config" and isinstance(value, (str, os.PathLike)) and str(value) in PRESETS \
+                and not Path(value).exists():
+            continue
         if isinstance(value, (str, os.PathLike, Checkpoint)):
-            sources.append(value)
-    return input_paths(*sources)
+            found.append(value)
+    return input_paths(*found)
 
 
 def resolve_spec(checkpoint: Checkpoint, spec: SpecSource, renames: Mapping[str, str] | None = None) -> GroupSpec:
@@ -96,6 +106,23 @@ def model_overrides(config: ConfigSource) -> dict[str, Any] | None:
     return read_json_object(path, "config", '{"family": "lm", "dropout": 0.5}')
 
 
+def read_renames(pairs: Sequence[str] | None = None, rename_file: PathLike | None = None) -> dict[str, str]:
+    """Spec tensor renames: ``OLD=NEW`` pairs (the command line's ``--rename``) over a JSON file's mapping
+    (``--rename-file``)."""
+    mapping = load_rename_file(Path(rename_file)) if rename_file is not None else {}
+    mapping.update(parse_renames(list(pairs or ())))
+    return mapping
+
+
+def default_output(request: Any) -> Path | None:
+    """Where a request writes when the command line runs it: its ``output``, else ``CKPT.<tag>.safetensors`` beside
+    its checkpoint (the request class's ``output_tag``: ``pruned``, ``compact``, ``sparse``, ``iss``), else None."""
+    tag = getattr(type(request), "output_tag", "")
+    if request.output is not None or not tag:
+        return None if request.output is None else Path(request.output)
+    return output_path(None, request.checkpoint, tag)
+
+
 def output_path(output: PathLike | None, source: CheckpointSource, tag: str) -> Path:
     """``output`` as given, else ``model.<tag>.safetensors`` beside the input file."""
     if output is not None:
@@ -104,6 +131,11 @@ def output_path(output: PathLike | None, source: CheckpointSource, tag: str) -> 
     if not inputs:
         raise IsscliError("an in-memory checkpoint has no file to name the output after", "give `output`")
     return inputs[0].with_name(f"{inputs[0].stem}.{tag}.safetensors")
+
+
+def path_text(path: PathLike | None) -> str | None:
+    """A path as a report writes it (None stays None)."""
+    return None if path is None else str(path)
 
 
 def checked_output(output: PathLike | None, inputs: tuple[Path, ...], force: bool) -> Path | None:
@@ -118,9 +150,9 @@ def checked_output(output: PathLike | None, inputs: tuple[Path, ...], force: boo
 def run_lock(request: Any, main: bool = True) -> Iterator[None]:
     """Hold a training run's OUT (and so its log and resume file) while it runs: a second run of the same OUT is
     refused meanwhile. ``main``: whether this process writes the files (rank 0 of a distributed run)."""
-    output = request.output
-    if output is None and getattr(request, "checkpoint", None) is not None:
-        output = output_path(None, request.checkpoint, "iss")
+    output = default_output(request)
+    if output is None and getattr(request, "checkpoint", None) is not None:  # a fine-tuning run's OUT, until its
+        output = output_path(None, request.checkpoint, "iss")  # request names it (output_tag) as the others do
     if output is None or not main:
         yield
         return

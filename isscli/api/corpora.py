@@ -10,16 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from isscli.api.common import PathLike
 from isscli.data import load_corpus, load_sentences, resolve_data
 from isscli.data.corpus import check_splits
 from isscli.data.vocabulary import VocabularyChoice, first_difference, read_vocabulary_file
 from isscli.io.checkpoint import Checkpoint
 from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import JSONObject
 from isscli.io.provenance import lineage
+from isscli.learn.corpus import CorpusSummary, UnknownTokens, unknown_tokens
 from isscli.learn.recipes import TrainSettings
 from isscli.learn.tasks import ClassifierTask, LanguageModelTask, Task
 from isscli.models.config import ModelConfig
@@ -32,7 +34,7 @@ MAX_UNKNOWN_SHARE = 0.5
 
 
 def vocabulary_choice(
-    vocab: str | Path | None, vocab_order: str | None, max_vocab: int | None = None, min_count: int | None = None,
+    vocab: PathLike | None, vocab_order: str | None, max_vocab: int | None = None, min_count: int | None = None,
     checkpoint: Checkpoint | None = None, observer: Observer | None = None,
 ) -> VocabularyChoice:
     """How the run numbers words: the checkpoint's vocabulary, ``vocab``, ``vocab_order``, or (training from
@@ -71,10 +73,11 @@ def vocabulary_choice(
 
 
 def load_task(
-    family: str, data: str | Path | None, settings: TrainSettings, device: torch.device, observer: Observer,
+    family: str, data: PathLike | None, settings: TrainSettings, device: torch.device, observer: Observer,
     choice: VocabularyChoice, splits: Mapping[str, str] = TRAINING_SPLITS, allow_unknown: bool = False,
-) -> tuple[Task, dict[str, Any], list[str]]:
-    """The family's corpus as a :class:`Task`, its description for provenance and reports, and its vocabulary.
+) -> tuple[Task, CorpusSummary, list[str]]:
+    """The family's corpus as a :class:`Task`, its summary (for the checks, provenance and reports) and its
+    vocabulary.
 
     ``splits`` are those the caller will read, each with the setting that is its batch size: a training run reads
     all three (train, then valid after every epoch and test at the end). Each is checked here, before any work;
@@ -90,73 +93,71 @@ def load_task(
                               "drop them (a classifier's vocabulary is <pad>, <unk>, then by frequency)")
         sentences = load_sentences(Path(data), settings.seed, choice.words)
         if training and not allow_unknown:
-            check_unknown_share(sentences.unknown(), len(sentences.vocabulary), choice.source)
+            check_unknown_share(unknown_tokens(sentences.unknown())["train"], len(sentences.vocabulary), choice.source)
         task: Task = ClassifierTask(sentences, settings.batch_size, settings.eval_batch_size, settings.seed, device)
-        description = {**sentences.describe(), "num_classes": sentences.num_classes,
-                       "vocabulary_from_checkpoint": choice.from_checkpoint}
-        return task, description, list(sentences.vocabulary.words)
+        return task, CorpusSummary.of_sentences(sentences, choice.from_checkpoint), list(sentences.vocabulary.words)
     source = resolve_data(None if data is None else Path(data))
     if source.note:
         observer.note(source.note, warning=True)
     corpus = load_corpus(source.path, choice)
     check_splits(corpus, {split: (name, getattr(settings, name)) for split, name in splits.items()})
-    unknown = corpus.unknown()
+    summary = CorpusSummary.of_text(corpus, source.origin, choice.from_checkpoint)
+    unknown = summary.unknown or {}
     if training and not allow_unknown:
-        check_unknown_share(unknown, len(corpus.vocabulary), choice.source)
-    if any(report["mapped"] for report in unknown.values()):
-        shares = ", ".join(f"{split} {report['mapped']:,} ({report['share']:.2%} <unk> in all)"
-                           for split, report in unknown.items())
+        check_unknown_share(unknown["train"], len(corpus.vocabulary), choice.source)
+    if any(tokens.mapped for tokens in unknown.values()):
+        shares = ", ".join(f"{split} {tokens.mapped or 0:,} ({tokens.share:.2%} <unk> in all)"
+                           for split, tokens in unknown.items())
         observer.note(f"words outside the vocabulary read as <unk>: {shares}; {len(corpus.vocabulary):,} words, "
                       f"{choice.source}")
     if corpus.layout != "folder":
         observer.note(f"{source.path}: {corpus.layout}")
     task = LanguageModelTask(corpus, settings.batch_size, settings.bptt, settings.eval_batch_size, device)
-    description = {**corpus.describe(), "origin": source.origin, "vocabulary_from_checkpoint": choice.from_checkpoint}
-    return task, description, list(corpus.vocabulary.words)
+    return task, summary, list(corpus.vocabulary.words)
 
 
-def check_unknown_share(unknown: Mapping[str, Mapping[str, float]], size: int, source: str) -> None:
+def check_unknown_share(train: UnknownTokens, size: int, source: str) -> None:
     """Refuse to train on a vocabulary that reads more than :data:`MAX_UNKNOWN_SHARE` of the train split as <unk>:
     such a model learns mostly to predict <unk>, and its perplexity (1.00 when every token is <unk>) looks superb
     while meaning nothing. ``allow_unknown`` trains on it anyway, on purpose."""
-    report = unknown["train"]
-    if report["share"] > MAX_UNKNOWN_SHARE:
+    if train.share > MAX_UNKNOWN_SHARE:
         raise IsscliError(
-            f"the vocabulary ({size:,} words, {source}) reads {report['share']:.1%} of the train split as <unk> "
-            f"({int(report['count']):,} tokens), more than {MAX_UNKNOWN_SHARE:.0%}: the model would learn little "
+            f"the vocabulary ({size:,} words, {source}) reads {train.share:.1%} of the train split as <unk> "
+            f"({train.count:,} tokens), more than {MAX_UNKNOWN_SHARE:.0%}: the model would learn little "
             "but <unk>", "give a vocabulary that holds the text's words (a larger `max_vocab`, or the right `vocab`),"
             " or pass `allow_unknown` to train on it anyway")
 
 
-def check_vocabulary(config: ModelConfig, data: dict[str, Any], provenance: dict[str, Any] | None) -> None:
+def check_vocabulary(config: ModelConfig, data: CorpusSummary, provenance: JSONObject | None) -> None:
     """The corpus must have the model's vocabulary: its size, and the words it was trained on when known."""
-    if config.vocab_size != data["vocabulary_size"]:
+    if config.vocab_size != data.vocabulary_size:
         raise IsscliError(
-            f"the model has {config.vocab_size} words but {data['path']} has {data['vocabulary_size']} "
-            f"({data.get('vocabulary_source', 'built from its training text')})",
+            f"the model has {config.vocab_size} words but {data.path} has {data.vocabulary_size} "
+            f"({data.vocabulary_source or 'built from its training text'})",
             "use the corpus and the vocabulary the model was trained with (`vocab`)",
         )
     trained_on = trained_vocabulary(provenance)
-    if trained_on and data.get("vocabulary_sha256") and trained_on != data["vocabulary_sha256"]:
+    if trained_on and data.vocabulary_sha256 and trained_on != data.vocabulary_sha256:
         raise IsscliError(
-            f"the model was trained on another vocabulary than {data['path']}'s (same size, other words)",
+            f"the model was trained on another vocabulary than {data.path}'s (same size, other words)",
             "use the corpus the model was trained on",
         )
 
 
-def trained_vocabulary(provenance: dict[str, Any] | None) -> str | None:
-    """The vocabulary fingerprint of the run that made this checkpoint or one of its ancestors."""
+def trained_vocabulary(provenance: JSONObject | None) -> str | None:
+    """The vocabulary fingerprint of the run that made this checkpoint or one of its ancestors (read from their
+    provenance records, whose checks (:mod:`isscli.io.provenance`) made sure the field is text)."""
     for record in lineage(provenance):
         data = (record.get("parameters") or {}).get("data") or record.get("data") or {}
         if data.get("vocabulary_sha256"):
-            return data["vocabulary_sha256"]
+            return str(data["vocabulary_sha256"])
     return None
 
 
-def uniform_guess_warning(perplexity: float, vocabulary_size: int, data: dict[str, Any]) -> str | None:
+def uniform_guess_warning(perplexity: float, vocabulary_size: int, data: CorpusSummary) -> str | None:
     """A perplexity at or above the vocabulary size is worse than guessing uniformly: likely another numbering
     (unless the words are numbered by the checkpoint's own vocabulary: then the model is just poor)."""
-    if perplexity >= vocabulary_size and not data.get("vocabulary_from_checkpoint"):
+    if perplexity >= vocabulary_size and not data.vocabulary_from_checkpoint:
         return (f"perplexity {perplexity:,.1f} is at or above the vocabulary size {vocabulary_size:,} (worse than a "
                 "uniform guess): the checkpoint's words are likely numbered otherwise than this corpus's")
     return None

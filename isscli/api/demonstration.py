@@ -23,10 +23,10 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from isscli.api.common import PathLike
-from isscli.api.pipeline import ShrinkRequest, ShrinkResult, shrink
+from isscli.api.pipeline import COMPACTED, ShrinkRequest, ShrinkResult, shrink
 from isscli.api.runs import FinetuneRequest, TrainRequest, finetune, train
 from isscli.api.scoring import EvaluateRequest, EvaluateResult, evaluate
 from isscli.api.validation import Checked, checked_arguments
@@ -34,12 +34,14 @@ from isscli.data.resolve import DataSource, resolve_data
 from isscli.io import manifest
 from isscli.io.atomic import atomic_write_text, output_lock
 from isscli.io.errors import OutputError
+from isscli.io.jsonfile import JSONObject
 from isscli.io.provenance import invoked_by, plain
 from isscli.learn.tasks import Evaluation
 from isscli.observer import Observer, SilentObserver
 
 #: The dense model: big enough that removing units shows in the timings (the decoder dominates).
-MODEL = {"embedding_size": 256, "hidden_sizes": [[256], [256]], "dropout": 0.0}
+HIDDEN_SIZES = [[256], [256]]
+MODEL = {"embedding_size": 256, "hidden_sizes": HIDDEN_SIZES, "dropout": 0.0}
 #: Units per layer after ISS.
 TARGETS = [128, 96]
 #: Batches of the dense training (one long epoch), and per epoch of the two ISS phases: prune, then recover.
@@ -98,13 +100,21 @@ class DemoResult:
     def goals_met(self) -> bool:
         return self.speedup >= GOAL_SPEEDUP and self.loss <= GOAL_LOSS
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {"schema": "isscli.demo/1", **plain(vars(self)), "goals": {"speedup": GOAL_SPEEDUP, "loss": GOAL_LOSS},
                 "goals_met": self.goals_met}
 
 
+class RunFields(TypedDict):
+    """What the demo's three training runs share: the corpus, the CPU, and their outputs replaced."""
+
+    data: Path
+    device: str
+    force: bool
+
+
 @checked_arguments
-def run_demo(request: DemoRequest, observer: Observer | None = None) -> DemoResult:
+def demo(request: DemoRequest, observer: Observer | None = None) -> DemoResult:
     """Train, learn ISS to a size target, compare fairly with the dense model; see the module docstring."""
     observer = observer or SilentObserver()
     source = resolve_data(None if request.data is None else Path(request.data))
@@ -144,14 +154,14 @@ def run_files(output: Path) -> tuple[str, ...]:
 
 
 def demonstrate(request: DemoRequest, source: DataSource, folder: Path, observer: Observer) -> DemoResult:
-    """The five steps, into ``folder`` (checked and held by :func:`run_demo`)."""
+    """The five steps, into ``folder`` (checked and held by :func:`demo`)."""
     evaluation = {"eval_batch_size": EVAL_BATCH_SIZE, "max_eval_batches": EVAL_BATCHES}
     phases = {**evaluation, "max_batches": request.batches}
-    common: dict[str, Any] = {"data": source.path, "device": "cpu", "force": True}
+    common = RunFields(data=source.path, device="cpu", force=True)
     dense, iss, tuned = (folder / f"{name}.safetensors" for name in ("dense", "iss", "dense-finetuned"))
     dense_batches = max(1, request.batches * DENSE_BATCHES // BATCHES)
     with invoked_by("demo"):
-        step(observer, 1, f"train a dense {' × '.join(str(s[0]) for s in MODEL['hidden_sizes'])} LSTM language model")
+        step(observer, 1, f"train a dense {' × '.join(str(s[0]) for s in HIDDEN_SIZES)} LSTM language model")
         with manifest.writing(folder, *run_files(dense)):
             trained = train(TrainRequest(preset="tiny", config=MODEL, output=dense, **common, settings={
                 **evaluation, "max_batches": dense_batches, "epochs": 1}), observer)
@@ -169,7 +179,7 @@ def demonstrate(request: DemoRequest, source: DataSource, folder: Path, observer
                                       group_threshold=0.0, evaluate=(), device="cpu",
                                       bench_repeats=request.bench_repeats, force=True), observer)
         step(observer, 5, "evaluate the compacted model on the test split")
-        small = evaluate(EvaluateRequest(checkpoint=shrunk.compacted, data=source.path, device="cpu",
+        small = evaluate(EvaluateRequest(checkpoint=folder / COMPACTED, data=source.path, device="cpu",
                                          batch_size=EVAL_BATCH_SIZE, bptt=trained.settings.bptt))
     assert trained.test is not None and fair.test is not None
     return summarise(source, shrunk, trained.test, fair.test, small)
@@ -183,7 +193,7 @@ def summarise(source: DataSource, shrunk: ShrinkResult, dense: Evaluation, fair:
               small: EvaluateResult) -> DemoResult:
     bench = shrunk.bench
     assert bench is not None and shrunk.hidden_sizes_before and shrunk.hidden_sizes_after
-    assert shrunk.parameters_before is not None
+    assert shrunk.parameters_before is not None and small.perplexity is not None
     dense_ms, compact_ms = bench.median_ms("baseline"), bench.median_ms("model")
     rows = [
         DemoRow("dense", shrunk.hidden_sizes_before, shrunk.parameters_before, dense.perplexity, dense_ms, 1.0),

@@ -1,4 +1,4 @@
-"""``export_model``: a checkpoint as a file another runtime runs (ONNX), checked there before it is written."""
+"""``export``: a checkpoint as a file another runtime runs (ONNX), checked there before it is written."""
 
 from __future__ import annotations
 
@@ -53,9 +53,10 @@ def export_user_model(request: ExportRequest, source: ModelSource) -> ExportResu
 
 
 @checked_arguments
-def export_model(request: ExportRequest) -> ExportResult:
+def export(request: ExportRequest) -> ExportResult:
     """Write the model as an ONNX graph (per-layer, per-direction sizes; dynamic batch and time axes; an LM's
-    state as inputs and outputs, so a service can stream), after running it in ONNX Runtime against PyTorch.
+    state as inputs and outputs, so a service can stream), after running it in ONNX Runtime against PyTorch. This is
+    ``isscli export``.
 
     Args:
         request: the checkpoint, the output file, ``opset``, and ``arch``/``config`` for checkpoints without one.
@@ -65,7 +66,7 @@ def export_model(request: ExportRequest) -> ExportResult:
         tolerance. Raises ``ExportMismatch`` (nothing written) when ONNX Runtime disagrees with PyTorch.
 
     Example:
-        >>> isscli.export_model(isscli.ExportRequest(checkpoint="small.safetensors", output="small.onnx")).inputs
+        >>> isscli.export(isscli.ExportRequest(checkpoint="small.safetensors", output="small.onnx")).inputs
     """
     if request.format not in FORMATS:
         raise IsscliError(f"unknown `format` {request.format!r}", f"use {', '.join(FORMATS)}")
@@ -79,7 +80,7 @@ def export_model(request: ExportRequest) -> ExportResult:
             raise IsscliError("`quantize` exports isscli's own model families", "drop `quantize` with `model`")
         return export_user_model(request, source)
     loaded = as_checkpoint(request.checkpoint)
-    result = export_onnx(loaded, request.output, request.force, request.opset, request.arch,
+    result = export_onnx(loaded, Path(request.output), request.force, request.opset, request.arch,
                          model_overrides(request.config), request.quantize)
     result.assumption = architecture_assumption(loaded, request.arch, model_overrides(request.config))
     return result

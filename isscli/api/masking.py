@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 from isscli.api.common import (
     ConfigSource,
@@ -13,11 +13,13 @@ from isscli.api.common import (
     checked_output,
     input_paths,
     model_overrides,
+    path_text,
     request_inputs,
     write_checkpoint,
 )
 from isscli.api.validation import checked_arguments
 from isscli.io.checkpoint import Checkpoint
+from isscli.io.jsonfile import JSONObject
 from isscli.io.provenance import operation_record
 from isscli.learn.masks import check_sparsity, mask_counts, one_shot
 from isscli.models import load_model, model_tensors
@@ -27,20 +29,42 @@ from isscli.models import load_model, model_tensors
 class SparsifyRequest(OutputRequest):
     """Zero the ``sparsity`` share of smallest-|w| weights of the embedding and recurrent matrices."""
 
+    output_tag: ClassVar[str] = "sparse"
+
     sparsity: float
     arch: str | None = None
     config: ConfigSource = None
 
 
 @dataclass
+class MaskedMatrix:
+    """One masked matrix: how many of its weights the mask keeps."""
+
+    tensor: str
+    shape: list[int]
+    kept: int
+    total: int
+
+    @property
+    def density(self) -> float:
+        return self.kept / self.total
+
+
+@dataclass
 class SparsifyResult:
     checkpoint: Checkpoint  # with one boolean mask per masked matrix
+    input_file: Path | None  # the checkpoint file read (None: in memory)
     output: Path | None
     sparsity: float
     kept: int
     total: int
     density: float
-    matrices: list[dict[str, Any]]  # tensor, shape, kept, total
+    matrices: list[MaskedMatrix]
+
+    def to_json(self) -> JSONObject:
+        return {"checkpoint": path_text(self.input_file), "output": path_text(self.output), "sparsity": self.sparsity,
+                "kept": self.kept, "total": self.total, "density": self.density,
+                "matrices": [asdict(matrix) for matrix in self.matrices]}
 
 
 @checked_arguments
@@ -60,10 +84,9 @@ def sparsify(request: SparsifyRequest) -> SparsifyResult:
     counts = mask_counts(masks)
     provenance = operation_record("sparsify", {"sparsity": request.sparsity}, loaded, masks=info)
     checkpoint = Checkpoint(model_tensors(model), model.config.to_dict(), provenance, masks=masks,
-                            mask_info={**info, **counts}, vocabulary=loaded.vocabulary)
+                            mask_info={**info, **counts.to_json()}, vocabulary=loaded.vocabulary)
     if output is not None:
         write_checkpoint(checkpoint, output, input_paths(loaded), request.force)
-    matrices = [{"tensor": name, "shape": list(mask.shape), "kept": int(mask.sum()), "total": mask.numel()}
-                for name, mask in masks.items()]
-    return SparsifyResult(checkpoint, output, request.sparsity, counts["kept"], counts["total"], counts["density"],
-                          matrices)
+    matrices = [MaskedMatrix(name, list(mask.shape), int(mask.sum()), mask.numel()) for name, mask in masks.items()]
+    return SparsifyResult(checkpoint, loaded.path, output, request.sparsity, counts.kept, counts.total,
+                          counts.density, matrices)

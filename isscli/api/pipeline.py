@@ -19,20 +19,30 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from isscli.api.benching import BenchRequest, BenchResult, bench
 from isscli.api.common import PathLike
 from isscli.api.pruning import CompactRequest, PruneRequest, compact, prune
-from isscli.api.scoring import EvaluateRequest, EvaluateResult, evaluate
+from isscli.api.scoring import (
+    GATE_FIELDS,
+    MODEL_FIELDS,
+    VOCABULARY_FIELDS,
+    EvaluateRequest,
+    EvaluateResult,
+    QualityGate,
+    VocabularyRecord,
+    evaluate,
+)
 from isscli.api.user_models import check_tensor_data
 from isscli.api.validation import Checked, checked_arguments
+from isscli.data.fingerprint import data_fingerprint
 from isscli.data.resolve import resolve_data
 from isscli.io import manifest
 from isscli.io.atomic import atomic_write_text, output_lock
 from isscli.io.checkpoint import load_checkpoint
 from isscli.io.errors import CheckpointError, IsscliError, OutputError
-from isscli.io.fingerprint import data_fingerprint
+from isscli.io.jsonfile import JSONObject
 from isscli.io.provenance import plain
 from isscli.observer import Observer, SilentObserver
 
@@ -49,10 +59,23 @@ RECORD_FIELDS = {"schema": "string", "inputs": "object", "folder": "string", "pr
                  "hidden_sizes_after": "list?", "parameters_before": "integer?", "parameters_after": "integer?",
                  "max_output_difference": "number?", "evaluations": "object", "bench": "object?"}
 EVALUATION_FIELDS = {"checkpoint": "string", "data": "string", "split": "string", "loss": "number",
-                     "perplexity": "number?", "count": "integer", "parameters": "integer"}
+                     "perplexity": "number?", "count": "integer", "parameters": "integer", "gate": "object?",
+                     "unknown": "object?", "model": "object?", "vocabulary": "object?"}
+#: The records an evaluation nests: its field, the type it is read into (None: the user model's own record) and
+#: the kinds of the fields.
+NESTED = (("gate", QualityGate, GATE_FIELDS), ("vocabulary", VocabularyRecord, VOCABULARY_FIELDS),
+          ("model", None, MODEL_FIELDS))
 BENCH_FIELDS = {"schema": "string", "settings": "object", "machine": "object", "models": "list",
                 "comparison": "object?"}
 RESUME_HINT = "run without `resume` (with `force` to replace the folder's results), or choose another folder"
+
+
+class UserModel(TypedDict, total=False):
+    """The fields every step's request shares when the model is the user's own class."""
+
+    model: str | None
+    model_args: str | Mapping[str, Any] | Sequence[Any] | None
+    data: PathLike | None
 
 
 @dataclass(kw_only=True)
@@ -78,9 +101,9 @@ class ShrinkRequest(Checked):
     objective: str | None = None  # tensor data: regression | classification | tagging
     split_rule: str | None = None
 
-    def user_model(self) -> dict[str, Any]:
+    def user_model(self) -> UserModel:
         """The fields every step's request shares when the model is the user's own class (none otherwise)."""
-        return {"model": self.model, "model_args": self.model_args, "data": self.data} if self.model else {}
+        return UserModel(model=self.model, model_args=self.model_args, data=self.data) if self.model else UserModel()
 
 
 @dataclass
@@ -101,26 +124,27 @@ class ShrinkResult:
     def speedup(self) -> float | None:
         return self.bench.speedup if self.bench else None
 
-    def to_json(self) -> dict[str, Any]:
-        report = {key: value for key, value in vars(self).items() if key not in ("evaluations", "bench")}
-        report["evaluations"] = {role: result.to_json() for role, result in self.evaluations.items()}
-        report["bench"] = self.bench.to_json() if self.bench else None
-        return plain(report)
+    def to_json(self) -> JSONObject:
+        report: JSONObject = plain({**vars(self), "evaluations": {role: result.to_json() for role, result
+                                                                  in self.evaluations.items()},
+                                    "bench": self.bench.to_json() if self.bench else None})
+        return report
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any], folder: Path) -> ShrinkResult:
+    def from_json(cls, raw: JSONObject, folder: Path) -> ShrinkResult:
         """The result ``shrink.json`` records (validated by :func:`read_result`), its files in ``folder`` where it
         lies now (a folder may have been moved or copied since)."""
-        paths = {"pruned": folder / PRUNED if raw.get("pruned") else None,
-                 "compacted": folder / COMPACTED if raw.get("compacted") else None}
-        evaluations = {role: EvaluateResult(**value) for role, value in raw["evaluations"].items()}
-        bench_report = BenchResult(**raw["bench"]) if raw.get("bench") else None
-        rest = {key: raw.get(key) for key in ("group_threshold", "hidden_sizes_before", "hidden_sizes_after",
-                                              "parameters_before", "parameters_after", "max_output_difference")}
-        return cls(folder, **paths, **rest, evaluations=evaluations, bench=bench_report)  # type: ignore[arg-type]
+        return cls(folder, pruned=folder / PRUNED if raw.get("pruned") else None,
+                   compacted=folder / COMPACTED if raw.get("compacted") else None,
+                   group_threshold=raw.get("group_threshold"), hidden_sizes_before=raw.get("hidden_sizes_before"),
+                   hidden_sizes_after=raw.get("hidden_sizes_after"), parameters_before=raw.get("parameters_before"),
+                   parameters_after=raw.get("parameters_after"),
+                   max_output_difference=raw.get("max_output_difference"),
+                   evaluations={role: EvaluateResult.from_json(value) for role, value in raw["evaluations"].items()},
+                   bench=BenchResult.from_json(raw["bench"]) if raw.get("bench") else None)
 
 
-def read_result(path: Path) -> dict[str, Any]:
+def read_result(path: Path) -> JSONObject:
     """``shrink.json``, checked field by field before anything in it is used: one line naming the field."""
     raw = manifest.read_record(path, "shrink record", RECORD_FIELDS, RESUME_HINT)
     where = f"shrink record {path}"
@@ -130,15 +154,22 @@ def read_result(path: Path) -> dict[str, Any]:
         if role not in ROLES:
             raise IsscliError(f'{where}: field "evaluations.{role[:40]}" is not one of {", ".join(ROLES)}',
                               RESUME_HINT)
-        manifest.validated(value, EVALUATION_FIELDS, where, RESUME_HINT, f"evaluations.{role}")
-        _fits(value, EvaluateResult, where, f"evaluations.{role}")
+        at = f"evaluations.{role}"
+        manifest.validated(value, EVALUATION_FIELDS, where, RESUME_HINT, at)
+        _fits(value, EvaluateResult, where, at)
+        for name, cls, kinds in NESTED:
+            if value.get(name) is not None:
+                manifest.validated(value[name], kinds, where, RESUME_HINT, f"{at}.{name}")
+                if cls is not None:
+                    _fits(value[name], cls, where, f"{at}.{name}")
     if raw.get("bench") is not None:  # optional fields may be null or absent
         manifest.validated(raw["bench"], BENCH_FIELDS, where, RESUME_HINT, "bench")
         _fits(raw["bench"], BenchResult, where, "bench")
+        BenchResult.from_json(raw["bench"], where, RESUME_HINT, "bench")  # and the fields it nests
     return raw
 
 
-def _fits(value: dict[str, Any], cls: type, where: str, at: str) -> None:
+def _fits(value: JSONObject, cls: type, where: str, at: str) -> None:
     """``cls(**value)`` will work: no field it lacks, none it does not know (else one line naming the field)."""
     names = {f.name for f in fields(cls)}
     required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
@@ -154,7 +185,7 @@ def training_threshold(path: Path) -> float:
     The provenance is read like any file a user hands over: a record of the wrong shape, or a τ that is not
     a number ≥ 0, is one line naming the checkpoint and the field, not an error about `group_threshold`,
     which the user did not give."""
-    provenance: Any = load_checkpoint(path).provenance
+    provenance: object = load_checkpoint(path).provenance
     where, hint = "provenance", "give the prune step's threshold with `group_threshold`"
     while provenance is not None:
         if not isinstance(provenance, dict):
@@ -176,7 +207,7 @@ def training_threshold(path: Path) -> float:
     return 0.0
 
 
-def fingerprints(request: ShrinkRequest, threshold: float) -> dict[str, Any]:
+def fingerprints(request: ShrinkRequest, threshold: float) -> JSONObject:
     """What the results depend on, by content (paths may change, files may be replaced): the checkpoint's and
     the baseline's sha256, the corpus's content when a step reads it, the vocabulary, τ, the models evaluated,
     the split and the user's model. ``device``, ``bench_repeats`` and ``bench`` are not in it: they change
@@ -185,7 +216,7 @@ def fingerprints(request: ShrinkRequest, threshold: float) -> dict[str, Any]:
     baseline = Path(request.baseline) if request.baseline is not None else None
     if baseline is not None and os.path.abspath(baseline) == os.path.abspath(folder / PRUNED):
         baseline = None  # the folder's own pruned model, which is what no baseline means
-    data: Any = request.data
+    data = request.data
     reads_data = bool(request.evaluate) or request.model is not None
     if data is None and reads_data:
         data = resolve_data(None, download=False).path
@@ -205,7 +236,7 @@ def fingerprints(request: ShrinkRequest, threshold: float) -> dict[str, Any]:
     }
 
 
-def _start(request: ShrinkRequest, inputs: dict[str, Any]) -> ShrinkResult:
+def _start(request: ShrinkRequest, inputs: JSONObject) -> ShrinkResult:
     """The result so far: the folder's, on a resume with the same inputs; else a new one (the folder checked)."""
     folder = Path(request.folder)
     if folder.exists() and not folder.is_dir():
@@ -254,10 +285,11 @@ def shrink(request: ShrinkRequest, observer: Observer | None = None) -> ShrinkRe
         A :class:`ShrinkResult`: paths, sizes and parameters before and after, the verified output
         difference, the evaluations by role, and the bench result (its ``speedup``).
 
-    Example:
-        >>> result = isscli.shrink(isscli.ShrinkRequest(checkpoint="iss.safetensors", folder="shrunk",
-        ...                                             baseline="dense.safetensors", data="ptb/"))
-        >>> result.hidden_sizes_after, result.speedup
+    Example::
+
+        result = isscli.shrink(isscli.ShrinkRequest(checkpoint="iss.safetensors", folder="shrunk",
+                                                    baseline="dense.safetensors", data="ptb/"))
+        result.hidden_sizes_after, result.speedup
     """
     observer = observer or SilentObserver()
     unknown = sorted(set(request.evaluate) - set(ROLES))
@@ -281,34 +313,12 @@ def _shrink(request: ShrinkRequest, observer: Observer) -> ShrinkResult:
             atomic_write_text(folder / RESULT_FILE, json.dumps(
                 {"schema": RESULT_SCHEMA, "inputs": inputs, **result.to_json()}, indent=2) + "\n")
 
-    if result.compacted is None:
-        observer.note(f"prune {checkpoint} (group norm ≤ {threshold:g})")
-        try:
-            with manifest.writing(folder, PRUNED):
-                pruned = prune(PruneRequest(checkpoint=checkpoint, group_threshold=threshold,
-                                            output=folder / PRUNED, force=True, **request.user_model()))
-        except IsscliError as error:
-            if request.group_threshold is None:  # τ came from the file, not from the caller: say so
-                error.message = f"τ = {threshold:g}, the weight threshold in {checkpoint}'s provenance: {error.message}"
-            raise
-        observer.note("compact (verified against the pruned model)")
-        try:
-            with manifest.writing(folder, COMPACTED):
-                compacted = compact(CompactRequest(checkpoint=pruned.checkpoint, output=folder / COMPACTED,
-                                                   force=True, **request.user_model()), observer)
-        except IsscliError:
-            manifest.remove(folder, [PRUNED])  # the step did not finish: leave none of it behind
-            raise
-        result.pruned, result.compacted, result.group_threshold = pruned.output, compacted.output, threshold
-        result.hidden_sizes_before = (pruned.checkpoint.config or {}).get("hidden_sizes") or \
-            compacted.module_sizes_before
-        result.hidden_sizes_after = compacted.hidden_sizes
-        result.parameters_before, result.parameters_after = compacted.parameters_before, compacted.parameters_after
-        result.max_output_difference = compacted.verification.max_output_difference \
-            if compacted.verification else None
+    pruned, compacted = result.pruned, result.compacted
+    if pruned is None or compacted is None:
+        pruned, compacted = _prune_and_compact(request, result, threshold, observer)
         save()
-    models = {"baseline": Path(request.baseline) if request.baseline else result.pruned,
-              "pruned": result.pruned, "compact": result.compacted}
+    models = {"baseline": Path(request.baseline) if request.baseline else pruned, "pruned": pruned,
+              "compact": compacted}
     for role in request.evaluate:
         if role not in result.evaluations:
             observer.note(f"evaluate the {role} model on the {request.split} split")
@@ -319,7 +329,38 @@ def _shrink(request: ShrinkRequest, observer: Observer) -> ShrinkResult:
             save()
     if request.bench and result.bench is None:
         observer.note(f"bench the compact model against {models['baseline']}")
-        result.bench = bench(BenchRequest(checkpoint=result.compacted, against=models["baseline"],
+        result.bench = bench(BenchRequest(checkpoint=compacted, against=models["baseline"],
                                           repeats=request.bench_repeats, **request.user_model()), observer)
         save()
     return result
+
+
+def _prune_and_compact(request: ShrinkRequest, result: ShrinkResult, threshold: float,
+                       observer: Observer) -> tuple[Path, Path]:
+    """The first step: the pruned and the compacted model (verified) in the folder, their sizes in ``result``."""
+    checkpoint, folder = Path(request.checkpoint), result.folder
+    observer.note(f"prune {checkpoint} (group norm ≤ {threshold:g})")
+    try:
+        with manifest.writing(folder, PRUNED):
+            pruned = prune(PruneRequest(checkpoint=checkpoint, group_threshold=threshold,
+                                        output=folder / PRUNED, force=True, **request.user_model()))
+    except IsscliError as error:
+        if request.group_threshold is None:  # τ came from the file, not from the caller: say so
+            error.message = f"τ = {threshold:g}, the weight threshold in {checkpoint}'s provenance: {error.message}"
+        raise
+    observer.note("compact (verified against the pruned model)")
+    try:
+        with manifest.writing(folder, COMPACTED):
+            compacted = compact(CompactRequest(checkpoint=pruned.checkpoint, output=folder / COMPACTED,
+                                               force=True, **request.user_model()), observer)
+    except IsscliError:
+        manifest.remove(folder, [PRUNED])  # the step did not finish: leave none of it behind
+        raise
+    result.pruned, result.compacted, result.group_threshold = folder / PRUNED, folder / COMPACTED, threshold
+    result.hidden_sizes_before = (pruned.checkpoint.config or {}).get("hidden_sizes") or \
+        compacted.module_sizes_before
+    result.hidden_sizes_after = compacted.hidden_sizes
+    result.parameters_before, result.parameters_after = compacted.parameters_before, compacted.parameters_after
+    result.max_output_difference = compacted.verification.max_output_difference \
+        if compacted.verification else None
+    return result.pruned, result.compacted

@@ -1,13 +1,13 @@
-"""``prune`` and ``compact``: zero whole ISS components, then remove them, verifying that nothing changed."""
+"""``prune`` and ``compact``: zero whole ISS components, then remove them, verifying that nothing changed
+(:mod:`isscli.api.verification`)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -21,17 +21,20 @@ from isscli.api.common import (
     checked_output,
     input_paths,
     model_overrides,
+    path_text,
     request_inputs,
     resolve_spec,
     write_checkpoint,
 )
 from isscli.api.user_models import ModelChoice, example_input, model_spec, model_tensors_once, user_source
 from isscli.api.validation import checked_arguments
+from isscli.api.verification import CompactionMismatch as CompactionMismatch  # its home before 0.3: still here
+from isscli.api.verification import Verification, verify
 from isscli.io.checkpoint import Checkpoint
 from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import JSONObject
 from isscli.io.parsing import parse_list
 from isscli.io.provenance import check_provenance, operation_record, plain
-from isscli.iss.equivalence import output_difference
 from isscli.iss.spec import GroupSpec, IssSet
 from isscli.iss.surgery import SetChange, alive_components, group_norms
 from isscli.iss.surgery import compact as compact_tensors
@@ -39,30 +42,8 @@ from isscli.iss.surgery import prune as prune_tensors
 from isscli.learn.controller.targets import targets_from_sizes
 from isscli.live.model import layer_sizes, recurrent_modules
 from isscli.live.usermodel import ModelSource, load_user_model
-from isscli.models.registry import (
-    architecture_assumption,
-    config_after_surgery,
-    load_model,
-    resolve_config,
-    unknown_forward,
-)
+from isscli.models.registry import architecture_assumption, config_after_surgery, unknown_forward
 from isscli.observer import Observer, SilentObserver
-
-#: Allowed output difference per unit of the largest |output| (rounding of sums in another order), by the
-#: precision the check runs in: float64 for float64 checkpoints, float32 for the others (float16 and bfloat16
-#: weights are exact in float32).
-TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
-SIZE_FIELDS = ("hidden_sizes", "embedding_size")  # compaction changes them
-MISSING_RECEIVER_HINT = (
-    "the spec misses (or mislabels) a receiver of some hidden unit: derive it with `isscli groups CKPT`"
-)
-
-
-class CompactionMismatch(IsscliError):
-    """The compacted model would not compute what the input model computes: nothing is written."""
-
-    exit_code = 1
-
 
 # -- prune ------------------------------------------------------------------------------------
 
@@ -72,6 +53,8 @@ class PruneRequest(OutputRequest, ModelChoice):
     """Zero ISS components: those whose group norm is ≤ ``group_threshold``, or the weakest ones down to
     ``target_hidden`` units per set or to ``keep_fraction`` of each set's units (and weights < ``weight_threshold``).
     Give exactly one of the three."""
+
+    output_tag: ClassVar[str] = "pruned"
 
     group_threshold: float | None = None
     target_hidden: str | Sequence[int] | None = None  # units per set to keep, in spec order
@@ -101,9 +84,12 @@ class PruneResult:
     sets: list[SetPruning]
     weight_sparsity_before: float
     weight_sparsity_after: float
+    input_file: Path | None = None  # the checkpoint file read (None: in memory)
 
-    def to_json(self) -> dict[str, Any]:
-        return plain({key: value for key, value in vars(self).items() if key != "checkpoint"})
+    def to_json(self) -> JSONObject:
+        fields = {key: value for key, value in vars(self).items() if key not in ("checkpoint", "input_file")}
+        report: JSONObject = plain({"checkpoint": self.input_file, **fields})
+        return report
 
 
 @checked_arguments
@@ -154,7 +140,7 @@ def prune(request: PruneRequest) -> PruneResult:
     sets = [SetPruning(c.name, c.components, c.before, c.after, float(n.min()) if n.numel() else 0.0,
                        float(n.median()) if n.numel() else 0.0) for c, n in zip(pruned.sets, norms, strict=True)]
     return PruneResult(checkpoint, output, request.group_threshold, request.weight_threshold, sets,
-                       pruned.sparsity_before, pruned.sparsity_after)
+                       pruned.sparsity_before, pruned.sparsity_after, loaded.path)
 
 
 def check_prune_request(request: PruneRequest) -> None:
@@ -221,6 +207,8 @@ class CompactRequest(OutputRequest, ModelChoice):
     the user's class (``model``) on ``data``'s rows or an ``input_shape``. Without any of them nothing can be run:
     refused unless ``verify=False``."""
 
+    output_tag: ClassVar[str] = "compact"
+
     spec: SpecSource = None
     renames: Mapping[str, str] = field(default_factory=dict)
     verify: bool = True  # run both models; refuse to write if their outputs differ
@@ -238,18 +226,6 @@ class SetCompaction:
 
 
 @dataclass
-class Verification:
-    """How the compacted model's outputs compare with the input model's on random inputs."""
-
-    max_output_difference: float
-    output_scale: float
-    tolerance: float
-    dtype: str  # the precision the check ran in: float64 for a float64 checkpoint, else float32
-    inputs: str = "random inputs"  # what both models ran on
-    relative: bool = False  # True: ``max_output_difference`` is already divided by ``output_scale`` (``model``)
-
-
-@dataclass
 class CompactResult:
     checkpoint: Checkpoint  # the smaller model
     output: Path | None
@@ -260,14 +236,24 @@ class CompactResult:
     assumption: str | None = None  # a checkpoint without a config run as one of isscli's families: said, recorded
     module_sizes: list[list[int]] | None = None  # the user's own model (``model``): its layers' sizes after …
     module_sizes_before: list[list[int]] | None = None  # … and before
+    input_file: Path | None = None  # the checkpoint file read (None: in memory)
+    model: JSONObject | None = None  # the user's own class and its arguments, as the request gave them
 
     @property
     def hidden_sizes(self) -> list[list[int]] | None:
         """Units per layer and direction after compaction (of every recurrent module, for the user's own model)."""
         return (self.checkpoint.config or {}).get("hidden_sizes") or self.module_sizes
 
-    def to_json(self) -> dict[str, Any]:
-        return plain({key: value for key, value in vars(self).items() if key != "checkpoint"})
+    def to_json(self) -> JSONObject:
+        check = self.verification
+        return {"checkpoint": path_text(self.input_file), "output": path_text(self.output),
+                "sets": [{"name": s.name, "components_before": s.components_before,
+                          "components_after": s.components_after} for s in self.sets],
+                "parameters_before": self.parameters_before, "parameters_after": self.parameters_after,
+                "max_output_difference": check.max_output_difference if check else None,
+                "verified_on": check.inputs if check else None,
+                "relative_difference": check.relative if check else None, "assumption": self.assumption,
+                "model": self.model}
 
 
 @checked_arguments
@@ -320,7 +306,7 @@ def compact(request: CompactRequest, observer: Observer | None = None) -> Compac
         write_checkpoint(checkpoint, output, input_paths(loaded), request.force)
     sets = [SetCompaction(c.name, c.components, c.after, c.kept) for c in result.sets]
     return CompactResult(checkpoint, output, sets, result.parameters_before, result.parameters_after, verification,
-                         assumption)
+                         assumption, input_file=loaded.path)
 
 
 def compact_user_model(request: CompactRequest, source: ModelSource, loaded: Checkpoint,
@@ -348,7 +334,8 @@ def compact_user_model(request: CompactRequest, source: ModelSource, loaded: Che
     sets = [SetCompaction(c.name, c.components, c.after, c.kept) for c in compaction.sets]
     return CompactResult(checkpoint, output, sets, compaction.parameters_before, compaction.parameters_after,
                          verification, module_sizes=all_layer_sizes(compaction.model),
-                         module_sizes_before=all_layer_sizes(model))
+                         module_sizes_before=all_layer_sizes(model), input_file=loaded.path,
+                         model={"model": request.model, "model_args": request.model_args})
 
 
 def all_layer_sizes(model: nn.Module) -> list[list[int]]:
@@ -356,46 +343,3 @@ def all_layer_sizes(model: nn.Module) -> list[list[int]]:
     return [size for module in recurrent_modules(model).values() for size in layer_sizes(module)]
 
 
-def verify(
-    before: Checkpoint, after: dict[str, torch.Tensor], arch: str | None, overrides: dict[str, Any] | None
-) -> Verification:
-    """Run the input model and the compacted tensors on random inputs, in the checkpoint's precision (float64 for
-    float64 weights, else float32); refuse outputs that differ, and weights or outputs that are not finite."""
-    unusable = sorted(name for name, tensor in before.tensors.items()
-                      if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()))
-    if unusable:
-        raise CompactionMismatch(
-            f"tensor(s) {', '.join(unusable[:3])} hold NaN or infinite values: the model's outputs are not finite, "
-            "so compaction cannot be verified; nothing was written", "fix or re-create the checkpoint")
-    precision = torch.float64 if any(t.dtype == torch.float64 for t in before.tensors.values()) else torch.float32
-    config, _ = resolve_config(before, arch, overrides)
-    size_free = {key: value for key, value in (overrides or {}).items() if key not in SIZE_FIELDS}
-    with default_dtype(precision):
-        reference = load_model(before, arch, overrides)
-        try:
-            candidate = load_model(Checkpoint(after, config_after_surgery(before.config, after)), arch, size_free)
-        except IsscliError as error:
-            raise CompactionMismatch(
-                f"the compacted tensors do not form a consistent model ({error.message}); nothing was written",
-                MISSING_RECEIVER_HINT,
-            ) from None
-        difference, scale = output_difference(reference, candidate, config)
-    dtype = str(precision).removeprefix("torch.")
-    tolerance = TOLERANCE[dtype] * max(1.0, scale)  # relative to the logits' size
-    if not difference <= tolerance:  # NaN (outputs not finite) fails too
-        raise CompactionMismatch(
-            f"the compacted model's outputs differ by {difference:.3g} (> {tolerance:.3g}, {dtype}); nothing was "
-            "written", MISSING_RECEIVER_HINT,
-        )
-    return Verification(difference, scale, tolerance, dtype)
-
-
-@contextmanager
-def default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    """Models built meanwhile hold ``dtype`` parameters (and load a checkpoint's weights without rounding)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)

@@ -8,6 +8,7 @@ A run writes OUT (the best or the last epoch), ``OUT.log.jsonl`` and, while it r
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +21,14 @@ from isscli.api.common import CheckpointSource, ConfigSource, PathLike, SpecSour
 from isscli.api.corpora import uniform_guess_warning
 from isscli.api.validation import Checked, checked_arguments
 from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import JSONObject
 from isscli.io.provenance import plain
 from isscli.learn import distributed
+from isscli.learn.controller import ControllerSummary, IssController
+from isscli.learn.corpus import CorpusSummary
+from isscli.learn.evaluation import Evaluation
 from isscli.learn.loop import EpochReport, Trainer, TrainingRun
 from isscli.learn.recipes import PUBLISHED_TEST_PERPLEXITY, RECIPES, TrainSettings
-from isscli.learn.tasks import Evaluation
 from isscli.observer import Observer, SilentObserver
 from isscli.runtime.timing import resolve_device
 
@@ -106,12 +110,24 @@ class TrainResult:
     best_valid: Evaluation | None
     test: Evaluation | None
     epochs: list[EpochReport]
-    hooks: dict[str, Any]  # per training hook, its summary (the λ controller's: targets, units, λ per epoch)
+    controller: ControllerSummary | None = None  # a size target's run: targets, units, λ per epoch, freezes
     published_test_perplexity: float | None = None  # Zaremba et al.'s, for a published recipe run as published
     start_valid: Evaluation | None = None  # finetune: the checkpoint's validation score before any training
-    data: dict[str, Any] | None = None  # the corpus: path, vocabulary (size, source), tokens, <unk> per split
+    corpus: CorpusSummary | None = None  # the data: path, vocabulary (size, source), tokens, <unk> per split
 
-    def to_json(self) -> dict[str, Any]:
+    @property
+    def hooks(self) -> JSONObject:
+        """Deprecated until 0.4 (read :attr:`controller`): the controller's summary as JSON, under its name."""
+        warnings.warn("TrainResult.hooks is deprecated: read TrainResult.controller", DeprecationWarning, stacklevel=2)
+        return {} if self.controller is None else {"controller": self.controller.to_json()}
+
+    @property
+    def data(self) -> JSONObject | None:
+        """Deprecated until 0.4 (read :attr:`corpus`): the data's description as JSON."""
+        warnings.warn("TrainResult.data is deprecated: read TrainResult.corpus", DeprecationWarning, stacklevel=2)
+        return None if self.corpus is None else self.corpus.to_json()
+
+    def to_json(self) -> JSONObject:
         report = {
             "output": str(self.output), "log": str(self.log), "recipe": self.recipe,
             "settings": self.settings.to_dict(), "resumed_from_epoch": self.resumed_from_epoch,
@@ -121,9 +137,12 @@ class TrainResult:
             "epochs": [epoch.to_record() for epoch in self.epochs],
             "published_test_perplexity": self.published_test_perplexity,
             "start_valid": self.start_valid.to_dict() if self.start_valid else None,
-            "data": self.data,
+            "data": self.corpus.to_json() if self.corpus else None,
         }
-        return plain({**report, **self.hooks})
+        if self.controller is not None:
+            report["controller"] = self.controller.to_json()
+        result: JSONObject = plain(report)
+        return result
 
 
 @checked_arguments
@@ -139,9 +158,10 @@ def train(request: TrainRequest, observer: Observer | None = None) -> TrainResul
         A :class:`TrainResult`: the kept epoch and its validation score, the test score, every
         epoch's report, and the size target's summary when there was one.
 
-    Example:
-        >>> isscli.train(isscli.TrainRequest(preset="small", output="small.safetensors", data="ptb/",
-        ...                                  settings={"epochs": 13})).test.perplexity
+    Example::
+
+        isscli.train(isscli.TrainRequest(preset="small", output="small.safetensors", data="ptb/",
+                                         settings={"epochs": 13})).test.perplexity
     """
     return _run(request, observer)
 
@@ -158,9 +178,10 @@ def finetune(request: FinetuneRequest, observer: Observer | None = None) -> Trai
     Returns:
         A :class:`TrainResult` (see :func:`train`).
 
-    Example:
-        >>> isscli.finetune(isscli.FinetuneRequest(checkpoint="small.safetensors", data="ptb/",
-        ...                                        target_hidden=[100, 100])).output
+    Example::
+
+        isscli.finetune(isscli.FinetuneRequest(checkpoint="small.safetensors", data="ptb/",
+                                               target_hidden=[100, 100])).output
     """
     return _run(request, observer)
 
@@ -183,7 +204,7 @@ def _run(request: RunRequest, observer: Observer | None) -> TrainResult:
 
 def _run_here(request: RunRequest, observer: Observer, device: torch.device) -> TrainResult:
     run, resume = assemble(request, observer, device)
-    start = starting_score(run, request.force, observer) if run.operation == "finetune" and not resume else None
+    start = starting_score(run, request.force, observer) if run.fine_tunes and not resume else None
     trainer = Trainer(run, observer)
     try:
         result = trainer.train(resume=resume, stop_after=request.stop_after)
@@ -193,15 +214,19 @@ def _run_here(request: RunRequest, observer: Observer, device: torch.device) -> 
             kept = f"{run.paths.output} keeps the model of epoch {trainer.best_epoch}"
         raise TrainingInterrupted(f"interrupted; {kept}", "rerun the same request with `resume` to continue") \
             from None
-    recipe_name = run.parameters["recipe"]
-    published = None
-    if run.operation == "train" and recipe_name in PUBLISHED_TEST_PERPLEXITY and \
-            run.settings == RECIPES[recipe_name].resolved():
-        published = PUBLISHED_TEST_PERPLEXITY[recipe_name]
-    hooks = {hook.name: hook.summary() for hook in run.hooks if hook.summary() is not None}
-    return TrainResult(run.paths.output, run.paths.log, recipe_name, run.settings, result.resumed_from,
-                       result.stopped_early, result.best_epoch, result.best, result.test, result.epochs, hooks,
-                       published, start, run.parameters.get("data"))
+    controller = next((hook.summary() for hook in run.hooks if isinstance(hook, IssController)), None)
+    return TrainResult(run.paths.output, run.paths.log, run.recipe or "", run.settings, result.resumed_from,
+                       result.stopped_early, result.best_epoch, result.best, result.test, result.epochs, controller,
+                       published_perplexity(run), start, run.corpus)
+
+
+def published_perplexity(run: TrainingRun) -> float | None:
+    """Zaremba et al.'s test perplexity, for a ``train`` run of a published recipe exactly as published."""
+    recipe_name = run.recipe or ""
+    if run.fine_tunes or recipe_name not in PUBLISHED_TEST_PERPLEXITY or \
+            run.settings != RECIPES[recipe_name].resolved():
+        return None
+    return PUBLISHED_TEST_PERPLEXITY[recipe_name]
 
 
 def score_text(score: Evaluation) -> str:
@@ -216,8 +241,9 @@ def starting_score(run: TrainingRun, force: bool, observer: Observer) -> Evaluat
     reading the words with another numbering, and is refused unless ``force``."""
     score = distributed.on_main(lambda: run.task.evaluate(run.model, "valid", run.settings.max_eval_batches))
     observer.note(f"start: valid {score.metric} {score_text(score)} (the checkpoint as given, before fine-tuning)")
-    warning = None if score.metric != "perplexity" else \
-        uniform_guess_warning(score.perplexity, run.model.config.vocab_size, run.parameters["data"])
+    warning = None
+    if score.metric == "perplexity" and run.config is not None and run.corpus is not None:
+        warning = uniform_guess_warning(score.perplexity, run.config.vocab_size, run.corpus)
     if warning and not force:
         raise IsscliError(warning, "give the vocabulary it was trained with (`vocab` or `vocab_order`), or pass "
                                    "`force` to fine-tune anyway")

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import torch
 
@@ -17,8 +17,10 @@ from isscli.api.validation import Checked, checked_arguments
 from isscli.data.tensors import is_tensor_file, load_tensor_data
 from isscli.io.checkpoint import Checkpoint
 from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import JSONObject
 from isscli.io.parsing import MAX_BATCH, MAX_SEED, MAX_STEPS, check_bounds
 from isscli.io.provenance import check_provenance
+from isscli.learn.corpus import UnknownTokens, unknown_tokens
 from isscli.learn.recipes import RECIPES
 from isscli.learn.tasks import TensorTask
 from isscli.live.usermodel import ModelSource, load_user_model
@@ -63,6 +65,102 @@ class EvaluateRequest(Checked):
     quantize: str | None = None  # int8 | bf16: score the quantized model (torch); a baseline is scored as given
 
 
+#: The scores a model may be judged by (:class:`Metric`).
+MetricName = Literal["accuracy", "perplexity", "loss"]
+
+
+class Scored(Protocol):
+    """A model's score as the results hold it: an evaluation, a sweep point, the sweep's dense baseline."""
+
+    @property
+    def accuracy(self) -> float | None: ...
+
+    @property
+    def perplexity(self) -> float | None: ...
+
+    @property
+    def loss(self) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What a model is judged by: the accuracy of a classifier, the perplexity of a language model, the loss of a
+    regression. Chosen in one place (:meth:`of`) for the gates, shrink, the sweep and their reports."""
+
+    name: MetricName
+
+    @classmethod
+    def of(cls, classifier: bool, objective: str | None) -> Metric:
+        """Accuracy where the model has one (classifiers, the classification and tagging objectives), else the loss
+        of a regression on tensor data, else the perplexity (language models)."""
+        if classifier:
+            return cls("accuracy")
+        return cls("loss" if objective == "regression" else "perplexity")
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.name == "accuracy"
+
+    @property
+    def short(self) -> str:
+        """Its name in a table's narrow column."""
+        return {"accuracy": "acc", "loss": "loss", "perplexity": "ppl"}[self.name]
+
+    def value(self, score: Scored) -> float | None:
+        if self.name == "accuracy":
+            return score.accuracy
+        return score.loss if self.name == "loss" else score.perplexity
+
+    def tolerated(self, reference: float, loss: float) -> float:
+        """The worst score within ``loss`` of ``reference``: an accuracy ``loss`` lower, a perplexity (a loss)
+        ``loss`` × higher."""
+        return reference - loss if self.higher_is_better else reference * (1 + loss)
+
+    def meets(self, value: float, limit: float) -> bool:
+        """``value`` is at least as good as ``limit``."""
+        return value >= limit if self.higher_is_better else value <= limit
+
+    def text(self, value: float) -> str:
+        """The score as people read it: an accuracy in percent, a perplexity or a loss."""
+        if self.name == "accuracy":
+            return f"{value:.2%}"
+        return f"{value:.4g}" if self.name == "loss" else f"{value:.2f}"
+
+
+@dataclass
+class QualityGate:
+    """The quality gate's verdict: the ``metric``'s ``value`` against each limit (by the request field that set it:
+    ``fail_above``, ``fail_below``, ``max_loss``), the baseline's score (``max_loss``), and whether it ``passed``."""
+
+    metric: MetricName
+    value: float
+    limits: dict[str, float]
+    baseline: float | None
+    passed: bool
+
+    def to_json(self) -> JSONObject:
+        return {**vars(self), "limits": dict(self.limits)}
+
+
+@dataclass
+class VocabularyRecord:
+    """The words a model was scored over: their number, their fingerprint (``None``: not known) and where they came
+    from. Perplexities are comparable only over the same words."""
+
+    size: int
+    sha256: str | None
+    source: str
+
+    def to_json(self) -> JSONObject:
+        return dict(vars(self))
+
+
+#: The fields of the nested records in a stored evaluation (:func:`isscli.io.manifest.validated`).
+GATE_FIELDS = {"metric": "string", "value": "number", "limits": "object", "baseline": "number?", "passed": "boolean"}
+VOCABULARY_FIELDS = {"size": "integer", "sha256": "string?", "source": "string"}
+MODEL_FIELDS = {"model": "string"}
+
+
 @dataclass
 class EvaluateResult:
     checkpoint: str
@@ -74,17 +172,33 @@ class EvaluateResult:
     parameters: int
     accuracy: float | None = None  # classifiers
     warning: str | None = None  # e.g. a perplexity worse than a uniform guess (another word numbering?)
-    gate: dict[str, Any] | None = None  # the quality gate's limit, the value and whether it ``passed``
+    gate: QualityGate | None = None  # the quality gate's verdict (None: no gate asked for)
     assumption: str | None = None  # a checkpoint without a config run as one of isscli's families: said, recorded
-    unknown: dict[str, Any] | None = None  # LMs: per split, the tokens read as <unk> (count, share, mapped)
+    unknown: dict[str, UnknownTokens] | None = None  # LMs: per split, the tokens read as <unk>
     objective: str | None = None  # tensor data: regression | classification | tagging
-    model: dict[str, Any] | None = None  # the user's class that was run (``model``, ``model_args``)
+    model: ModelSource | None = None  # the user's class that was run (``model``, ``model_args``)
     split_rule: str | None = None  # tensor data: how the splits were made
     precision: str = "fp32"  # int8 | bf16: the model was scored quantized (``quantize``)
-    vocabulary: dict[str, Any] | None = None  # LMs and classifiers: the words' ``size``, ``sha256`` and ``source``
+    vocabulary: VocabularyRecord | None = None  # LMs and classifiers: the words the model was scored over
 
-    def to_json(self) -> dict[str, Any]:
-        return dict(vars(self))
+    @property
+    def metric(self) -> Metric:
+        return Metric.of(self.accuracy is not None, self.objective)
+
+    def to_json(self) -> JSONObject:
+        unknown = None if self.unknown is None else {split: tokens.to_json() for split, tokens in self.unknown.items()}
+        return {**vars(self), "gate": self.gate.to_json() if self.gate else None, "unknown": unknown,
+                "model": self.model.describe() if self.model else None,
+                "vocabulary": self.vocabulary.to_json() if self.vocabulary else None}
+
+    @classmethod
+    def from_json(cls, raw: JSONObject) -> EvaluateResult:
+        """The result :meth:`to_json` wrote, its nested records checked already (:data:`GATE_FIELDS` …)."""
+        gate, unknown, model, vocabulary = (raw.get(name) for name in ("gate", "unknown", "model", "vocabulary"))
+        return cls(**{**raw, "gate": QualityGate(**gate) if gate else None,
+                      "unknown": None if unknown is None else unknown_tokens(unknown),
+                      "model": ModelSource(model["model"], model.get("model_args", {})) if model else None,
+                      "vocabulary": VocabularyRecord(**vocabulary) if vocabulary else None})
 
 
 @checked_arguments
@@ -100,8 +214,9 @@ def evaluate(request: EvaluateRequest, observer: Observer | None = None) -> Eval
         An :class:`EvaluateResult` with the loss, perplexity (and accuracy), tokens scored and
         the model's parameter count.
 
-    Example:
-        >>> isscli.evaluate(isscli.EvaluateRequest(checkpoint="compact.safetensors", data="ptb/")).perplexity
+    Example::
+
+        isscli.evaluate(isscli.EvaluateRequest(checkpoint="compact.safetensors", data="ptb/")).perplexity
     """
     check_gates(request)
     if request.split not in SPLITS:
@@ -130,8 +245,9 @@ def evaluate(request: EvaluateRequest, observer: Observer | None = None) -> Eval
     model = model.to(device)
     settings = RECIPES["small"].updated({"batch_size": request.batch_size, "eval_batch_size": request.batch_size,
                                          "bptt": request.bptt, "seed": request.seed})
-    choice = vocabulary_choice(request.vocab, request.vocab_order, checkpoint=loaded, observer=observer)
-    task, data, _ = load_task(model.config.family, request.data, settings, device, observer, choice,
+    choice = vocabulary_choice(optional_path(request.vocab), request.vocab_order, checkpoint=loaded,
+                               observer=observer)
+    task, data, _ = load_task(model.config.family, optional_path(request.data), settings, device, observer, choice,
                               splits={request.split: "batch_size"})
     check_vocabulary(model.config, data, loaded.provenance)
     score = task.evaluate(model, request.split)
@@ -146,13 +262,13 @@ def evaluate(request: EvaluateRequest, observer: Observer | None = None) -> Eval
         uniform_guess_warning(score.perplexity, model.config.vocab_size, data)
     if warning:
         observer.note(warning, True)
-    result = EvaluateResult(checkpoint_name(loaded), data["path"], request.split,
+    result = EvaluateResult(checkpoint_name(loaded), data.path, request.split,
                             score.loss, score.perplexity, score.count, loaded.num_parameters(), score.accuracy,
-                            warning)
-    result.vocabulary = {"size": data["vocabulary_size"], "sha256": data.get("vocabulary_sha256"),
-                         "source": data.get("vocabulary_source", "built from the training text")}
+                            warning, unknown=data.unknown)
+    if data.vocabulary_size is not None:
+        result.vocabulary = VocabularyRecord(data.vocabulary_size, data.vocabulary_sha256,
+                                             data.vocabulary_source or "built from the training text")
     result.gate = quality_gate(request, result, baseline, observer)
-    result.unknown = data.get("unknown")
     result.assumption = assumption
     result.precision = request.quantize or "fp32"
     return result
@@ -181,7 +297,7 @@ def evaluate_tensors(request: EvaluateRequest, loaded: Checkpoint, baseline: Che
                              "fix or re-create the checkpoint")
     result = EvaluateResult(checkpoint_name(loaded), str(request.data), request.split,
                             score.loss, None, score.count, loaded.num_parameters(), score.accuracy,
-                            objective=data.objective, model=source.describe(), split_rule=data.split_rule)
+                            objective=data.objective, model=source, split_rule=data.split_rule)
     result.gate = quality_gate(request, result, baseline, observer)
     return result
 
@@ -193,15 +309,12 @@ def read_checkpoint(source: CheckpointSource) -> Checkpoint:
     return loaded
 
 
+def optional_path(value: PathLike | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
 def checkpoint_name(loaded: Checkpoint) -> str:
     return str(loaded.path) if loaded.path else "(in memory)"
-
-
-def gate_metric(result: EvaluateResult) -> str:
-    """What a gate compares: accuracy where there is one, else the perplexity (LMs) or the loss (regression)."""
-    if result.accuracy is not None:
-        return "accuracy"
-    return "perplexity" if result.objective is None else "loss"
 
 
 def check_gates(request: EvaluateRequest) -> None:
@@ -214,46 +327,52 @@ def check_gates(request: EvaluateRequest) -> None:
 
 
 def quality_gate(request: EvaluateRequest, result: EvaluateResult, baseline: Checkpoint | None,
-                 observer: Observer) -> dict[str, Any] | None:
-    """The gate's verdict: a perplexity at most ``fail_above``, an accuracy at least ``fail_below``, and against
-    ``baseline`` (read already) a perplexity at most (1 + ``max_loss``) × its, or an accuracy at least its −
+                 observer: Observer) -> QualityGate | None:
+    """The gate's verdict: a perplexity (a loss) at most ``fail_above``, an accuracy at least ``fail_below``, and
+    against ``baseline`` (read already) a perplexity at most (1 + ``max_loss``) × its, or an accuracy at least its −
     ``max_loss``."""
-    classifier = result.accuracy is not None
-    metric = gate_metric(result)
-    value = getattr(result, metric)
-    limits = []
-    if request.fail_above is not None and not classifier:
-        limits.append(("fail_above", request.fail_above))
-    if request.fail_below is not None and classifier:
-        limits.append(("fail_below", request.fail_below))
+    metric = result.metric
+    value = metric.value(result)
+    wanted = "fail_below" if metric.higher_is_better else "fail_above"
+    limits: dict[str, float] = {}
     for name in ("fail_above", "fail_below"):
-        if getattr(request, name) is not None and name not in dict(limits):
-            raise IsscliError(f"`{name}` does not gate a model scored by {metric}",
+        limit = getattr(request, name)
+        if limit is not None and name != wanted:
+            raise IsscliError(f"`{name}` does not gate a model scored by {metric.name}",
                               "use `fail_above` for a perplexity or a loss (LMs, regression) and `fail_below` for "
                               "an accuracy (classifiers, classification and tagging objectives)")
+        if limit is not None:
+            limits[name] = limit
     reference = None
     if baseline is not None:
-        base = evaluate(EvaluateRequest(checkpoint=baseline, data=request.data, vocab=request.vocab,
-                                        vocab_order=request.vocab_order, split=request.split,
-                                        batch_size=request.batch_size, bptt=request.bptt, seed=request.seed,
-                                        device=request.device, arch=request.arch, config=request.config,
-                                        model=request.model, model_args=request.model_args,
-                                        objective=request.objective, split_rule=request.split_rule), observer)
-        check_comparable(result, base)
-        reference = getattr(base, metric)
-        loss = float(request.max_loss or 0.0)
-        limit = reference - loss if classifier else reference * (1 + loss)
-        if not (math.isfinite(reference) and math.isfinite(limit)):
-            raise IsscliError(f"the baseline {base.checkpoint} scores {metric} {reference:.4g} on the {base.split} "
-                              f"split (loss {base.loss:.4g}), which gives no finite limit: the gate cannot be measured",
-                              "gate against a baseline with a finite score (e.g. the dense model the run started "
-                              "from), or gate with `fail_above`")
-        limits.append(("max_loss", limit))
+        reference, limits["max_loss"] = baseline_limit(request, result, baseline, observer)
     if not limits:
         return None
-    passed = all(value >= limit if classifier else value <= limit for _, limit in limits)
-    return {"metric": metric, "value": value, "limits": dict(limits),
-            "baseline": reference, "passed": bool(passed and value is not None and math.isfinite(value))}
+    passed = value is not None and math.isfinite(value) and all(metric.meets(value, limit) for limit in limits.values())
+    return QualityGate(metric.name, math.nan if value is None else value, limits, reference, passed)
+
+
+def baseline_limit(request: EvaluateRequest, result: EvaluateResult, baseline: Checkpoint,
+                   observer: Observer) -> tuple[float, float]:
+    """The baseline's score (on the same split of the same data, over the same words) and the limit ``max_loss``
+    gives: both finite, or the gate cannot be measured."""
+    base = evaluate(EvaluateRequest(checkpoint=baseline, data=request.data, vocab=request.vocab,
+                                    vocab_order=request.vocab_order, split=request.split,
+                                    batch_size=request.batch_size, bptt=request.bptt, seed=request.seed,
+                                    device=request.device, arch=request.arch, config=request.config,
+                                    model=request.model, model_args=request.model_args,
+                                    objective=request.objective, split_rule=request.split_rule), observer)
+    check_comparable(result, base)
+    metric = result.metric
+    score = metric.value(base)
+    reference = math.nan if score is None else score
+    limit = metric.tolerated(reference, float(request.max_loss or 0.0))
+    if not (math.isfinite(reference) and math.isfinite(limit)):
+        raise IsscliError(f"the baseline {base.checkpoint} scores {metric.name} {reference:.4g} on the {base.split} "
+                          f"split (loss {base.loss:.4g}), which gives no finite limit: the gate cannot be measured",
+                          "gate against a baseline with a finite score (e.g. the dense model the run started "
+                          "from), or gate with `fail_above`")
+    return reference, limit
 
 
 def check_comparable(result: EvaluateResult, base: EvaluateResult) -> None:
@@ -261,10 +380,10 @@ def check_comparable(result: EvaluateResult, base: EvaluateResult) -> None:
     few outcomes and scores low. Both were scored on the same split of the same corpus; their vocabularies must be
     the same words too. (A classifier's accuracy counts the same labelled sentences whatever the vocabulary.)"""
     ours, theirs = result.vocabulary, base.vocabulary
-    if gate_metric(result) != "perplexity" or ours is None or theirs is None or ours["sha256"] == theirs["sha256"]:
+    if result.metric.name != "perplexity" or ours is None or theirs is None or ours.sha256 == theirs.sha256:
         return
-    same_size = " other" if ours["size"] == theirs["size"] else ""
+    same_size = " other" if ours.size == theirs.size else ""
     raise IsscliError(
-        f"the gate would compare perplexities over different vocabularies: the model's {ours['size']:,} words "
-        f"({ours['source']}) and the baseline's {theirs['size']:,}{same_size} words ({theirs['source']})",
+        f"the gate would compare perplexities over different vocabularies: the model's {ours.size:,} words "
+        f"({ours.source}) and the baseline's {theirs.size:,}{same_size} words ({theirs.source})",
         "gate against a baseline with the model's vocabulary (trained on the same corpus and vocabulary)")

@@ -12,22 +12,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
+from isscli.api.common import PathLike, SpecSource, resolve_spec
 from isscli.api.validation import Checked
 from isscli.data.tensors import is_tensor_file, load_tensor_data, load_tensor_inputs
+from isscli.io.checkpoint import Checkpoint
 from isscli.io.errors import IsscliError
-from isscli.iss.spec import GroupSpec, check_spec, load_spec
-from isscli.iss.spec.authors import attach_companion_biases
+from isscli.iss.spec import GroupSpec
 from isscli.live.model import parameter_tensors
 from isscli.live.usermodel import ModelSource, example_from_shape, model_source
 from isscli.observer import Observer
-
-if TYPE_CHECKING:
-    from isscli.api.common import PathLike
 
 #: Rows of the data file the model runs on where a command needs one example batch (derivation, verification).
 EXAMPLE_ROWS = 32
@@ -96,18 +94,14 @@ def resized(example: ExampleInput, batch: int) -> ExampleInput:
                                                                                  else ""))
 
 
-def model_spec(model: nn.Module, example: ExampleInput, spec: Any, renames: Mapping[str, str] | None) -> GroupSpec:
+def model_spec(model: nn.Module, example: ExampleInput, spec: SpecSource,
+               renames: Mapping[str, str] | None) -> GroupSpec:
     """The spec given (checked against the model's parameters), or the one traced from the model's forward."""
     from isscli.live.trace import derive_module_spec
 
-    tensors = parameter_tensors(model)
     if spec is None:
         return derive_module_spec(model, example.arguments)
-    resolved = spec if isinstance(spec, GroupSpec) else load_spec(Path(spec), dict(renames or {}))
-    if resolved.origin == "authors":
-        attach_companion_biases(resolved, tensors)
-    check_spec(resolved, tensors)
-    return resolved
+    return resolve_spec(Checkpoint(parameter_tensors(model), None), spec, renames)
 
 
 def model_tensors_once(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -49,11 +49,17 @@ def field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls, globalns=names)
 
 
+def unparameterized(kind: Any) -> Any:
+    """``os.PathLike[str]`` read as ``os.PathLike``: a path is a path, whatever its ``__fspath__`` returns."""
+    return os.PathLike if typing.get_origin(kind) is os.PathLike else kind
+
+
 def describe(kind: Any) -> str:
     """How a type reads in a message: ``an int``, ``a path``, ``a list of ints``."""
+    kind = unparameterized(kind)
     origin, arguments = typing.get_origin(kind), typing.get_args(kind)
     if origin in (Union, types.UnionType):
-        parts = [a for a in arguments if a is not type(None)]
+        parts = [unparameterized(a) for a in arguments if a is not type(None)]
         if str in parts and os.PathLike in parts:  # a path, given as a string or a Path
             parts = [os.PathLike, *(a for a in parts if a not in (str, os.PathLike))]
         return " or ".join(describe(a) for a in parts) + (" or None" if type(None) in arguments else "")
@@ -73,6 +79,7 @@ def describe(kind: Any) -> str:
 
 def fits(value: Any, kind: Any) -> bool:
     """Whether ``value`` is of the annotated type (a bool is not an int; an int is a float; a str is no list)."""
+    kind = unparameterized(kind)
     if kind is Any:
         return True
     origin, arguments = typing.get_origin(kind), typing.get_args(kind)
@@ -121,6 +128,6 @@ def refuse_unless_fits(name: str, value: Any, kind: Any) -> None:
 
 def check_request(request: Any) -> None:
     """Refuse the first field whose value is not of its annotated type, naming the field, the value and the type."""
-    kinds = field_types(type(request))
+    kinds = field_types(request.__class__)
     for field in dataclasses.fields(request):
         refuse_unless_fits(field.name, getattr(request, field.name), kinds.get(field.name, Any))

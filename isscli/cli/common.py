@@ -1,108 +1,69 @@
-"""Options and helpers shared by several commands: each command's parameters are named like the fields of
-its library request, so one function turns them into the request."""
+"""What commands share: the outputs a command claims before any work, and the library's name for an output the
+command line leaves out."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import os
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import fields
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Optional, TypeVar, Union
 
-import typer
+from isscli import api
+from isscli.io.atomic import Output, check_outputs, output_lock  # the checks and locks of what a command writes
 
-from isscli.io.atomic import Output, check_outputs, output_lock
-from isscli.models.presets import PRESETS
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
-Request = TypeVar("Request")
-
-SpecOption = typer.Option(
-    None, "--spec", "-s", help="Group spec (native or authors' JSON). Default: derived from the checkpoint."
-)
-RenameOption = typer.Option([], "--rename", help="Map a spec tensor name to a checkpoint name, OLD=NEW (repeatable).")
-RenameFileOption = typer.Option(
-    None, "--rename-file", help="JSON object mapping spec tensor names to checkpoint names."
-)
-ForceOption = typer.Option(False, "--force", help="Replace the output file if it exists (never an input).")
-ReportForceOption = typer.Option(False, "--force", help="Replace the --json report if it exists (never an input).")
-ArchOption = typer.Option(None, "--arch", help="Model family for checkpoints without config: lm or classifier.")
-ConfigOption = typer.Option(
-    None,
-    "--config",
-    help=f"Model config JSON file, or a preset name ({', '.join(PRESETS)}), for checkpoints without one.",
-)
-DeviceOption = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto (cuda when available).")
-
-
-def renames_from(pairs: list[str], rename_file: Optional[Path]) -> dict[str, str]:
-    """``--rename OLD=NEW`` pairs over a ``--rename-file`` mapping."""
-    from isscli.iss.spec.authors import load_rename_file, parse_renames  # torch: only when a command runs
-
-    mapping = load_rename_file(rename_file) if rename_file else {}
-    mapping.update(parse_renames(pairs))
-    return mapping
-
-
-def request_from(cls: type[Request], arguments: dict[str, Any], **extra: Any) -> Request:
-    """The library request of a command: its parameters of the same names as the request's fields, and
-    ``renames`` from ``--rename``/``--rename-file``."""
-    values = {f.name: arguments[f.name] for f in fields(cls) if f.name in arguments}  # type: ignore[arg-type]
-    if "rename" in arguments:
-        values["renames"] = renames_from(arguments["rename"], arguments.get("rename_file"))
-    return cls(**{**values, **extra})
-
-
-#: Parameters of commands that name files (or folders) the command reads: no output may be one of them.
-INPUTS = ("checkpoint", "source", "spec", "check", "rename_file", "config", "against", "baseline", "data", "vocab",
-          "settings_file")
+Request = TypeVar("Request", bound="DataclassInstance")
 _claims: list[ExitStack] = []  # one per running command: the outputs it holds
 
 
-def command_inputs(arguments: Mapping[str, Any]) -> list[Path]:
-    """The paths among a command's arguments that it reads (a ``--config`` preset name is no path)."""
-    paths = [Path(arguments[name]) for name in INPUTS if isinstance(arguments.get(name), (str, Path))]
-    return [path for path in paths if path.exists() or str(path) not in PRESETS]
+def with_default_output(request: Request) -> Request:
+    """``request`` writing where the library names its output when the command line gives none
+    (``CKPT.pruned.safetensors``: :func:`isscli.api.default_output`)."""
+    return replace(request, output=api.default_output(request))
 
 
-def claim_outputs(
-    arguments: Mapping[str, Any], *names: str, folders: Mapping[str, Sequence[str]] | None = None,
-    extra: Sequence[Output] = (), lock: bool = True,
-) -> None:
-    """Check every output of a command — the parameters ``names`` (files), ``folders`` (with the files the
-    command writes into each) and ``extra`` — against its inputs and each other, before any work
-    (:func:`isscli.io.atomic.check_outputs`; ``--force`` from ``arguments``), then hold them until the command ends,
-    so that a second run writing the same output is refused meanwhile."""
-    outputs = [Output(Path(arguments[name]), name) for name in names
-               if arguments.get(name) is not None and str(arguments[name]) != "-"]
-    outputs += [Output(Path(arguments[name]), name, folder=True, files=tuple(files))
-                for name, files in (folders or {}).items() if arguments.get(name) is not None]
-    outputs += list(extra)
-    check_outputs(outputs, command_inputs(arguments), bool(arguments.get("force")))
+def writes(path: Union[str, os.PathLike[str], None], name: str = "output") -> Optional[Output]:
+    """The file a command writes, named by its parameter ``name`` (none for None, nor for ``-``: stdout)."""
+    return None if path is None or str(path) == "-" else Output(Path(path), name)
+
+
+def claim(*outputs: Optional[Output], reads: Iterable[Path], force: bool, lock: bool = True) -> None:
+    """Check every output of a command against what it reads (the request's inputs, :func:`isscli.api.request_inputs`)
+    and each other, before any work (:func:`isscli.io.atomic.check_outputs`), then hold them until the command ends, so
+    that a second run writing the same output is refused meanwhile."""
+    claimed = [output for output in outputs if output is not None]
+    check_outputs(claimed, reads, force)
     if lock and _claims:
-        for output in outputs:
+        for output in claimed:
             _claims[-1].enter_context(output_lock(output.path))
 
 
-def claim_run_outputs(arguments: Mapping[str, Any]) -> None:
-    """``train``/``finetune``: OUT, its log and its resume file (which the run may replace: ``resume``, ``force``)
-    and the ``--json`` report, checked before any work; the run itself holds OUT (:func:`isscli.api.runs.train`)."""
-    from isscli.api.common import output_path
-    from isscli.learn.run import RunPaths
+def claim_run(request: api.TrainRequest | api.FinetuneRequest, json_path: Optional[Path],
+              rename_file: Optional[Path]) -> None:
+    """``train``/``finetune``: the ``--json`` report, and OUT, its log and its resume file (which the run may
+    replace: ``resume``, ``force``), checked before any work; the run itself holds OUT (:func:`isscli.api.train`)."""
+    run = api.RunPaths(Path(request.output)) if request.output is not None else None
+    files = (run.output, run.log, run.resume) if run is not None else ()
+    claim(writes(json_path, "json_path"), *(Output(path, "output", replace=True) for path in files),
+          reads=reads_of(request, rename_file), force=request.force, lock=False)
 
-    output, checkpoint = arguments.get("output"), arguments.get("checkpoint")
-    if output is None and checkpoint is not None:
-        output = output_path(None, checkpoint, "iss")
-    paths = RunPaths(Path(output)) if output is not None else None
-    run = [Output(path, "output", replace=True) for path in (paths.output, paths.log, paths.resume)] if paths else []
-    claim_outputs(arguments, "json_path", extra=run, lock=False)
+
+def reads_of(request: object, rename_file: Optional[Path] = None) -> tuple[Path, ...]:
+    """What a command reads: its request's inputs, and the ``--rename-file`` it read the request's renames from."""
+    return (*api.request_inputs(request), *api.input_files(rename_file=rename_file))
 
 
 @contextmanager
 def held_outputs() -> Iterator[None]:
-    """The scope of one command (:func:`isscli.cli.main.main`): what :func:`claim_outputs` holds is let go after."""
+    """The scope of one command (:func:`isscli.cli.main.main`): what :func:`claim` holds is let go after."""
     with ExitStack() as stack:
         _claims.append(stack)
         try:
             yield
         finally:
             _claims.pop()
+

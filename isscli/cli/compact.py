@@ -3,63 +3,39 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 from isscli import api
-from isscli.cli.common import (
-    ArchOption,
-    ConfigOption,
-    ForceOption,
-    RenameFileOption,
-    RenameOption,
-    SpecOption,
-    claim_outputs,
-    request_from,
-)
-from isscli.cli.options import HELP, option
-from isscli.cli.output import JSON_HELP, Notes, console, emit, note, table
+from isscli.cli.common import claim, reads_of, with_default_output, writes
+from isscli.cli.options import MODEL_DATA, option
+from isscli.cli.output import Notes, console, emit, note, table
 
 
 def compact(
-    checkpoint: Path = typer.Argument(..., help="A pruned checkpoint (left untouched)."),
-    spec: Optional[Path] = SpecOption,
-    rename: list[str] = RenameOption,
-    rename_file: Optional[Path] = RenameFileOption,
-    output: Optional[Path] = typer.Option(
-        None, "-o", "--output", help="Output checkpoint. Default: CKPT.compact.safetensors."
-    ),
-    verify: bool = typer.Option(
-        True, "--verify/--no-verify",
-        help="Run both models and compare their outputs before writing (random inputs; with --model, --data's rows or "
-             "--input-shape). A checkpoint whose forward isscli cannot run is refused unless --no-verify.",
-    ),
-    arch: Optional[str] = ArchOption,
-    config: Optional[str] = ConfigOption,
-    model: Optional[str] = option("model"),
-    model_args: Optional[str] = option("model_args"),
-    data: Optional[Path] = option("data", HELP["model_data"]),
-    input_shape: Optional[str] = option("input_shape"),
-    force: bool = ForceOption,
-    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    checkpoint: Annotated[Path, typer.Argument(help="A pruned checkpoint (left untouched).")],
+    spec: Annotated[Optional[Path], option("spec")] = None,
+    rename: Annotated[Optional[list[str]], option("rename")] = None,
+    rename_file: Annotated[Optional[Path], option("rename_file")] = None,
+    output: Annotated[Optional[Path], option("output", "Output checkpoint. Default: CKPT.compact.safetensors.")] = None,
+    verify: Annotated[bool, option("verify")] = True,
+    arch: Annotated[Optional[str], option("arch")] = None,
+    config: Annotated[Optional[str], option("config")] = None,
+    model: Annotated[Optional[str], option("model")] = None,
+    model_args: Annotated[Optional[str], option("model_args")] = None,
+    data: Annotated[Optional[Path], option("data", MODEL_DATA)] = None,
+    input_shape: Annotated[Optional[str], option("input_shape")] = None,
+    force: Annotated[bool, option("force")] = False,
+    json_path: Annotated[Optional[Path], option("json_path")] = None,
 ) -> None:
     """Remove every ISS component whose receivers are all zero; the smaller model computes the same outputs."""
-    from isscli.api.common import output_path  # the library, and torch, only when the command runs
-
-    output = output_path(output, checkpoint, "compact")
-    claim_outputs(locals(), "output", "json_path")
-    request = request_from(api.CompactRequest, locals())
+    request = with_default_output(api.CompactRequest(
+        checkpoint=checkpoint, spec=spec, renames=api.read_renames(rename, rename_file), output=output, verify=verify,
+        arch=arch, config=config, model=model, model_args=model_args, data=data, input_shape=input_shape,
+        force=force))
+    claim(writes(request.output), writes(json_path, "json_path"), reads=reads_of(request, rename_file), force=force)
     result = api.compact(request, Notes())
-    difference = result.verification.max_output_difference if result.verification else None
-    report = {"checkpoint": str(checkpoint), "output": str(result.output),
-              "sets": [{"name": s.name, "components_before": s.components_before,
-                        "components_after": s.components_after} for s in result.sets],
-              "parameters_before": result.parameters_before, "parameters_after": result.parameters_after,
-              "max_output_difference": difference,
-              "verified_on": result.verification.inputs if result.verification else None,
-              "relative_difference": result.verification.relative if result.verification else None,
-              "assumption": result.assumption, "model": {"model": model, "model_args": model_args} if model else None}
 
     def render() -> None:
         rows = [(s.name, s.components_before, s.components_after, s.components_before - s.components_after)
@@ -67,12 +43,13 @@ def compact(
         console.print(table(f"compact {checkpoint}", ("set", "units before", "units after", "removed"), rows))
         ratio = result.parameters_before / max(result.parameters_after, 1)
         console.print(f"parameters: {result.parameters_before:,} → {result.parameters_after:,} ({ratio:.2f}× smaller)")
-        if result.verification is not None:
-            what = "of the largest |output|" if result.verification.relative else ""
-            console.print(f"verified: max |output difference| = {difference:.3g} {what} "
-                          f"({result.verification.inputs})".replace("  ", " "))
+        check = result.verification
+        if check is not None:
+            what = "of the largest |output|" if check.relative else ""
+            console.print(f"verified: max |output difference| = {check.max_output_difference:.3g} {what} "
+                          f"({check.inputs})".replace("  ", " "))
         else:
             console.print("[yellow]not verified (--no-verify)[/]")
 
-    emit(report, json_path, render, "isscli.compact/1")
+    emit(result.to_json(), json_path, render, "isscli.compact/1")
     note(f"compacted checkpoint written to {result.output}")

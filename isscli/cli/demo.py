@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
-import typer
 from rich.rule import Rule
 
+from isscli.cli.options import option
 from isscli.cli.output import console, safe, table
 from isscli.cli.progress import ProgressDisplay
 
@@ -16,21 +16,17 @@ if TYPE_CHECKING:
 
 
 def demo(
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Corpus folder (PTB format). Default: searched."),
-    folder: Path = typer.Option(Path("demo-out"), "-o", "--output",
-                                help="Folder for the demo outputs (new, or one the demo wrote: it replaces them)."),
-    batches: Optional[int] = typer.Option(None, "--batches", min=1,
-                                          help="Training batches per epoch (default 60; fewer: faster, worse)."),
+    data: Annotated[Optional[Path], option("data", "Corpus folder (PTB format). Default: searched.")] = None,
+    folder: Annotated[Path, option("folder", "Folder for the demo outputs (new, or one the demo wrote: it replaces "
+                                             "them).")] = Path("demo-out"),
+    batches: Annotated[Optional[int], option("batches")] = None,
 ) -> None:
     """Train a dense LM, learn ISS to a size target, compact and bench it against a fairly fine-tuned dense model."""
-    from isscli.api.demonstration import (  # the library, and torch, only when the command runs
-        BATCHES,
-        DemoRequest,
-        run_demo,
-    )
+    from isscli.api import demonstration  # the library, and torch, only when the command runs
+    from isscli.api.demonstration import BATCHES, DemoRequest
 
     with ProgressDisplay() as display:
-        result = run_demo(DemoRequest(data=data, folder=folder, batches=batches or BATCHES), display)
+        result = demonstration.demo(DemoRequest(data=data, folder=folder, batches=batches or BATCHES), display)
     summarize(result, folder)
 
 

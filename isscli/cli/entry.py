@@ -1,7 +1,7 @@
 """The ``isscli`` command's entry point, kept tiny: it sets up Ctrl-C and SIGTERM before the heavy imports (torch),
 so that a command interrupted while it starts ends like one interrupted later — one line, no traceback.
 
-SIGTERM is raised as :class:`isscli.io.errors.Terminated`, a ``KeyboardInterrupt``: temp files are removed and
+SIGTERM is raised as :class:`isscli.api.Terminated`, a ``KeyboardInterrupt``: temp files are removed and
 nothing is left half-written, and the command exits 130 with the same line, as for Ctrl-C. (Not in the workers of
 ``torchrun``, whose agent ends them with SIGTERM and restarts the group from the resume file: there SIGTERM keeps its
 default action, so that a worker blocked in a collective ends at once.)
@@ -15,7 +15,7 @@ import sys
 from types import FrameType
 from typing import Optional
 
-from isscli.io.errors import Terminated
+from isscli.api import Terminated
 
 INTERRUPTED = "interrupted: no output was written"
 

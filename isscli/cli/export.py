@@ -3,41 +3,42 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 from isscli import api
-from isscli.cli.common import ArchOption, ConfigOption, ForceOption, claim_outputs, request_from
-from isscli.cli.options import HELP, option
-from isscli.cli.output import JSON_HELP, console, emit, note, table
+from isscli.cli.common import claim, reads_of, writes
+from isscli.cli.options import MODEL_DATA, option
+from isscli.cli.output import console, emit, note, table
 
 
 def export(
-    checkpoint: Path = typer.Argument(..., metavar="CKPT", help="An LM or classifier checkpoint (compacted or not), or "
-                                      "any checkpoint of the class --model names."),
-    output: Path = typer.Option(..., "-o", "--output", help="The file to write, e.g. model.onnx."),
-    format: str = typer.Option("onnx", "--format", help="onnx (ONNX Runtime, and every runtime that reads ONNX)."),
-    opset: int = typer.Option(17, "--opset", min=13, help="The ONNX opset to target."),
-    quantize: Optional[str] = typer.Option(
-        None, "--quantize", help="int8: weights quantized by ONNX Runtime (LSTM/GRU, output layer, embedding), the "
-                                 "graph checked against the fp32 model (0.1 × the largest |output|, reported)."),
-    arch: Optional[str] = ArchOption,
-    config: Optional[str] = ConfigOption,
-    model: Optional[str] = option("model"),
-    model_args: Optional[str] = option("model_args"),
-    data: Optional[Path] = option("data", HELP["model_data"]),
-    input_shape: Optional[str] = option("input_shape"),
-    force: bool = ForceOption,
-    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    checkpoint: Annotated[Path, typer.Argument(metavar="CKPT", help="An LM or classifier checkpoint (compacted or "
+                                               "not), or any checkpoint of the class --model names.")],
+    output: Annotated[Path, option("output", "The file to write, e.g. model.onnx.")],
+    format: Annotated[str, option("format")] = "onnx",
+    opset: Annotated[int, option("opset")] = 17,
+    quantize: Annotated[Optional[str], option("quantize")] = None,
+    arch: Annotated[Optional[str], option("arch")] = None,
+    config: Annotated[Optional[str], option("config")] = None,
+    model: Annotated[Optional[str], option("model")] = None,
+    model_args: Annotated[Optional[str], option("model_args")] = None,
+    data: Annotated[Optional[Path], option("data", MODEL_DATA)] = None,
+    input_shape: Annotated[Optional[str], option("input_shape")] = None,
+    force: Annotated[bool, option("force")] = False,
+    json_path: Annotated[Optional[Path], option("json_path")] = None,
 ) -> None:
     """Export CKPT to ONNX with its per-layer sizes, dynamic batch and time axes and, for LMs, the recurrent state
     as inputs and outputs; the graph is run in ONNX Runtime against PyTorch before anything is written.
 
     With --model, your own module is exported (torch.onnx.export of its forward, on --data's rows or --input-shape)
     and checked in ONNX Runtime against that module, at another batch size and length too."""
-    claim_outputs(locals(), "output", "json_path")
-    result = api.export_model(request_from(api.ExportRequest, locals()))
+    request = api.ExportRequest(checkpoint=checkpoint, output=output, format=format, opset=opset, quantize=quantize,
+                                arch=arch, config=config, model=model, model_args=model_args, data=data,
+                                input_shape=input_shape, force=force)
+    claim(writes(output), writes(json_path, "json_path"), reads=reads_of(request), force=force)
+    result = api.export(request)
 
     def render() -> None:
         rows = [("inputs", " ".join(result.inputs)), ("outputs", " ".join(result.outputs)),
@@ -45,10 +46,10 @@ def export(
         console.print(table(f"export {checkpoint} → {output}", ("graph", "names"), rows))
         console.print(f"verified in ONNX Runtime: max |output difference| = {result.max_output_difference:.3g} "
                       f"(tolerance {result.tolerance:.3g})" + (f", {result.checked_on}" if result.checked_on else ""))
-        if result.precision != "fp32" and result.fp32_file_bytes:
-            smaller = result.fp32_file_bytes / result.file_bytes
-            console.print(f"{result.precision}: {result.file_bytes / 2**20:.2f} MiB on disk, fp32 "
-                          f"{result.fp32_file_bytes / 2**20:.2f} MiB ({smaller:.2f}× smaller)")
+        written_bytes, fp32_bytes = result.file_bytes, result.fp32_file_bytes
+        if result.precision != "fp32" and fp32_bytes and written_bytes:
+            console.print(f"{result.precision}: {written_bytes / 2**20:.2f} MiB on disk, fp32 "
+                          f"{fp32_bytes / 2**20:.2f} MiB ({fp32_bytes / written_bytes:.2f}× smaller)")
         if result.assumption:
             console.print(f"[yellow]assumed: {result.assumption}[/]")
 

@@ -14,11 +14,12 @@ import os
 import re
 import shlex
 import sys
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
-from isscli import __version__
+from isscli import __version__, api
 from isscli.cli import (
     bench,
     compact,
@@ -38,9 +39,7 @@ from isscli.cli import (
 from isscli.cli.common import held_outputs
 from isscli.cli.entry import INTERRUPTED
 from isscli.cli.output import console, err_console, safe
-from isscli.io.atomic import first_line
-from isscli.io.errors import IsscliError
-from isscli.io.provenance import invoked_by
+from isscli.io.atomic import first_line  # rendering: the first line of an internal error's message
 
 app = typer.Typer(
     name="isscli",
@@ -64,10 +63,9 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def root(
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
-    version: Optional[bool] = typer.Option(
-        None, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
-    ),
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_show_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
 ) -> None:
     """isscli: groups → finetune → prune → compact → bench."""
     # --debug is read by main() before parsing; it is declared here so that --help lists it.
@@ -96,12 +94,12 @@ def flag_names(args: list[str]) -> dict[str, str]:
     command = typer.main.get_command(app)
     words = [arg for arg in args if not arg.startswith("-")]
     context = typer.Context(command)
-    while hasattr(command, "commands") and words:
+    while isinstance(command, TyperGroup) and words:
         found = command.get_command(context, words.pop(0))
         if found is None:
             break
         command = found
-    if hasattr(command, "commands"):  # `isscli groups CKPT` means `isscli groups show CKPT`
+    if isinstance(command, TyperGroup):  # `isscli groups CKPT` means `isscli groups show CKPT`
         command = command.get_command(context, "show") or command
     names = dict(KNOWN_FLAGS)
     for param in command.params:
@@ -135,7 +133,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     rank = int(os.environ.get("RANK", "0"))
     console.quiet = err_console.quiet = rank > 0  # launched by torchrun: rank 0 speaks for all
     try:
-        with invoked_by("cli", command=shlex.join(["isscli", *args])), held_outputs():
+        with api.invoked_by("cli", command=shlex.join(["isscli", *args])), held_outputs():
             code = app(args=args, prog_name="isscli", standalone_mode=False)
     except typer.TyperException as error:  # usage errors: bad or missing options
         context = getattr(error, "ctx", None)
@@ -146,7 +144,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     except (typer.Abort, KeyboardInterrupt):  # Ctrl-C, and SIGTERM (isscli.io.errors.Terminated) alike
         err_console.print(INTERRUPTED)
         sys.exit(130)
-    except IsscliError as error:
+    except api.IsscliError as error:
         if debug:
             raise
         err_console.quiet = False

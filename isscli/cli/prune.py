@@ -3,53 +3,48 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from isscli import api
-from isscli.cli.common import ForceOption, RenameFileOption, RenameOption, SpecOption, claim_outputs, request_from
-from isscli.cli.options import HELP, option
+from isscli.cli.common import claim, reads_of, with_default_output, writes
+from isscli.cli.options import MODEL_DATA, option, renamed
 from isscli.cli.output import console, emit, note, table
-
-if TYPE_CHECKING:
-    from isscli.api.pruning import SetPruning
 
 
 def prune(
-    checkpoint: Path = typer.Argument(..., help="The checkpoint to prune (left untouched)."),
-    group_threshold: Optional[float] = option("group_threshold"),
-    target_hidden: Optional[str] = option("target_hidden", "Instead: keep this many units per ISS set (e.g. "
-                                                           "100,80), zeroing the weakest."),
-    keep_fraction: Optional[float] = option("keep_fraction"),
-    threshold: Optional[float] = option("threshold"),
-    weight_threshold: Optional[float] = option("weight_threshold", "Also zero single weights with |w| < this (the "
-                                                                   "paper uses τ = 1e-4)."),
-    spec: Optional[Path] = SpecOption,
-    rename: list[str] = RenameOption,
-    rename_file: Optional[Path] = RenameFileOption,
-    model: Optional[str] = option("model"),
-    model_args: Optional[str] = option("model_args"),
-    data: Optional[Path] = option("data", HELP["model_data"]),
-    input_shape: Optional[str] = option("input_shape"),
-    output: Optional[Path] = typer.Option(
-        None, "-o", "--output", help="Output checkpoint. Default: CKPT.pruned.safetensors."
-    ),
-    force: bool = ForceOption,
-    json_path: Optional[Path] = option("json_path"),
+    checkpoint: Annotated[Path, typer.Argument(help="The checkpoint to prune (left untouched).")],
+    group_threshold: Annotated[Optional[float], option("group_threshold")] = None,
+    target_hidden: Annotated[Optional[str], option("target_hidden", "Instead: keep this many units per ISS set (e.g. "
+                                                                    "100,80), zeroing the weakest.")] = None,
+    keep_fraction: Annotated[Optional[float], option("keep_fraction")] = None,
+    threshold: Annotated[Optional[float], option("threshold")] = None,
+    weight_threshold: Annotated[Optional[float], option("weight_threshold", "Also zero single weights with |w| < "
+                                                                            "this (the paper uses τ = 1e-4).")] = None,
+    spec: Annotated[Optional[Path], option("spec")] = None,
+    rename: Annotated[Optional[list[str]], option("rename")] = None,
+    rename_file: Annotated[Optional[Path], option("rename_file")] = None,
+    model: Annotated[Optional[str], option("model")] = None,
+    model_args: Annotated[Optional[str], option("model_args")] = None,
+    data: Annotated[Optional[Path], option("data", MODEL_DATA)] = None,
+    input_shape: Annotated[Optional[str], option("input_shape")] = None,
+    output: Annotated[Optional[Path], option("output", "Output checkpoint. Default: CKPT.pruned.safetensors.")] = None,
+    force: Annotated[bool, option("force")] = False,
+    json_path: Annotated[Optional[Path], option("json_path")] = None,
 ) -> None:
     """Zero whole ISS components (and optionally small weights); write a new checkpoint of the same shape.
 
     Give one of --group-threshold (by norm), --target-hidden or --keep-fraction (by size: the weakest groups go).
     """
-    from isscli.api.common import output_path  # the library, and torch, only when the command runs
-
-    if threshold is not None:
-        note("--threshold of prune is now --group-threshold (group norm ≤ τ); the old name will go", warning=True)
-        group_threshold = threshold if group_threshold is None else group_threshold
-    output = output_path(output, checkpoint, "pruned")
-    claim_outputs(locals(), "output", "json_path")
-    request = request_from(api.PruneRequest, locals())
+    group_threshold = renamed("threshold", threshold, "group_threshold", group_threshold)
+    request = with_default_output(api.PruneRequest(
+        checkpoint=checkpoint, group_threshold=group_threshold, target_hidden=target_hidden,
+        keep_fraction=keep_fraction, weight_threshold=weight_threshold, spec=spec,
+        renames=api.read_renames(rename, rename_file), model=model, model_args=model_args, data=data,
+        input_shape=input_shape, output=output, force=force))
+    claim(writes(request.output), writes(json_path, "json_path"), reads=reads_of(request, rename_file),
+                  force=force)
     result = api.prune(request)
 
     def render() -> None:
@@ -61,13 +56,13 @@ def prune(
         console.print(f"weight sparsity of the grouped tensors: {result.weight_sparsity_before:.2%} → "
                       f"{result.weight_sparsity_after:.2%}")
 
-    emit({"checkpoint": str(checkpoint), **result.to_json()}, json_path, render, "isscli.prune/1")
+    emit(result.to_json(), json_path, render, "isscli.prune/1")
     if group_threshold is not None and all(s.alive_after == s.alive_before for s in result.sets):
         nothing_zeroed(result.sets, group_threshold)
     note(f"pruned checkpoint written to {result.output}")
 
 
-def nothing_zeroed(sets: list[SetPruning], tau: float) -> None:
+def nothing_zeroed(sets: list[api.SetPruning], tau: float) -> None:
     """Say why a threshold zeroed nothing. Groups already exactly zero (a size-target run ends with them) are
     confirmed, the step docs/ci.md runs after such a run; otherwise τ is below every norm, and a larger one is the
     advice."""

@@ -1,79 +1,75 @@
 """``isscli train`` and ``isscli finetune``: learn a model and its ISS (group Lasso, a size target, or masks).
 
 Each option is named like a field of the library's request (:class:`isscli.TrainRequest`,
-:class:`isscli.FinetuneRequest`) or of its training settings (:class:`isscli.learn.recipes.TrainSettings`;
+:class:`isscli.FinetuneRequest`) or of its training settings (:class:`isscli.TrainSettings`;
 ``--lambda`` is ``group_lasso``), so :func:`run_request` builds the request from them. The two
 commands declare their own options; :func:`run_command` adds the many they share
-(:data:`SHARED_OPTIONS`) and runs the request.
+(:data:`SHARED`) and runs the request.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from isscli import api
-from isscli.cli.common import (
-    ArchOption,
-    ConfigOption,
-    claim_run_outputs,
-    request_from,
-)
-from isscli.cli.options import option
+from isscli.cli.common import claim_run, with_default_output
+from isscli.cli.options import option, renamed
 from isscli.cli.output import console, emit, note
 from isscli.cli.progress import ProgressDisplay
-from isscli.learn.recipes import RECIPES, TrainSettings
 
 if TYPE_CHECKING:
     from isscli.learn.tasks import Evaluation
 
-SETTINGS = tuple(f.name for f in fields(TrainSettings))
+SETTINGS = tuple(f.name for f in fields(api.TrainSettings))
 
-#: The options train and finetune share, by type, in --help order (flags and help: :mod:`isscli.cli.options`).
-SHARED: tuple[tuple[Any, tuple[str, ...]], ...] = (
-    (Optional[Path], ("data", "vocab")),
-    (Optional[str], ("vocab_order",)),
-    (Optional[int], ("max_vocab", "min_count")),
-    (Optional[float], ("group_lasso", "weight_threshold", "threshold", "l1")),
-    (Optional[str], ("target_hidden", "target_params")),
-    (Optional[float], ("target_speedup",)),
-    (Optional[int], ("prune_epochs", "recover_epochs")),
-    (Optional[Path], ("spec",)),
-    (list[str], ("rename",)),
-    (Optional[Path], ("rename_file",)),
-    (Optional[float], ("dropout",)),
-    (Optional[int], ("epochs", "batch_size", "bptt")),
-    (Optional[float], ("lr", "lr_decay")),
-    (Optional[int], ("decay_after", "decay_every")),
-    (Optional[float], ("max_grad_norm",)),
-    (Optional[str], ("optimizer",)),
-    (Optional[Path], ("settings_file",)),
-    (Optional[int], ("seed",)),
-    (str, ("device",)),
-    (Optional[int], ("max_batches", "max_eval_batches", "eval_batch_size")),
-    (Optional[float], ("divergence_factor",)),
-    (Optional[str], ("keep", "precision")),
-    (Optional[int], ("stop_after", "save_every")),
-    (bool, ("allow_unknown", "resume", "force")),
-    (Optional[Path], ("json_path",)),
+#: The options train and finetune share, in --help order: their type, their default and their fields (flags and
+#: help: :mod:`isscli.cli.options`).
+SHARED: tuple[tuple[Any, Any, tuple[str, ...]], ...] = (
+    (Optional[Path], None, ("data", "vocab")),
+    (Optional[str], None, ("vocab_order",)),
+    (Optional[int], None, ("max_vocab", "min_count")),
+    (Optional[float], None, ("group_lasso", "weight_threshold", "threshold", "l1")),
+    (Optional[str], None, ("target_hidden", "target_params")),
+    (Optional[float], None, ("target_speedup",)),
+    (Optional[int], None, ("prune_epochs", "recover_epochs")),
+    (Optional[Path], None, ("spec",)),
+    (Optional[list[str]], None, ("rename",)),
+    (Optional[Path], None, ("rename_file",)),
+    (Optional[float], None, ("dropout",)),
+    (Optional[int], None, ("epochs", "batch_size", "bptt")),
+    (Optional[float], None, ("lr", "lr_decay")),
+    (Optional[int], None, ("decay_after", "decay_every")),
+    (Optional[float], None, ("max_grad_norm",)),
+    (Optional[str], None, ("optimizer",)),
+    (Optional[Path], None, ("settings_file",)),
+    (Optional[int], None, ("seed",)),
+    (str, "auto", ("device",)),
+    (Optional[int], None, ("max_batches", "max_eval_batches", "eval_batch_size")),
+    (Optional[float], None, ("divergence_factor",)),
+    (Optional[str], None, ("keep", "precision")),
+    (Optional[int], None, ("stop_after", "save_every")),
+    (bool, False, ("allow_unknown", "resume", "force")),
+    (Optional[Path], None, ("json_path",)),
 )
 
 
-def run_request(cls: type[api.TrainRequest] | type[api.FinetuneRequest], arguments: dict[str, Any]) -> Any:
-    """The request of a ``train``/``finetune`` command line; the training knobs go into ``settings``."""
-    arguments = dict(arguments)
-    if arguments.get("threshold") is not None:
-        note("--threshold of train/finetune is now --weight-threshold (per-weight |w| < τ); the old name will go",
-             warning=True)
-        if arguments.get("weight_threshold") is None:
-            arguments["weight_threshold"] = arguments["threshold"]
-    settings = {name: arguments[name] for name in SETTINGS if arguments.get(name) is not None}
-    return request_from(cls, arguments, settings=settings)
+def run_request(cls: type[api.TrainRequest] | type[api.FinetuneRequest],
+                arguments: Mapping[str, Any]) -> api.TrainRequest | api.FinetuneRequest:
+    """The request of a ``train``/``finetune`` command line, from its bound arguments: those named like the
+    request's fields, the training knobs in ``settings``, ``renames`` from ``--rename``/``--rename-file``, and
+    ``--threshold`` (the old name) where ``--weight-threshold`` is not given."""
+    given = {**arguments, "weight_threshold": renamed("threshold", arguments.get("threshold"), "weight_threshold",
+                                                      arguments.get("weight_threshold"))}
+    settings = {name: given[name] for name in SETTINGS if given.get(name) is not None}
+    known = {field.name for field in fields(cls)}
+    return cls(**{name: value for name, value in given.items() if name in known}, settings=settings,
+               renames=api.read_renames(given.get("rename"), given.get("rename_file")))
 
 
 def run_with_display(operation: Callable[..., api.TrainResult], request: Any, json_path: Optional[Path]) -> None:
@@ -119,12 +115,13 @@ def run_command(operation: str, request_class: str) -> Callable[[Callable], Call
 
     def decorate(function: Callable) -> Callable:
         own = list(inspect.signature(function, eval_str=True).parameters.values())
-        shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option(name), annotation=kind)
-                  for kind, names in SHARED for name in names]
+        shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                    annotation=Annotated[kind, option(name)])
+                  for kind, default, names in SHARED for name in names]
 
         def command(**arguments: Any) -> None:
-            claim_run_outputs(arguments)
-            request = run_request(getattr(api, request_class), arguments)
+            request = with_default_output(run_request(getattr(api, request_class), arguments))
+            claim_run(request, arguments["json_path"], arguments["rename_file"])
             run_with_display(getattr(api, operation), request, arguments["json_path"])
 
         command.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
@@ -136,34 +133,33 @@ def run_command(operation: str, request_class: str) -> Callable[[Callable], Call
 
 @run_command("train", "TrainRequest")
 def train(
-    preset: str = typer.Option(..., "--preset", "-p", help=f"Model and recipe: {', '.join(RECIPES)}."),
-    output: Path = typer.Option(..., "-o", "--output", help="Where to write the best-valid checkpoint."),
-    config: Optional[str] = typer.Option(
-        None, "--config", help="Model config JSON (or a preset name) overriding the preset's fields."),
-    method: str = option("method"),
-    density: Optional[float] = option("density"),
-    zeta: Optional[float] = option("zeta"),
+    preset: Annotated[str, option("preset", f"Model and recipe: {', '.join(api.RECIPES)}.")],
+    output: Annotated[Path, option("output", "Where to write the best-valid checkpoint.")],
+    config: Annotated[Optional[str], option("config", "Model config JSON (or a preset name) overriding the preset's "
+                                                      "fields.")] = None,
+    method: Annotated[str, option("method")] = "dense",
+    density: Annotated[Optional[float], option("density")] = None,
+    zeta: Annotated[Optional[float], option("zeta")] = None,
 ) -> None:
     """Train a model from scratch with a published recipe; --lambda learns ISS at the same time (paper Table 1)."""
 
 
 @run_command("finetune", "FinetuneRequest")
 def finetune(
-    checkpoint: Path = typer.Argument(..., help="The trained model to fine-tune (left untouched)."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output. Default: CKPT.iss.safetensors."),
-    preset: Optional[str] = typer.Option(
-        None, "--preset", "-p", help="Recipe to start from. Default: the one whose model has the checkpoint's sizes."
-    ),
-    magnitude_sparsity: Optional[float] = option("magnitude_sparsity"),
-    prune_start: Optional[int] = option("prune_start"),
-    prune_end: Optional[int] = option("prune_end"),
-    prune_every: Optional[int] = option("prune_every"),
-    arch: Optional[str] = ArchOption,
-    config: Optional[str] = ConfigOption,
-    model: Optional[str] = option("model"),
-    model_args: Optional[str] = option("model_args"),
-    objective: Optional[str] = option("objective"),
-    split_rule: Optional[str] = option("split_rule"),
+    checkpoint: Annotated[Path, typer.Argument(help="The trained model to fine-tune (left untouched).")],
+    output: Annotated[Optional[Path], option("output", "Output. Default: CKPT.iss.safetensors.")] = None,
+    preset: Annotated[Optional[str], option("preset", "Recipe to start from. Default: the one whose model has the "
+                                                      "checkpoint's sizes.")] = None,
+    magnitude_sparsity: Annotated[Optional[float], option("magnitude_sparsity")] = None,
+    prune_start: Annotated[Optional[int], option("prune_start")] = None,
+    prune_end: Annotated[Optional[int], option("prune_end")] = None,
+    prune_every: Annotated[Optional[int], option("prune_every")] = None,
+    arch: Annotated[Optional[str], option("arch")] = None,
+    config: Annotated[Optional[str], option("config")] = None,
+    model: Annotated[Optional[str], option("model")] = None,
+    model_args: Annotated[Optional[str], option("model_args")] = None,
+    objective: Annotated[Optional[str], option("objective")] = None,
+    split_rule: Annotated[Optional[str], option("split_rule")] = None,
 ) -> None:
     """Fine-tune CKPT with group Lasso on its ISS (paper Eq. 2–4): whole hidden units go to zero, for prune/compact.
 

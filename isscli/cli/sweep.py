@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from isscli import api
-from isscli.cli.common import claim_outputs
-from isscli.cli.output import JSON_HELP, Notes, console, emit, note, table
+from isscli.cli.common import claim, writes
+from isscli.cli.options import option, renamed
+from isscli.cli.output import Notes, console, emit, note, table
 from isscli.io.atomic import Output
 from isscli.io.errors import IsscliError
 from isscli.io.parsing import parse_list
 
 if TYPE_CHECKING:
-    from isscli.sweeping import Point, SweepResult
+    from isscli.sweeping import Measured, Point, SweepResult
 
 CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 AXES = {"params": "parameters", "speed": "speedup"}
@@ -24,7 +25,8 @@ RESERVED = ("-o", "--output", "--json", "--data", "-d", "--lambda", "--target-hi
             "--target-speedup", "--force", "--resume", "--stop-after", "--preset", "-p")
 
 
-def base_request(extra: list[str], checkpoint: Optional[Path], preset: Optional[str], data: Optional[Path]) -> Any:
+def base_request(extra: list[str], checkpoint: Optional[Path], preset: Optional[str],
+                 data: Optional[Path]) -> api.FinetuneRequest | api.TrainRequest:
     """The finetune (or train) request every point starts from, parsed from the pass-through options by that
     command's own parser."""
     from isscli.cli.main import app
@@ -35,6 +37,7 @@ def base_request(extra: list[str], checkpoint: Optional[Path], preset: Optional[
         if name in RESERVED:
             raise IsscliError(f"the sweep sets {name} itself for every point", f"drop {name} from the command")
     commands = getattr(typer.main.get_command(app), "commands", {})
+    cls: type[api.FinetuneRequest] | type[api.TrainRequest]
     if checkpoint is not None:
         name, args, cls = "finetune", [str(checkpoint), *extra], api.FinetuneRequest
     else:
@@ -62,43 +65,31 @@ def points_of(lambdas: Optional[str], hidden: list[str], params: list[str], spee
 
 def sweep(
     ctx: typer.Context,
-    checkpoint: Optional[Path] = typer.Argument(
-        None, metavar="CKPT", help="The dense model each point fine-tunes (left untouched); omit with --from-scratch."
-    ),
-    output: Path = typer.Option(..., "-o", "--output", help="Folder of the sweep; rerunning resumes it."),
-    lambdas: Optional[str] = typer.Option(None, "--lambda", help="λ values, comma-separated: one point each."),
-    target_hidden: list[str] = typer.Option(
-        [], "--target-hidden", help="A size target, units per ISS set, e.g. 100,80 (repeatable: one point each)."
-    ),
-    target_params: list[str] = typer.Option(
-        [], "--target-params", help="A parameter budget, e.g. 2M (repeatable: one point each)."
-    ),
-    target_speedup: Optional[str] = typer.Option(
-        None, "--target-speedup", help="Speed-ups measured on this machine, comma-separated: one point each."
-    ),
-    from_scratch: bool = typer.Option(
-        False, "--from-scratch", help="Train every point from scratch (train --preset P) instead of fine-tuning CKPT."
-    ),
-    preset: Optional[str] = typer.Option(
-        None, "--preset", "-p", help="Recipe (and with --from-scratch, model) of every point."
-    ),
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Corpus folder, as for train/finetune/eval."),
-    jobs: int = typer.Option(
-        1, "--jobs", "-j", min=1,
-        help="Points trained at once, as worker processes sharing the CPU threads; benchmarks run one at a time.",
-    ),
-    group_threshold: Optional[float] = typer.Option(
-        None, "--group-threshold",
-        help="τ of each point's prune step (groups with norm ≤ τ). Default: the training's weight threshold for λ "
-             "points, 0 for targets and the dense point (already exact).",
-    ),
-    prune_threshold: Optional[float] = typer.Option(None, "--prune-threshold", hidden=True,
-                                                    help="Old name of --group-threshold."),
-    bench_repeats: int = typer.Option(7, "--bench-repeats", min=1, help="Timed repeats of each point's bench."),
-    plot: bool = typer.Option(True, "--plot/--no-plot", help="Draw SWEEPDIR/tradeoff.png (needs matplotlib)."),
-    force: bool = typer.Option(False, "--force", help="Start over: discard what the sweep wrote in SWEEPDIR (never a "
-                                                      "file it did not write)."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    checkpoint: Annotated[Optional[Path], typer.Argument(
+        metavar="CKPT", help="The dense model each point fine-tunes (left untouched); omit with --from-scratch."),
+    ] = None,
+    *,
+    output: Annotated[Path, option("output", "Folder of the sweep; rerunning resumes it.")],
+    lambdas: Annotated[Optional[str], option("lambdas")] = None,
+    target_hidden: Annotated[Optional[list[str]], option(
+        "target_hidden", "A size target, units per ISS set, e.g. 100,80 (repeatable: one point each).")] = None,
+    target_params: Annotated[Optional[list[str]], option(
+        "target_params", "A parameter budget, e.g. 2M (repeatable: one point each).")] = None,
+    target_speedup: Annotated[Optional[str], option(
+        "target_speedup", "Speed-ups measured on this machine, comma-separated: one point each.")] = None,
+    from_scratch: Annotated[bool, option("from_scratch")] = False,
+    preset: Annotated[Optional[str], option("preset")] = None,
+    data: Annotated[Optional[Path], option("data", "Corpus folder, as for train/finetune/eval.")] = None,
+    jobs: Annotated[int, option("jobs")] = 1,
+    group_threshold: Annotated[Optional[float], option(
+        "group_threshold", "τ of each point's prune step (groups with norm ≤ τ). Default: the training's weight "
+                           "threshold for λ points, 0 for targets and the dense point (already exact).")] = None,
+    prune_threshold: Annotated[Optional[float], option("prune_threshold")] = None,
+    bench_repeats: Annotated[int, option("bench_repeats", "Timed repeats of each point's bench.")] = 7,
+    plot: Annotated[bool, option("plot")] = True,
+    force: Annotated[bool, option("force", "Start over: discard what the sweep wrote in SWEEPDIR (never a file it did "
+                                           "not write).")] = False,
+    json_path: Annotated[Optional[Path], option("json_path")] = None,
 ) -> None:
     """Run several λ values or size targets (finetune → prune → compact → eval → bench each); print the trade-off.
 
@@ -116,17 +107,17 @@ def sweep(
     if not from_scratch and checkpoint is None:
         raise IsscliError("give the dense checkpoint to fine-tune, or --from-scratch --preset P",
                           "e.g. isscli sweep dense.safetensors --lambda 0.001,0.002 -o sweep")
-    if prune_threshold is not None:
-        note("--prune-threshold is now --group-threshold; the old name will go", warning=True)
-        group_threshold = prune_threshold if group_threshold is None else group_threshold
-    from isscli.sweeping import SweepRequest, run_sweep  # the library, and torch, only when the command runs
+    group_threshold = renamed("prune_threshold", prune_threshold, "group_threshold", group_threshold)
+    from isscli import sweeping  # the library, and torch, only when the command runs
+    from isscli.sweeping import SweepRequest
     from isscli.sweeping.plan import SWEEP_FILES
 
-    claim_outputs(locals(), "json_path", extra=[Output(output, folder=True, files=SWEEP_FILES, replace=True)])
-    points = points_of(lambdas, target_hidden, target_params, target_speedup)
-    request = SweepRequest(output, base_request(extra, checkpoint, preset, data), points, jobs, group_threshold,
-                           bench_repeats, force)
-    result = run_sweep(request, Notes(), plot=plot)
+    claim(writes(json_path, "json_path"), Output(output, folder=True, files=SWEEP_FILES, replace=True),
+          reads=api.input_files(checkpoint=checkpoint, data=data), force=force)
+    points = points_of(lambdas, target_hidden or [], target_params or [], target_speedup)
+    request = SweepRequest(folder=output, base=base_request(extra, checkpoint, preset, data), points=points, jobs=jobs,
+                           group_threshold=group_threshold, bench_repeats=bench_repeats, force=force)
+    result = sweeping.sweep(request, Notes(), plot=plot)
     report = result.to_json()
     emit(report, json_path, lambda: render(result))
     if result.plot:
@@ -138,17 +129,18 @@ def sweep(
 
 def render(result: SweepResult) -> None:
     metric = result.metric
+    baseline = result.baseline
+    entries: list[tuple[str, str, Measured | None]] = [(baseline.label, "ok", baseline)] if baseline else []
+    entries += [(point.label, point.status, point.measured) for point in result.points]
     rows = []
-    for entry in ([result.baseline] if result.baseline else []) + result.points:
-        sizes = entry.get("hidden_sizes")
+    for label, status, measured in entries:
+        sizes = measured.hidden_sizes if measured else None
         shown = " ".join("+".join(map(str, s)) for s in sizes) if sizes else "—"
-        value = entry.get(metric)
-        score = "—" if value is None else (f"{value:.2%}" if metric == "accuracy" else
-                                          f"{value:.4g}" if metric == "loss" else f"{value:.2f}")
-        pareto = " ".join(axis for axis in ("params", "speed") if entry["label"] in result.pareto[AXES[axis]])
-        speed = entry.get("speedup")
-        rows.append((entry["label"], shown, entry.get("parameters") or "—", score,
-                     "—" if speed is None else f"{speed:.2f}×", entry.get("status", ""), pareto or ""))
-    short = {"accuracy": "acc", "loss": "loss"}.get(metric, "ppl")
-    columns = ("point", "hidden", "params", short, "speed-up", "status", "Pareto")
+        value = metric.value(measured) if measured else None
+        score = "—" if value is None else metric.text(value)
+        pareto = " ".join(axis for axis in ("params", "speed") if label in result.pareto[AXES[axis]])
+        speed = measured.speedup if measured else None
+        rows.append((label, shown, (measured.parameters if measured else None) or "—", score,
+                     "—" if speed is None else f"{speed:.2f}×", status, pareto or ""))
+    columns = ("point", "hidden", "params", metric.short, "speed-up", "status", "Pareto")
     console.print(table(f"sweep {result.folder}", columns, rows))

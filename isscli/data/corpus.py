@@ -135,7 +135,7 @@ def load_corpus(source: Path | str, choice: VocabularyChoice | None = None) -> C
         layout, names = "folder", {split: str(path) for split, path in files.items()}
     if len(tokens["train"]) < 2:
         raise IsscliError(f"{names['train']} is empty", "give a training file with text in it")
-    words = choice.words if choice.given else build_words(tokens, choice)
+    words = choice.words if choice.words is not None else build_words(tokens, choice)
     vocabulary = Vocabulary(list(words))
     splits = {split: vocabulary.encode(tokens[split], names[split], choice.source) for split in SPLITS}
     missing = {split: sum(word not in vocabulary.index for word in tokens[split]) for split in SPLITS}

@@ -15,6 +15,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 from isscli.data.corpus import SPLITS
@@ -109,7 +110,7 @@ def download_ptb(
     written: list[Path] = []
     try:
         for split, path in targets.items():
-            atomic_write(path, lambda temp, data=contents[split]: temp.write_bytes(data))
+            atomic_write(path, partial(Path.write_bytes, data=contents[split]))
             written.append(path)
     except BaseException:
         for path in written:

@@ -19,31 +19,23 @@ from __future__ import annotations
 
 import math
 import os
-import re
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
+from isscli.data.arrays import NAMES, SPLIT_KEY, TENSOR_SUFFIXES, arrange, read_arrays
 from isscli.io.checkpoint import file_sha256
 from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import JSONObject
 
 OBJECTIVES: tuple[str, ...] = ("regression", "classification", "tagging")
-TENSOR_SUFFIXES = (".safetensors", ".npz")
 #: The split rule of a file holding ``x`` and ``y``: train, valid, test fractions, in file order.
 DEFAULT_SPLIT_RULE = "0.8,0.1,0.1"
 #: A tagging label that is not scored (PyTorch's ``ignore_index``).
 IGNORE = -100
 SPLITS = ("train", "valid", "test")
-NAMES = ("x", "y", "lengths")
-SPLIT_KEY = re.compile(r"^(train|valid|test)[._/](x|y|lengths)$")
-FORMS_HINT = "name the arrays x, y, lengths, or train.x, train.y, valid.x, valid.y (test.x, test.y optional)"
 
 
 def is_tensor_file(path: Any) -> bool:
@@ -99,9 +91,13 @@ class TensorData:
         """The first ``batch`` training rows (fewer if train is smaller), as the model is called with them."""
         return self.splits["train"].model_input(slice(0, batch), device)
 
-    def describe(self) -> dict[str, Any]:
+    @property
+    def call(self) -> str:
+        """How the model is called on this data: with ``lengths`` where the data has them."""
+        return "model(x, lengths)" if self.splits["train"].lengths is not None else "model(x)"
+
+    def describe(self) -> JSONObject:
         """A JSON-able summary: the file, its hash, the objective, how it was split and what each split holds."""
-        with_lengths = self.splits["train"].lengths is not None
         return {
             "path": str(self.path), "sha256": self.sha256, "objective": self.objective,
             "split_rule": self.split_rule, "num_classes": self.num_classes,
@@ -109,7 +105,7 @@ class TensorData:
                               "x_dtype": dtype_name(split.x.dtype), "y_shape": list(split.y.shape),
                               "has_lengths": split.lengths is not None}
                        for name, split in self.splits.items()},
-            "call": "model(x, lengths)" if with_lengths else "model(x)",
+            "call": self.call,
         }
 
 
@@ -129,74 +125,6 @@ def check_objective(objective: str | None) -> str:
         raise IsscliError(f"{what} for tensor data", f"give `objective` {', '.join(OBJECTIVES[:-1])} or "
                                                      f"{OBJECTIVES[-1]} (it says what y holds)")
     return objective
-
-
-def read_arrays(path: Path) -> dict[str, torch.Tensor]:
-    """Every array of the file as a tensor; a missing, unreadable or corrupt file is one line, not a traceback."""
-    if path.suffix.lower() not in TENSOR_SUFFIXES:
-        raise IsscliError(f"tensor data {path} is neither .safetensors nor .npz",
-                          "save the arrays with safetensors.torch.save_file or numpy.savez")
-    if not path.is_file():
-        raise IsscliError(f"tensor data {path} not found" if not path.exists() else f"tensor data {path} is a folder",
-                          "give the path of a .safetensors or .npz file")
-    try:
-        if path.suffix.lower() == ".safetensors":
-            return load_file(path)
-        return read_npz(path)
-    except (SafetensorError, OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile, zlib.error) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise IsscliError(f"cannot read tensor data {path} ({reason})",
-                          f"check that it is an intact {path.suffix} file of numeric arrays") from None
-
-
-def read_npz(path: Path) -> dict[str, torch.Tensor]:
-    """An ``.npz`` archive's arrays (no pickles: a data file must not run code), in native byte order for torch."""
-    archive = np.load(path, allow_pickle=False)
-    if not hasattr(archive, "files"):
-        raise IsscliError(f"{path} holds a single .npy array, not named arrays",
-                          "save it with numpy.savez(path, x=…, y=…)")
-    with archive:
-        arrays = {key: archive[key] for key in archive.files}
-    tensors = {}
-    for key, array in arrays.items():
-        try:
-            tensors[key] = torch.from_numpy(np.ascontiguousarray(array.astype(array.dtype.newbyteorder("="))))
-        except TypeError:
-            raise IsscliError(f"{path}: array {key} has numpy dtype {array.dtype}, not numbers",
-                              "store x, y and lengths as float or integer arrays") from None
-    return tensors
-
-
-def arrange(path: Path, arrays: dict[str, torch.Tensor]) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, str]]:
-    """The arrays by split (``"all"`` for the x, y form) and name, with each one's key in the file (for messages)."""
-    found = ", ".join(sorted(arrays)) or "none"
-    groups: dict[str, dict[str, torch.Tensor]] = {}
-    keys: dict[str, str] = {}
-    unknown = []
-    for key, tensor in arrays.items():
-        match = SPLIT_KEY.match(key)
-        split, name = match.groups() if match else ("all", key)
-        if name not in NAMES:
-            unknown.append(key)
-            continue
-        if name in groups.get(split, {}):
-            raise IsscliError(f"{path} holds {split} {name} twice ({keys[f'{split}.{name}']} and {key})",
-                              "keep one of them")
-        groups.setdefault(split, {})[name] = tensor
-        keys[f"{split}.{name}"] = key
-    if unknown:
-        raise IsscliError(f"{path} holds array(s) isscli does not read: {', '.join(sorted(unknown))} (found {found})",
-                          f"{FORMS_HINT}; remove the others")
-    if "all" in groups and len(groups) > 1:
-        raise IsscliError(f"{path} mixes whole-data arrays (x, y) with per-split ones (found {found})",
-                          "keep one form: x, y[, lengths] or train.x, train.y, valid.x, …")
-    required = ["all"] if "all" in groups else ["train", "valid", *(["test"] if "test" in groups else [])]
-    for split in required:
-        missing = [name for name in ("x", "y") if name not in groups.get(split, {})]
-        if missing:
-            names = [name if split == "all" else f"{split}.{name}" for name in missing]
-            raise IsscliError(f"{path} has no {', '.join(names)} (found {found})", FORMS_HINT)
-    return groups, keys
 
 
 def check_group(path: Path, objective: str, group: dict[str, torch.Tensor], keys: dict[str, str], split: str) -> None:
@@ -382,8 +310,8 @@ def load_tensor_data(path: str | os.PathLike[str], objective: str | None, split_
     objective = check_objective(objective)
     path = Path(path)
     groups, keys = arrange(path, read_arrays(path))
-    for split, group in groups.items():
-        check_group(path, objective, group, keys, split)
+    for name, group in groups.items():
+        check_group(path, objective, group, keys, name)
     if "all" in groups:
         rule = DEFAULT_SPLIT_RULE if split_rule is None else split_rule
         splits, rule_text = split_in_order(path, groups["all"], rule)

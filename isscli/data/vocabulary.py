@@ -34,10 +34,9 @@ import torch
 from isscli.data.text import UNK, read_text, text_lines
 from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import MAX_JSON_BYTES, parse_json
+from isscli.io.words import MAX_VOCABULARY, is_one_word
 
 ORDERS = ("frequency", "first-seen")
-#: The most words a vocabulary holds (an embedding of 10M rows is already gigabytes).
-MAX_VOCABULARY = 10_000_000
 #: The fewest words ``max_vocab`` may keep: ``<unk>`` and one word.
 MIN_MAX_VOCAB = 2
 
@@ -102,10 +101,6 @@ class VocabularyChoice:
             raise IsscliError(f"`max_vocab` {self.max_vocab} cannot hold <unk> and one word: it counts every word of "
                               "the vocabulary, <unk> and <eos> included", f"give `max_vocab` ≥ {MIN_MAX_VOCAB}")
 
-    @property
-    def given(self) -> bool:
-        return self.words is not None
-
 
 def read_vocabulary_file(path: Path) -> tuple[str, ...]:
     """A vocabulary file: JSON (a list in id order, or an object word → id) or text, one word per line.
@@ -139,12 +134,6 @@ def read_vocabulary_file(path: Path) -> tuple[str, ...]:
     if number is not None:
         raise not_one_word(path, number, words[number - 1])
     return checked_words(words, str(path))
-
-
-def is_one_word(word: str) -> bool:
-    """A token as corpora split them (``str.split``): not empty, no whitespace. Any other entry can never match a
-    word of the text."""
-    return word.split() == [word]
 
 
 def not_one_word(path: Path, number: int, line: str) -> IsscliError:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -25,10 +26,10 @@ from safetensors import SafetensorError
 
 from isscli.io.errors import OutputError
 
-try:
+if sys.platform == "win32":  # pragma: no cover - not on POSIX: no locks, the other rules hold
+    fcntl = None
+else:
     import fcntl
-except ImportError:  # pragma: no cover - not on POSIX: no locks, the other rules hold
-    fcntl = None  # type: ignore[assignment]
 
 PathLike = Union[str, os.PathLike]
 
@@ -211,7 +212,7 @@ def _new_file_mode(output: Path) -> int:
         return 0o666 & ~umask
 
 
-def atomic_write(output: PathLike, write: Callable[[Path], None]) -> None:
+def atomic_write(output: PathLike, write: Callable[[Path], object]) -> None:
     """Call ``write(temp_path)`` and move the result to ``output`` in one rename.
 
     The temp file lives in the destination folder so the final ``os.replace`` is atomic.

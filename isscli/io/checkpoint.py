@@ -27,7 +27,8 @@ from safetensors.torch import save_file
 
 from isscli.io.atomic import atomic_write, check_output_path
 from isscli.io.errors import CheckpointError
-from isscli.io.jsonfile import parse_json
+from isscli.io.jsonfile import JSONObject, parse_json
+from isscli.io.words import MAX_VOCABULARY, is_one_word
 
 CONFIG_KEY = "isscli.config"
 PROVENANCE_KEY = "isscli.provenance"
@@ -50,7 +51,7 @@ class Checkpoint:
     path: Path | None = None
     sha256: str | None = None
     masks: dict[str, torch.Tensor] = field(default_factory=dict)  # boolean, by tensor name; True = kept
-    mask_info: dict[str, Any] | None = None  # how the masks were made (method, density, …)
+    mask_info: JSONObject | None = None  # how the masks were made (method, density, …)
     vocabulary: list[str] | None = None  # word of each embedding row, in id order (None: not recorded)
 
     def num_parameters(self) -> int:
@@ -95,7 +96,7 @@ def _describe_unreadable(path: Path, error: Exception) -> CheckpointError:
     )
 
 
-def _parse_json_metadata(path: Path, metadata: dict[str, str], key: str) -> dict[str, Any] | None:
+def _parse_json_metadata(path: Path, metadata: dict[str, str], key: str) -> JSONObject | None:
     if key not in metadata:
         return None
     try:
@@ -151,8 +152,6 @@ def _parse_vocabulary(path: Path, metadata: dict[str, str]) -> list[str] | None:
     if not isinstance(words, list) or not all(isinstance(w, str) for w in words) or len(set(words)) != len(words):
         raise CheckpointError(f"{path}: header entry {VOCABULARY_KEY!r} is not a list of distinct words",
                               "re-create the checkpoint")
-    from isscli.data.vocabulary import MAX_VOCABULARY, is_one_word
-
     bad = next((i for i, word in enumerate(words) if not is_one_word(word)), None)
     if bad is not None or len(words) > MAX_VOCABULARY:  # a word no corpus can hold, or more than any model has
         what = f"its word of id {bad}, {words[bad][:40]!r}, is not one word" if bad is not None else \
@@ -177,12 +176,12 @@ def _split_masks(path: Path, tensors: dict[str, torch.Tensor]) -> dict[str, torc
 def save_checkpoint(
     path: Path | str,
     tensors: dict[str, torch.Tensor],
-    config: dict[str, Any] | None = None,
-    provenance: dict[str, Any] | None = None,
+    config: JSONObject | None = None,
+    provenance: JSONObject | None = None,
     inputs: tuple[Path, ...] = (),
     overwrite: bool = False,
     masks: dict[str, torch.Tensor] | None = None,
-    mask_info: dict[str, Any] | None = None,
+    mask_info: JSONObject | None = None,
     vocabulary: list[str] | None = None,
 ) -> Path:
     """Write ``tensors`` (and boolean ``masks``, as ``mask.<name>``; the ``vocabulary`` in the header) atomically;

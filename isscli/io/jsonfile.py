@@ -53,7 +53,7 @@ def read_json(
         raise error(f"{what} {path} is not valid JSON ({problem})", "fix the JSON") from None
 
 
-def read_json_object(path: Path, what: str, example: str, error: type[IsscliError] = IsscliError) -> dict[str, Any]:
+def read_json_object(path: Path, what: str, example: str, error: type[IsscliError] = IsscliError) -> JSONObject:
     """Like :func:`read_json`, for files that must hold one JSON object."""
     raw = read_json(path, what, error)
     if not isinstance(raw, dict):

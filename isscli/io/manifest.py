@@ -9,8 +9,8 @@ replaced, ``force`` or not. A file being written is listed first with no sha256 
 while writing it leaves a file that is still isscli's; append-only logs stay listed that way.
 
 **Fingerprints.** What a result was made from — a checkpoint's sha256, a corpus's content
-(:func:`isscli.io.fingerprint.data_fingerprint`), the settings — is recorded next to the result; a result is reused only
-for the same fingerprints, and :func:`changes` names what differs (``changed: checkpoint, data``).
+(:func:`~isscli.data.fingerprint.data_fingerprint`), the settings — is recorded next to the result; a result is
+reused only for the same fingerprints, and :func:`changes` names what differs (``changed: checkpoint, data``).
 
 **Records.** A JSON file isscli reads back (``shrink.json``, ``point.json``) is validated like user input
 (:func:`validated`): a wrong type is one line naming the file and the field, never a crash.
@@ -29,7 +29,7 @@ from typing import Any
 from isscli.io.atomic import PathLike, atomic_write_text
 from isscli.io.checkpoint import file_sha256
 from isscli.io.errors import IsscliError, OutputError
-from isscli.io.jsonfile import read_json
+from isscli.io.jsonfile import JSONObject, read_json
 
 MANIFEST = ".isscli-manifest.json"
 SCHEMA = "isscli.manifest/1"
@@ -191,12 +191,12 @@ def field_problem(value: Any, kind: str) -> str | None:
     if isinstance(value, bool) and kind != "boolean" or not isinstance(value, _KINDS[kind]):
         article = "an" if kind[0] in "aeio" else "a"
         return f"is {_describe(value)}, not {article} {kind}"
-    if kind == "number" and not math.isfinite(value):
+    if kind == "number" and isinstance(value, float) and not math.isfinite(value):
         return "is not a finite number"
     return None
 
 
-def validated(raw: Any, fields: Mapping[str, str], where: str, hint: str, at: str = "") -> dict[str, Any]:
+def validated(raw: Any, fields: Mapping[str, str], where: str, hint: str, at: str = "") -> JSONObject:
     """``raw`` if it is a JSON object whose ``fields`` have their kinds (see :func:`field_problem`), else one line
     naming ``where`` (the file) and the field; ``at`` is where ``raw`` lies in the file (``evaluations.compact``)."""
     if not isinstance(raw, dict):
@@ -209,7 +209,7 @@ def validated(raw: Any, fields: Mapping[str, str], where: str, hint: str, at: st
     return raw
 
 
-def read_record(path: PathLike, what: str, fields: Mapping[str, str], hint: str) -> dict[str, Any]:
+def read_record(path: PathLike, what: str, fields: Mapping[str, str], hint: str) -> JSONObject:
     """A JSON record isscli wrote and now reads back, validated: bad JSON or a wrong field is one line naming the
     file (and the field), with ``hint``."""
     path = Path(path)

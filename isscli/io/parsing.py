@@ -32,7 +32,7 @@ MAX_FLOAT32 = 3.4028234663852886e38  # the largest float32: a larger setting is 
 
 
 def parse_list(
-    value: str | Sequence[Number], kind: Callable[[str], Number], name: str, what: str, example: str,
+    value: str | Sequence[Number], kind: Callable[[str | Number], Number], name: str, what: str, example: str,
     minimum: float | None = None, maximum: float | None = None,
 ) -> list[Number]:
     """``"400,350"`` → ``[400, 350]`` (``kind`` converts each part); a sequence is checked as it is.
@@ -69,10 +69,10 @@ def check_bounds(value: float | None, name: str, low: float, high: float) -> Non
                           f"give `{name}` in that range")
 
 
-def _acceptable(value: object, minimum: float | None) -> bool:
+def _acceptable(value: str | float, minimum: float | None) -> bool:
     if isinstance(value, str):
         return bool(value)
-    number = float(value)  # type: ignore[arg-type]
+    number = float(value)
     return math.isfinite(number) and (minimum is None or number >= minimum)
 
 

@@ -30,17 +30,17 @@ from typing import TYPE_CHECKING, Any
 
 from isscli import __version__
 from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import JSONObject
 from isscli.io.parsing import MAX_FLOAT32
 
 if TYPE_CHECKING:
     from isscli.io.checkpoint import Checkpoint
 
-_INVOCATION: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("isscli_invocation",
-                                                                                    default=None)
+_INVOCATION: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("isscli_invocation", default=None)
 
 
 @contextmanager
-def invoked_by(via: str, **details: Any) -> Iterator[None]:
+def invoked_by(via: str, **details: str) -> Iterator[None]:
     """Checkpoints written inside this block record ``{"via": via, **details}`` as their invocation."""
     token = _INVOCATION.set({"via": via, **details})
     try:
@@ -49,7 +49,7 @@ def invoked_by(via: str, **details: Any) -> Iterator[None]:
         _INVOCATION.reset(token)
 
 
-def invocation() -> dict[str, Any]:
+def invocation() -> dict[str, str]:
     return dict(_INVOCATION.get() or {"via": "api"})
 
 
@@ -74,9 +74,9 @@ def plain(value: Any) -> Any:
 
 def operation_record(
     operation: str, parameters: Any, parent: Checkpoint | None = None, **result: Any
-) -> dict[str, Any]:
+) -> JSONObject:
     """The provenance of a checkpoint made by ``operation`` (module docstring)."""
-    record: dict[str, Any] = {
+    record: JSONObject = {
         "schema": SCHEMA,
         "tool": "isscli",
         "version": __version__,
@@ -115,7 +115,7 @@ EXPECTED = {"object": "a JSON object", "text": "text",
             "threshold": f"a number between 0 and {MAX_FLOAT32:.6g}"}
 
 
-def lineage(provenance: dict[str, Any] | None, source: str | Path | None = None) -> Iterator[dict[str, Any]]:
+def lineage(provenance: JSONObject | None, source: str | Path | None = None) -> Iterator[JSONObject]:
     """The record and its ancestors' records, newest first, each checked (:data:`FIELDS`) before it is yielded.
 
     ``source`` names the file the record came from, for the one-line error a malformed record gives.
@@ -128,7 +128,7 @@ def lineage(provenance: dict[str, Any] | None, source: str | Path | None = None)
         prefix += "parent_provenance."
 
 
-def check_provenance(provenance: dict[str, Any] | None, source: str | Path | None = None) -> None:
+def check_provenance(provenance: JSONObject | None, source: str | Path | None = None) -> None:
     """Check a whole provenance chain before any work that reads it (see :func:`lineage`)."""
     for _ in lineage(provenance, source):
         pass

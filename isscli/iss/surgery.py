@@ -159,8 +159,8 @@ def compact(tensors: dict[str, torch.Tensor], spec: GroupSpec) -> CompactedTenso
         changes.append(SetChange(iss.name, iss.components, iss.components, len(kept), kept))
         chosen = torch.nonzero(dropped).flatten()
         for piece in iss.slices:
-            indices = piece.indices(iss.components)[:, chosen].flatten().tolist()
-            removed.setdefault((piece.tensor, piece.dim), set()).update(indices)
+            dropped_indices = piece.indices(iss.components)[:, chosen].flatten().tolist()
+            removed.setdefault((piece.tensor, piece.dim), set()).update(dropped_indices)
     result = dict(tensors)
     for (name, dim), indices in sorted(removed.items()):
         if not indices:

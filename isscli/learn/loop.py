@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -34,6 +33,7 @@ from isscli.io.provenance import operation_record
 from isscli.iss.regularizer import GroupLasso
 from isscli.iss.surgery import weight_sparsity
 from isscli.learn.distributed import all_sum, current, on_main
+from isscli.learn.evaluation import Evaluation, StepLoss
 from isscli.learn.recipes import TrainSettings
 from isscli.learn.run import (  # noqa: F401 - what a run is made of, importable from here too
     EpochReport,
@@ -48,15 +48,15 @@ from isscli.learn.run import (  # noqa: F401 - what a run is made of, importable
 )
 from isscli.learn.state import (
     FOREIGN,
-    RUN_FIELDS,
+    BestEpoch,
+    Position,
+    RunInfo,
     RunState,
     capture_rng,
-    checked_info,
     load_run_state,
     restore_rng,
     save_run_state,
 )
-from isscli.learn.tasks import Evaluation, StepLoss
 from isscli.models import model_tensors
 from isscli.observer import Observer, SilentObserver
 
@@ -103,7 +103,7 @@ class Trainer:
         self.ranks = current()
         self.forward_module = self.model if not self.ranks.active else DistributedDataParallel(
             self.model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
-        self.parameters = dict(self.model.named_parameters())
+        self.parameters: dict[str, torch.Tensor] = dict(self.model.named_parameters())
         self.regularizer = GroupLasso(run.spec, self.parameters, self.settings.epsilon)
         self.optimizer = make_optimizer(self.model, self.settings)
         self.best_rank: list[float] | None = None
@@ -119,17 +119,16 @@ class Trainer:
     def resume(self) -> None:
         """Continue from ``OUT.resume.safetensors``: weights, optimizer, RNG, best so far."""
         state = load_run_state(self.run.paths.resume)
-        checked_info(state.info, self.run.paths.resume, RUN_FIELDS)  # what a training run saved: each of its fields
-        changed = identity_changes(state.info.get("identity"), json.loads(json.dumps(self.run.identity())))
+        saved = RunInfo.read(state.info, self.run.paths.resume)  # what a training run saved: each of its fields
+        changed = identity_changes(saved.identity, json.loads(json.dumps(self.run.identity())))
         if changed:
             raise IsscliError(
                 f"{self.run.paths.resume} belongs to another run; changed: {', '.join(changed)}",
                 "rerun the original command (same checkpoint, --data, --spec and model) with --resume, or start "
                 "afresh with --force",
             )
-        saved = state.info["settings"]
         current = self.settings.to_dict()
-        changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
+        changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.settings.get(k) != current[k])
         if changed:
             raise IsscliError(
                 f"--resume needs the settings the run started with; changed: {', '.join(changed)}",
@@ -144,19 +143,14 @@ class Trainer:
             raise IsscliError(f"{self.run.paths.resume} does not fit this run ({str(error).splitlines()[0][:160]})",
                               FOREIGN) from None
         self.start_epoch = state.epoch
-        position = state.info.get("position")
+        position = saved.position
         if position is not None:  # saved in the middle of epoch start_epoch + 1
-            self.start_batch, self.start_totals = position["batch"], (position["total"], position["count"])
+            self.start_batch, self.start_totals = position.batch, (position.total, position.count)
             self.run.task.restore(state.carried)
-        best = state.info.get("best")
-        if best is not None:
-            self.best_rank, self.best_epoch = best["rank"], best["epoch"]
-            try:
-                self.best = Evaluation(**best["valid"])
-            except TypeError:
-                raise IsscliError(f"{self.run.paths.resume}: field \"best.valid\" is not a score", FOREIGN) from None
-        self.lowest_perplexity = state.info.get("lowest_perplexity")
-        hook_info = state.info.get("hooks", {})
+        if saved.best is not None:
+            self.best_rank, self.best_epoch, self.best = saved.best.rank, saved.best.epoch, saved.best.valid
+        self.lowest_perplexity = saved.lowest_perplexity
+        hook_info = saved.hooks
         if set(hook_info) != {hook.name for hook in self.run.hooks}:
             now = ", ".join(hook.name for hook in self.run.hooks) or "none"
             raise IsscliError(
@@ -188,23 +182,23 @@ class Trainer:
                     raise IsscliError(f'{path}: field "optimizer.param_groups.{index}.{key}" is missing or of '
                                       "another kind than the optimizer's", FOREIGN)
 
-    def save_state(self, epoch: int, position: dict[str, Any] | None = None) -> None:
+    def save_state(self, epoch: int, position: Position | None = None) -> None:
         """The resumable state after ``epoch`` epochs (and, with ``position``, batches of the next one): written by
         rank 0; every rank takes part (the carried LM state is gathered from all)."""
         carried = self.run.task.carried() if position is not None else {}
         if not self.ranks.main:
             return
         best = None
-        if self.best is not None:
-            best = {"rank": self.best_rank, "epoch": self.best_epoch, "valid": asdict(self.best)}
+        if self.best is not None and self.best_rank is not None and self.best_epoch is not None:
+            best = BestEpoch(self.best_rank, self.best_epoch, self.best)
         hook_tensors, hook_info = {}, {}
         for hook in self.run.hooks:
             tensors, hook_info[hook.name] = hook.state_dict()
             hook_tensors.update({f"{hook.name}.{key}": t for key, t in tensors.items()})
-        info = {"identity": self.run.identity(), "settings": self.settings.to_dict(), "best": best,
-                "lowest_perplexity": self.lowest_perplexity, "hooks": hook_info, "position": position}
+        info = RunInfo(self.run.identity(), self.settings.to_dict(), best, self.lowest_perplexity, hook_info, position)
         save_run_state(self.run.paths.resume, RunState(
-            epoch, model_tensors(self.model), self.optimizer.state_dict(), capture_rng(), info, hook_tensors, carried,
+            epoch, model_tensors(self.model), self.optimizer.state_dict(), capture_rng(), info.to_json(), hook_tensors,
+            carried,
         ))
 
     # -- the loop -------------------------------------------------------------------------
@@ -264,7 +258,7 @@ class Trainer:
             show_alive = settings.tau > 0 and (index % recount == 0 or index == batches)
             self.observer.batch_done(total / count, self.regularizer.alive() if show_alive else None)
             if settings.save_every and index % settings.save_every == 0 and index < batches:
-                self.save_state(epoch - 1, {"epoch": epoch, "batch": index, "total": total, "count": count})
+                self.save_state(epoch - 1, Position(epoch, index, total, count))
         valid = on_main(lambda: task.evaluate(self.model, "valid", settings.max_eval_batches))
         report = self.epoch_report(epoch, lr, total / max(count, 1), valid, time.perf_counter() - started)
         self.check(report)
@@ -356,7 +350,8 @@ class Trainer:
         provenance = operation_record(self.run.operation, self.run.parameters, self.run.parent,
                                       best_epoch=epoch, valid=valid.to_dict(), **hooks)
         inputs = (self.run.parent.path,) if self.run.parent and self.run.parent.path else ()
-        masks, mask_info = {}, None
+        masks: dict[str, torch.Tensor] = {}
+        mask_info = None
         for hook in self.run.hooks:
             masks, mask_info = hook.checkpoint_masks() or (masks, mask_info)
         save_checkpoint(self.run.paths.output, model_tensors(self.model), self.run.header_config(),

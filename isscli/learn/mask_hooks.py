@@ -9,12 +9,13 @@ The algorithms are in :mod:`isscli.learn.masks`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import JSONObject
 from isscli.learn.masks import (
     COUNT_KEYS,
     DEFAULT_PRUNE_EVERY,
@@ -59,9 +60,9 @@ class MaskHook(TrainingHook):
 
     name = "masks"
 
-    def __init__(self, model: nn.Module, masks: Masks, info: dict[str, Any]) -> None:
+    def __init__(self, model: nn.Module, masks: Masks, info: JSONObject) -> None:
         masks = checked_masks(model, masks)
-        parameters = dict(model.named_parameters())
+        parameters: dict[str, Tensor] = dict(model.named_parameters())
         self.parameters = {name: parameters[name] for name in masks}
         self.masks = {name: mask.to(parameters[name].device) for name, mask in masks.items()}
         self.info = {key: value for key, value in info.items() if key not in COUNT_KEYS}
@@ -80,10 +81,10 @@ class MaskHook(TrainingHook):
     def after_step(self, trainer: Trainer, epoch: int, index: int) -> None:
         self.apply()
 
-    def state_dict(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    def state_dict(self) -> tuple[dict[str, Tensor], JSONObject]:
         return {name: mask.cpu() for name, mask in self.masks.items()}, {"info": self.info}
 
-    def load_state_dict(self, tensors: dict[str, Tensor], info: dict[str, Any]) -> None:
+    def load_state_dict(self, tensors: dict[str, Tensor], info: JSONObject) -> None:
         if info.get("info") != self.info or set(tensors) != set(self.masks):
             raise IsscliError("`resume` needs the mask settings the run started with (`method`, `density`, `zeta`, "
                               "`magnitude_sparsity`, `prune_start`/`prune_end`/`prune_every`)",
@@ -91,10 +92,10 @@ class MaskHook(TrainingHook):
         self.masks = {name: tensors[name].to(self.parameters[name].device, torch.bool) for name in self.masks}
         self.apply()
 
-    def checkpoint_masks(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        return dict(self.masks), {**self.info, **mask_counts(self.masks)}
+    def checkpoint_masks(self) -> tuple[dict[str, Tensor], JSONObject]:
+        return dict(self.masks), {**self.info, **mask_counts(self.masks).to_json()}
 
-    def provenance(self) -> dict[str, Any]:
+    def provenance(self) -> JSONObject:
         return self.info
 
 
@@ -168,8 +169,9 @@ class GradualPruning(MaskHook):
 
 # -- what a run asks for -----------------------------------------------------------------------
 
-def check_set_options(method: str, target_density: float | None, zeta: float | None) -> None:
-    """``train --method/--density/--zeta``: a one-line error for every bad combination."""
+def check_set_options(method: str, target_density: float | None, zeta: float | None, target: str | None = None
+                      ) -> None:
+    """``train --method/--density/--zeta``: a one-line error for every bad combination (with a size target too)."""
     if method not in METHODS:
         raise IsscliError(f"unknown `method` {method!r}", f"use one of {', '.join(METHODS)}")
     if method == "dense":
@@ -180,6 +182,8 @@ def check_set_options(method: str, target_density: float | None, zeta: float | N
         raise IsscliError("`method`=set needs `density`", "give the share of connections to keep, e.g. `density`=0.1")
     check_density(target_density)
     check_zeta(DEFAULT_ZETA if zeta is None else zeta)
+    if target is not None:
+        raise IsscliError("a size target does not combine with `method`=set", "drop one of them")
 
 
 def set_hook(model: nn.Module, target_density: float, zeta: float | None, seed: int) -> SetEvolution:
@@ -210,7 +214,7 @@ def check_schedule(sparsity: float | None, start: int | None, end: int | None, e
 
 
 def finetune_hook(
-    model: nn.Module, parent_masks: Masks, parent_info: dict[str, Any] | None, sparsity: float | None,
+    model: nn.Module, parent_masks: Masks, parent_info: JSONObject | None, sparsity: float | None,
     start: int | None, end: int | None, every: int | None, epochs: int,
 ) -> MaskHook | None:
     """The masks of a fine-tuning run: the parent's kept fixed, one-shot or gradual magnitude pruning, or none."""

@@ -36,12 +36,13 @@ S removes exactly ``round(S·N)``).
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
 
 from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import JSONObject
 from isscli.runtime.unstructured import recurrent_part_name
 
 Masks = dict[str, Tensor]
@@ -76,10 +77,23 @@ def density(masks: Masks) -> float:
     return sum(int(mask.sum()) for mask in masks.values()) / total if total else 1.0
 
 
-def mask_counts(masks: Masks) -> dict[str, Any]:
-    """The counts a checkpoint records beside its masks."""
+@dataclass(frozen=True)
+class MaskCounts:
+    """The weights masks keep, of how many, and their share: what a checkpoint records beside its masks."""
+
+    kept: int
+    total: int
+    density: float
+
+    def to_json(self) -> JSONObject:
+        """As the checkpoint's mask info holds them (:data:`COUNT_KEYS`)."""
+        return asdict(self)
+
+
+def mask_counts(masks: Masks) -> MaskCounts:
+    """The counts of ``masks``, all matrices together."""
     kept, total = sum(int(m.sum()) for m in masks.values()), sum(m.numel() for m in masks.values())
-    return {"kept": kept, "total": total, "density": kept / total if total else 1.0}
+    return MaskCounts(kept, total, kept / total if total else 1.0)
 
 
 def apportion(shares: dict[str, float], caps: dict[str, int], total: int) -> dict[str, int]:

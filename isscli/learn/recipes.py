@@ -13,13 +13,19 @@ what they mean in the paper and the authors' code.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from isscli.io.errors import IsscliError
-from isscli.io.jsonfile import read_json_object
+from isscli.io.jsonfile import JSONObject, read_json_object
 from isscli.io.parsing import MAX_BATCH, MAX_BATCHES, MAX_EPOCHS, MAX_FLOAT32, MAX_SEED, MAX_STEPS, check_bounds
+from isscli.models.presets import PRESETS
+
+if TYPE_CHECKING:
+    from isscli.models.config import ModelConfig
+    from isscli.observer import Observer
 
 OPTIMIZERS = ("sgd", "adam")
 #: Precision of the forward and backward passes; weights, the regularizer and every ISS decision stay in fp32.
@@ -99,10 +105,10 @@ class TrainSettings:
         """
         return self.lr * self.lr_decay ** (max(epoch - self.decay_after, 0) // self.decay_every)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
-    def updated(self, changes: dict[str, Any]) -> TrainSettings:
+    def updated(self, changes: Mapping[str, Any]) -> TrainSettings:
         """These settings with ``changes`` applied; unknown names are an error."""
         known = {f.name for f in fields(self)}
         unknown = sorted(set(changes) - known - set(ALIASES))
@@ -198,6 +204,36 @@ def recipe(name: str) -> TrainSettings:
     return RECIPES[name]
 
 
-def read_settings_file(path: Path) -> dict[str, Any]:
+def target_run(settings: TrainSettings, prune_epochs: int | None, recover_epochs: int | None
+               ) -> tuple[TrainSettings, int, int]:
+    """A size-target run's settings, τ resolved, and its two phases: it lasts ``prune_epochs + recover_epochs``
+    (default: the recipe's epochs, then a quarter of them, at least one) and thresholds at the paper's τ even
+    without λ."""
+    prune = prune_epochs if prune_epochs is not None else settings.epochs
+    recover = recover_epochs if recover_epochs is not None else max(1, prune // 4)
+    if prune < 1 or recover < 1:
+        raise IsscliError("`prune_epochs` and `recover_epochs` must be ≥ 1",
+                          "the survivors need at least one epoch with λ = 0 after pruning")
+    changes: JSONObject = {"epochs": prune + recover}
+    if settings.weight_threshold is None:
+        changes["weight_threshold"] = PAPER_THRESHOLD
+    return settings.updated(changes).resolved(), prune, recover
+
+
+def recipe_for(config: ModelConfig, name: str | None, observer: Observer) -> tuple[str, TrainSettings]:
+    """``preset``, else the recipe whose model has the checkpoint's sizes, else the family's default."""
+    if name is not None:
+        return name, recipe(name)
+    for preset, raw in PRESETS.items():
+        if preset in RECIPES and raw["family"] == config.family and raw["hidden_sizes"] == config.hidden_sizes:
+            observer.note(f"recipe: {preset!r}, whose model has the checkpoint's sizes (choose with `preset`)")
+            return preset, RECIPES[preset]
+    fallback = "bilstm-classifier" if config.family == "classifier" else "small"
+    observer.note(f"no recipe matches hidden sizes {config.hidden_sizes}: using the {fallback!r} one "
+                  "(choose with `preset`)")
+    return fallback, RECIPES[fallback]
+
+
+def read_settings_file(path: Path) -> JSONObject:
     """A JSON object of settings (``{"epochs": 20, "lr_decay": 0.9}``)."""
     return read_json_object(path, "settings file", '{"epochs": 20}')

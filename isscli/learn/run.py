@@ -11,24 +11,30 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
 
+from isscli.data.fingerprint import data_fingerprint
 from isscli.io.atomic import check_output_path
 from isscli.io.checkpoint import Checkpoint
 from isscli.io.errors import IsscliError, OutputError
-from isscli.io.fingerprint import data_fingerprint
+from isscli.io.jsonfile import JSONObject
 from isscli.io.provenance import finite_json
 from isscli.iss.spec import GroupSpec
+from isscli.learn.corpus import CorpusSummary
 from isscli.learn.distributed import current
+from isscli.learn.evaluation import Evaluation, Task
 from isscli.learn.recipes import TrainSettings
-from isscli.learn.tasks import Evaluation, Task
 
 if TYPE_CHECKING:
     from isscli.learn.loop import Trainer
     from isscli.live.usermodel import ModelSource
+    from isscli.models.config import ModelConfig
+
+#: What a run does: ``train`` a fresh model, or ``finetune`` a checkpoint (its provenance's ``operation``).
+Operation = Literal["train", "finetune"]
 
 
 class TrainingDiverged(IsscliError):
@@ -90,8 +96,8 @@ class EpochReport:
     def train_perplexity(self) -> float:
         return math.exp(self.train_loss) if self.train_loss < 700 else math.inf
 
-    def to_record(self) -> dict[str, Any]:
-        record: dict[str, Any] = {"event": "epoch"}
+    def to_record(self) -> JSONObject:
+        record: JSONObject = {"event": "epoch"}
         record.update((key, value) for key, value in asdict(self).items() if key != "valid")
         record["train_perplexity"] = self.train_perplexity
         record.update((f"valid_{key}", value) for key, value in self.valid.to_dict().items() if key != "split")
@@ -114,8 +120,8 @@ class TrainingHook:
     """Acts on the model beside SGD: weight masks (SET, magnitude pruning) or a λ controller.
 
     The trainer calls every hook at fixed points of each batch and epoch; the defaults do
-    nothing. ``state``/``load_state`` carry what ``--resume`` needs (tensors, and a JSON-able
-    dict), so a resumed run continues exactly as an uninterrupted one.
+    nothing. ``state_dict``/``load_state_dict`` carry what ``--resume`` needs (tensors, and a JSON
+    object), so a resumed run continues exactly as an uninterrupted one.
     """
 
     name = "hook"
@@ -146,31 +152,28 @@ class TrainingHook:
         """Whether OUT may hold the model of ``epoch``: not while it is still being pruned to its target."""
         return True
 
-    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], JSONObject]:
         return {}, {}
 
-    def load_state_dict(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], info: JSONObject) -> None:
         """Restore what :meth:`state_dict` returned."""
 
-    def checkpoint_masks(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-        """Weight masks to write with every checkpoint of the run, and how they were made (None: no masks)."""
+    def checkpoint_masks(self) -> tuple[dict[str, torch.Tensor], JSONObject] | None:
+        """Weight masks to write with every checkpoint of the run, and how they were made as the checkpoint records
+        it (None: no masks)."""
         return None
 
-    def provenance(self) -> dict[str, Any] | None:
+    def provenance(self) -> JSONObject | None:
         """What the checkpoints' provenance records about this hook (its settings), under its name."""
-        return None
-
-    def summary(self) -> dict[str, Any] | None:
-        """What the run's result reports about this hook (None: nothing)."""
         return None
 
 
 @dataclass
 class TrainingRun:
     """A run's inputs. ``parameters`` (JSON-able: the request, the resolved settings, the corpus) go into
-    every checkpoint's provenance and the log's start record."""
+    every checkpoint's provenance and the log's start record; ``corpus`` is the data's typed summary."""
 
-    operation: str  # train | finetune
+    operation: Operation
     model: nn.Module
     task: Task
     settings: TrainSettings
@@ -178,25 +181,37 @@ class TrainingRun:
     paths: RunPaths
     device: torch.device
     parent: Checkpoint | None = None
-    parameters: dict[str, Any] = field(default_factory=dict)
+    parameters: JSONObject = field(default_factory=dict)
     hooks: list[TrainingHook] = field(default_factory=list)
     vocabulary: list[str] | None = None  # the word of each embedding row, written into every checkpoint
     source: ModelSource | None = None  # the user's own class (``model``); None: one of isscli's families
-    corpus_sha256: str | None = field(init=False, default=None)  # the text read (:mod:`isscli.io.fingerprint`)
+    corpus: CorpusSummary | None = None  # the data read (``parameters["data"]`` is its description)
+    recipe: str | None = None  # the name of the recipe the settings started from
+    corpus_sha256: str | None = field(init=False, default=None)  # the text read (:mod:`isscli.data.fingerprint`)
 
     def __post_init__(self) -> None:
         """Fingerprint the corpus now, right after it was read: a resume must find the same text."""
-        data = self.parameters.get("data") or {}
-        if data.get("path") and not data.get("sha256"):  # tensor data carries its file's sha256 already
-            self.corpus_sha256 = data_fingerprint(data["path"])
+        if self.corpus is not None and self.corpus.sha256 is None:  # tensor data carries its file's sha256 already
+            self.corpus_sha256 = data_fingerprint(self.corpus.path)
 
-    def model_record(self) -> dict[str, Any]:
+    @property
+    def fine_tunes(self) -> bool:
+        """Whether the run continues a checkpoint (``finetune``) rather than training a fresh model (``train``)."""
+        return self.operation == "finetune"
+
+    @property
+    def config(self) -> ModelConfig | None:
+        """The config of isscli's model; None for the user's own class (whose arguments are its own)."""
+        config: ModelConfig | None = None if self.source is not None else getattr(self.model, "config", None)
+        return config
+
+    def model_record(self) -> JSONObject:
         """What the model is, for the log and the resume identity: its config, or the user's class and arguments."""
-        return self.source.describe() if self.source is not None else self.model.config.to_dict()
+        return self.source.describe() if self.source is not None else self.header_config() or {}
 
-    def header_config(self) -> dict[str, Any] | None:
+    def header_config(self) -> JSONObject | None:
         """The config written into every checkpoint; the user's own models have none (their class is theirs)."""
-        return None if self.source is not None else self.model.config.to_dict()
+        return None if self.config is None else self.config.to_dict()
 
     def reload(self, checkpoint: Checkpoint) -> nn.Module:
         """A written checkpoint as a model again (reading it back proves the file sound)."""
@@ -211,18 +226,18 @@ class TrainingRun:
     @property
     def scores_loss(self) -> bool:
         """Whether progress shows a loss rather than a perplexity (classifiers, the user's models)."""
-        return self.source is not None or self.model.config.family == "classifier"
+        return self.config is None or self.config.family == "classifier"
 
-    def identity(self) -> dict[str, Any]:
+    def identity(self) -> JSONObject:
         """What must not change between an interrupted run and its continuation (:data:`IDENTITY_NAMES`): the data
         by content, its vocabulary and its text (or the tensor file's sha256)."""
-        data = self.parameters.get("data") or {}
+        corpus = self.corpus
         return {
             "action": self.operation,
             "parent_sha256": self.parent.sha256 if self.parent else None,
             "config": self.model_record(),
-            "data": {"vocabulary_sha256": data.get("vocabulary_sha256"),
-                     "sha256": data.get("sha256") or self.corpus_sha256},
+            "data": {"vocabulary_sha256": None if corpus is None else corpus.vocabulary_sha256,
+                     "sha256": (None if corpus is None else corpus.sha256) or self.corpus_sha256},
             "spec": self.spec.to_json(),
         }
 
@@ -232,7 +247,7 @@ IDENTITY_NAMES = {"action": "operation", "parent_sha256": "parent checkpoint", "
                   "spec": "spec"}
 
 
-def identity_changes(saved: Any, now: dict[str, Any]) -> list[str]:
+def identity_changes(saved: Any, now: JSONObject) -> list[str]:
     """The parts of a run's identity that differ between a resume state (``saved``, read from its file) and now."""
     if not isinstance(saved, dict):
         return sorted(IDENTITY_NAMES.values())
@@ -248,7 +263,7 @@ class JsonLog:
         if not append and self.active:
             path.write_text("", encoding="utf-8")
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: JSONObject) -> None:
         if not self.active:
             return
         stamped, replaced = finite_json({"time": round(time.time(), 3), **record})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from safetensors.torch import save_file
 
 from isscli.io.atomic import atomic_write
 from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import JSONObject
+from isscli.learn.evaluation import Evaluation
 
 METADATA_KEY = "isscli.resume"
 #: The sha256 of the metadata as written: a state edited since (by hand, or damaged) is refused, never half-used.
@@ -34,14 +36,14 @@ class RunState:
 
     epoch: int
     model: dict[str, torch.Tensor]
-    optimizer: dict[str, Any]
+    optimizer: JSONObject  # the optimizer's ``state_dict()``, as torch gives it
     rng: dict[str, torch.Tensor]
-    info: dict[str, Any]
+    info: JSONObject  # the JSON metadata (a training run's: :class:`RunInfo`)
     hooks: dict[str, torch.Tensor] = field(default_factory=dict)  # training hooks' tensors (e.g. masks)
     carried: dict[str, torch.Tensor] = field(default_factory=dict)  # an LM's state between chunks, mid-epoch
 
 
-def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _split_optimizer(state: JSONObject) -> tuple[dict[str, torch.Tensor], JSONObject]:
     """An optimizer ``state_dict`` as flat tensors plus the JSON-able rest."""
     tensors, plain = {}, {}
     for index, values in state["state"].items():
@@ -53,8 +55,8 @@ def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], di
     return tensors, {"param_groups": state["param_groups"], "values": plain}
 
 
-def _join_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
+def _join_optimizer(tensors: dict[str, torch.Tensor], meta: JSONObject) -> JSONObject:
+    state: dict[int, JSONObject] = {}
     for name, tensor in tensors.items():
         _, index, key = name.split(".", 2)
         state.setdefault(int(index), {})[key] = tensor
@@ -91,7 +93,7 @@ NESTED_FIELDS = {"optimizer": {"param_groups": "list"},
                  "position": {"epoch": "integer", "batch": "integer", "total": "number", "count": "integer"}}
 
 
-def checked_info(info: Any, path: Path, fields: dict[str, str] = STATE_FIELDS) -> dict[str, Any]:
+def checked_info(info: Any, path: Path, fields: dict[str, str] = STATE_FIELDS) -> JSONObject:
     """The metadata of a resume file, each of ``fields`` of the kind isscli writes: a damaged or edited file is one
     line naming the field, never a crash halfway through restoring the run."""
     from isscli.io.manifest import validated
@@ -104,6 +106,65 @@ def checked_info(info: Any, path: Path, fields: dict[str, str] = STATE_FIELDS) -
         if name in fields and info.get(name) is not None:
             validated(info[name], nested, where, FOREIGN, at=name)
     return info
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where in an epoch a state was saved: ``batch`` batches of ``epoch`` done, their loss summed over ``count``."""
+
+    epoch: int
+    batch: int
+    total: float
+    count: int
+
+
+@dataclass(frozen=True)
+class BestEpoch:
+    """The epoch OUT holds so far: its rank (:meth:`~isscli.learn.evaluation.Evaluation.rank`) and its score."""
+
+    rank: list[float]
+    epoch: int
+    valid: Evaluation
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a training run saves beside its tensors: what identifies it (:meth:`isscli.learn.run.TrainingRun.identity`),
+    its settings, the best epoch so far, the divergence guard's reference, each hook's state by hook name, and
+    (saved mid-epoch) where in the epoch."""
+
+    identity: JSONObject
+    settings: JSONObject
+    best: BestEpoch | None
+    lowest_perplexity: float | None
+    hooks: dict[str, JSONObject]
+    position: Position | None = None
+
+    def to_json(self) -> JSONObject:
+        best = self.best
+        return {"identity": self.identity, "settings": self.settings,
+                "best": None if best is None else {"rank": best.rank, "epoch": best.epoch, "valid": asdict(best.valid)},
+                "lowest_perplexity": self.lowest_perplexity, "hooks": self.hooks,
+                "position": None if self.position is None else asdict(self.position)}
+
+    @classmethod
+    def read(cls, info: JSONObject, path: Path) -> RunInfo:
+        """The run's part of a resume file's metadata, each field checked (:data:`RUN_FIELDS`)."""
+        checked_info(info, path, RUN_FIELDS)
+        at = info.get("position")
+        position = None if at is None else Position(at["epoch"], at["batch"], at["total"], at["count"])
+        return cls(info["identity"], info["settings"], best_epoch(info.get("best"), path),
+                   info.get("lowest_perplexity"), info["hooks"], position)
+
+
+def best_epoch(best: JSONObject | None, path: Path) -> BestEpoch | None:
+    """The best epoch a resume file records (:data:`NESTED_FIELDS` checked its fields' kinds)."""
+    if best is None:
+        return None
+    try:
+        return BestEpoch(best["rank"], best["epoch"], Evaluation(**best["valid"]))
+    except TypeError:
+        raise IsscliError(f"{path}: field \"best.valid\" is not a score", FOREIGN) from None
 
 
 def load_run_state(path: Path) -> RunState:

@@ -12,21 +12,28 @@ input model computes on the example input.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import Tensor, nn
 
+from isscli import nn as drop_in
+from isscli.api.verification import CompactionMismatch
 from isscli.io.errors import IsscliError
 from isscli.iss.equivalence import compare as equivalence_compare
 from isscli.iss.spec.schema import GroupSpec, check_spec
 from isscli.iss.surgery import SetChange
 from isscli.iss.surgery import compact as compact_tensors
-from isscli.learn.tasks import evaluating
 from isscli.live.model import (
+    DROP_INS,
+    DropIn,
     Member,
+    Recurrent,
     call_model,
+    drop_in_kind,
+    evaluating,
     layer_sizes,
     members,
     named_outputs,
@@ -71,24 +78,34 @@ def evaluated(model: nn.Module, example_input: Any) -> dict[str, Tensor]:
         return dict(named_outputs(call_model(model, example_input)))
 
 
-def rebuilt_recurrent(module: nn.Module, prefix: str, tensors: dict[str, Tensor]) -> nn.Module:
-    """The :mod:`isscli.nn` module of the sizes ``tensors`` hold for ``module``'s parameters."""
-    from isscli import nn as drop_in
+class RecurrentOptions(TypedDict):
+    """What a rebuilt recurrent module keeps of the module it replaces (all but its sizes)."""
 
+    bias: bool
+    batch_first: bool
+    dropout: float
+    bidirectional: bool
+    device: torch.device
+    dtype: torch.dtype
+
+
+def rebuilt_recurrent(module: Recurrent, prefix: str, tensors: Mapping[str, Tensor]) -> DropIn:
+    """The :mod:`isscli.nn` module of the sizes ``tensors`` hold for ``module``'s parameters."""
     sizes: list[list[int]] = [[] for _ in layer_sizes(module)]
     for member in members("", module):
         sizes[member.layer].append(int(tensors[prefix + member.tensor("weight_hh")].shape[1]))
     layers = [pair[0] if len(pair) == 1 else tuple(pair) for pair in sizes]
-    kind = next(k for t, k in ((nn.LSTM, drop_in.LSTM), (nn.GRU, drop_in.GRU), (nn.RNN, drop_in.RNN),
-                               (drop_in.LSTM, drop_in.LSTM), (drop_in.GRU, drop_in.GRU), (drop_in.RNN, drop_in.RNN))
-                if isinstance(module, t))
-    options: dict[str, Any] = {"bias": module.bias, "batch_first": module.batch_first, "dropout": module.dropout,
-                               "bidirectional": module.bidirectional}
-    if kind is drop_in.RNN:
-        options["nonlinearity"] = "relu" if "relu" in module.mode.lower() else "tanh"
-    weight = module.weight_hh_l0
+    weight = module.get_parameter("weight_hh_l0")
+    options = RecurrentOptions(bias=module.bias, batch_first=module.batch_first, dropout=module.dropout,
+                               bidirectional=module.bidirectional, device=weight.device, dtype=weight.dtype)
     input_size = int(tensors[prefix + "weight_ih_l0"].shape[1])
-    rebuilt = kind(input_size, layers, len(layers), device=weight.device, dtype=weight.dtype, **options)
+    kind = drop_in_kind(module)
+    rebuilt: DropIn
+    if kind is drop_in.RNN:
+        nonlinearity = "relu" if "relu" in module.mode.lower() else "tanh"
+        rebuilt = drop_in.RNN(input_size, layers, len(layers), nonlinearity=nonlinearity, **options)
+    else:
+        rebuilt = kind(input_size, layers, len(layers), **options)
     rebuilt.load_state_dict({name: tensors[prefix + name] for name, _ in rebuilt.named_parameters()})
     return rebuilt
 
@@ -153,10 +170,10 @@ def compact_module(model: nn.Module, example_input: Any, spec: GroupSpec | None 
     Every unit whose receivers are all zero goes, with its gate rows and its columns in every receiver;
     the input model is not modified. The copy is returned only if its outputs on ``example_input`` equal the
     input model's to ``tolerance`` × the largest |output| (eval mode); else
-    :class:`~isscli.api.pruning.CompactionMismatch` is raised.
+    :class:`~isscli.api.verification.CompactionMismatch` is raised.
 
     Args:
-        model: the pruned model (zero groups, e.g. after :class:`~isscli.live.loop.IssTraining`).
+        model: the pruned model (zero groups, e.g. after :class:`~isscli.learn.your_loop.loop.IssTraining`).
         example_input: what ``model`` takes (a tensor, a tuple of arguments or a dict of keyword arguments).
         spec: the ISS groups; by default derived from the model and the example input
             (:func:`~isscli.live.trace.derive_module_spec`).
@@ -165,12 +182,11 @@ def compact_module(model: nn.Module, example_input: Any, spec: GroupSpec | None 
     Returns:
         A :class:`ModuleCompaction`: ``.model`` is the smaller model, ``.units`` the units kept per set.
 
-    Example:
-        >>> small = compact_module(model, torch.randn(4, 20, 8))
-        >>> small.units, small.parameters_before, small.parameters_after, small.max_difference
-    """
-    from isscli.api.pruning import CompactionMismatch
+    Example::
 
+        small = compact_module(model, torch.randn(4, 20, 8))  # e.g. after IssTraining zeroed some units
+        small.model, small.units, small.parameters_before, small.parameters_after, small.max_difference
+    """
     given = spec is not None
     spec = spec if spec is not None else derive_module_spec(model, example_input)
     tensors = parameter_tensors(model)
@@ -209,10 +225,10 @@ def compact_module(model: nn.Module, example_input: Any, spec: GroupSpec | None 
                             difference, compared, skipped)
 
 
-def remember_kept_units(smaller: nn.Module, module: nn.Module, kept: list[list[list[int]]]) -> None:
+def remember_kept_units(smaller: DropIn, module: Recurrent, kept: list[list[list[int]]]) -> None:
     """Which units of the first, dense model ``smaller`` holds, so a dense-sized state still fits: ``kept`` indexes
     ``module``'s units, and a module compacted before maps them on to its own dense original."""
-    original = getattr(module, "original_sizes", None)
+    original = module.original_sizes if isinstance(module, DROP_INS) else None
     if original is None:
         smaller.set_kept_units(kept, layer_sizes(module))
     elif hasattr(module, "_kept_l0"):
@@ -224,7 +240,7 @@ def remember_kept_units(smaller: nn.Module, module: nn.Module, kept: list[list[l
         smaller.set_kept_units(None, original)
 
 
-def regrouped(units: list[list[int] | None], module: nn.Module) -> list[list[list[int]]]:
+def regrouped(units: list[list[int] | None], module: Recurrent) -> list[list[list[int]]]:
     """A flat per-layer-direction list → per layer, per direction."""
     per_layer = 2 if module.bidirectional else 1
     return [[list(u or []) for u in units[i:i + per_layer]] for i in range(0, len(units), per_layer)]
@@ -246,8 +262,9 @@ def load_compacted(model: nn.Module, state_dict: dict[str, Tensor]) -> nn.Module
     Returns:
         ``model`` itself, now of the checkpoint's sizes.
 
-    Example:
-        >>> model = load_compacted(RNNModel("LSTM", 10000, 650, 650, 2), isscli.load("small.safetensors").tensors)
+    Example::
+
+        model = load_compacted(RNNModel("LSTM", 10000, 650, 650, 2), isscli.load("small.safetensors").tensors)
     """
     aliases = tied_names(model)
     stored = {aliases.get(name, name): tensor for name, tensor in state_dict.items()}  # a tie under any of its names

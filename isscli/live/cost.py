@@ -10,18 +10,29 @@ and the report lists them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from isscli.live.model import call_model, layer_sizes, recurrent_modules
+from isscli.live.model import Recurrent, call_model, layer_sizes, recurrent_modules
 from isscli.models.recurrent import GATES_PER_CELL
 
 #: ``nn.LSTM.mode`` (and the drop-ins' ``mode``) → the cell name of :data:`GATES_PER_CELL`.
 CELLS = {"lstm": "lstm", "gru": "gru", "rnn_tanh": "rnn_tanh", "rnn_relu": "rnn_relu"}
+#: A forward hook: the module, its positional arguments, its output.
+Hook = Callable[[nn.Module, tuple[Any, ...], Any], None]
+
+
+@dataclass
+class Tally:
+    """What :func:`counting` adds up while the model runs."""
+
+    multiply_adds: int = 0
+    not_counted: list[str] = field(default_factory=list)  # modules with weights whose multiply-adds are left out
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -45,7 +56,7 @@ def _rows(value: Any, width: int) -> int:
     return int(value.numel() // max(width, 1))
 
 
-def recurrent_cost(module: nn.Module, steps: int) -> int:
+def recurrent_cost(module: Recurrent, steps: int) -> int:
     """``G·H·(in + H)`` per layer-direction, times the steps run."""
     gates, width, total = _gates(module), module.input_size, 0
     for sizes in layer_sizes(module):
@@ -55,26 +66,32 @@ def recurrent_cost(module: nn.Module, steps: int) -> int:
 
 
 @contextmanager
-def counting(model: nn.Module) -> Iterator[dict[str, Any]]:
+def counting(model: nn.Module) -> Iterator[Tally]:
     """Hooks that add up the multiply-adds of the recurrent and linear layers while the model runs."""
-    tally: dict[str, Any] = {"multiply_adds": 0, "not_counted": []}
-    recurrent = set(recurrent_modules(model).values())
+    tally = Tally()
+    recurrent = recurrent_modules(model)
+
+    def on_recurrent(layer: Recurrent) -> Hook:
+        def hook(_module: nn.Module, args: tuple[Any, ...], _output: Any) -> None:
+            tally.multiply_adds += recurrent_cost(layer, _rows(args[0], layer.input_size))
+
+        return hook
+
+    def on_linear(layer: nn.Linear) -> Hook:
+        def hook(_module: nn.Module, args: tuple[Any, ...], _output: Any) -> None:
+            tally.multiply_adds += _rows(args[0], layer.in_features) * layer.in_features * layer.out_features
+
+        return hook
+
     handles = []
-
-    def on_recurrent(module: nn.Module, args: tuple, _output: Any) -> None:
-        tally["multiply_adds"] += recurrent_cost(module, _rows(args[0], module.input_size))
-
-    def on_linear(module: nn.Linear, args: tuple, _output: Any) -> None:
-        tally["multiply_adds"] += _rows(args[0], module.in_features) * module.in_features * module.out_features
-
     for name, module in model.named_modules():
-        if module in recurrent:
-            handles.append(module.register_forward_hook(on_recurrent))
+        if name in recurrent:
+            handles.append(module.register_forward_hook(on_recurrent(recurrent[name])))
         elif isinstance(module, nn.Linear):
-            handles.append(module.register_forward_hook(on_linear))
+            handles.append(module.register_forward_hook(on_linear(module)))
         elif not isinstance(module, nn.Embedding) and any(True for _ in module.parameters(recurse=False)) \
-                and not any(module is r or _inside(module, r) for r in recurrent):
-            tally["not_counted"].append(name)
+                and not any(module is r or _inside(module, r) for r in recurrent.values()):
+            tally.not_counted.append(name)
     try:
         yield tally
     finally:
@@ -91,4 +108,4 @@ def multiply_adds(model: nn.Module, inputs: Any) -> tuple[int, list[str]]:
     """Multiply-adds of one run of ``model`` on ``inputs``, and the modules with weights that were not counted."""
     with counting(model) as tally:
         call_model(model, inputs)
-    return int(tally["multiply_adds"]), list(tally["not_counted"])
+    return tally.multiply_adds, list(tally.not_counted)

@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias, Union
 
 from torch import Tensor, nn
 
+from isscli import nn as drop_in
 from isscli.io.errors import IsscliError
 from isscli.iss.spec.schema import TensorSlice
+
+#: The :mod:`isscli.nn` modules: what tracing probes, and what a compacted recurrent module becomes.
+DropIn: TypeAlias = Union[drop_in.LSTM, drop_in.GRU, drop_in.RNN]
+DROP_INS = (drop_in.LSTM, drop_in.GRU, drop_in.RNN)
+#: A recurrent module isscli shrinks: torch's own (without projections) or an :mod:`isscli.nn` one.
+Recurrent: TypeAlias = Union[nn.RNNBase, DropIn]
 
 
 @dataclass(frozen=True, order=True)
@@ -42,7 +50,7 @@ class TracedModel:
     """What tracing found: the probing copy and, per ISS set, the layer-directions it spans."""
 
     copy: nn.Module
-    recurrent: dict[str, nn.Module]
+    recurrent: dict[str, DropIn]
     sets: list[list[Member]] = field(default_factory=list)
     aliases: dict[str, str] = field(default_factory=dict)  # untied copy's name → the model's (tied) name
     dims: dict[str, list[int]] = field(default_factory=dict)  # the dims of each parameter that may receive units
@@ -88,11 +96,9 @@ def output_tensors(result: Any) -> list[Tensor]:
     return [tensor for _, tensor in named_outputs(result)]
 
 
-def recurrent_modules(model: nn.Module) -> dict[str, nn.Module]:
+def recurrent_modules(model: nn.Module) -> dict[str, Recurrent]:
     """Every ``nn.LSTM/GRU/RNN`` (or :mod:`isscli.nn` module) by qualified name; cells and projections refused."""
-    from isscli import nn as drop_in
-
-    found = {}
+    found: dict[str, Recurrent] = {}
     for name, module in model.named_modules():
         if isinstance(module, nn.RNNCellBase):
             raise IsscliError(
@@ -102,7 +108,7 @@ def recurrent_modules(model: nn.Module) -> dict[str, nn.Module]:
         if isinstance(module, nn.LSTM) and module.proj_size:
             raise IsscliError(f"`{name}` is an nn.LSTM with proj_size={module.proj_size}: LSTMs with projections "
                               "are not supported", "use proj_size=0, or write a group spec by hand")
-        if isinstance(module, (nn.RNNBase, drop_in.LSTM, drop_in.GRU, drop_in.RNN)):
+        if isinstance(module, (nn.RNNBase, *DROP_INS)):
             found[name] = module
     if not found:
         raise IsscliError("the model has no nn.LSTM, nn.GRU or nn.RNN module",
@@ -123,19 +129,23 @@ def replace_module(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(root.get_submodule(parent_name) if parent_name else root, attribute, new)
 
 
-def as_drop_in(module: nn.Module) -> nn.Module:
-    """The equivalent :mod:`isscli.nn` module (weights copied)."""
-    from isscli import nn as drop_in
-
+def drop_in_kind(module: nn.Module) -> type[DropIn]:
+    """The :mod:`isscli.nn` class of an ``nn.LSTM/GRU/RNN`` (or of an :mod:`isscli.nn` module)."""
+    kind: type[DropIn]
     for torch_kind, kind in ((nn.LSTM, drop_in.LSTM), (nn.GRU, drop_in.GRU), (nn.RNN, drop_in.RNN)):
         if isinstance(module, (torch_kind, kind)):
-            return kind.from_module(module)
+            return kind
     raise TypeError(f"not a recurrent module: {type(module).__name__}")
 
 
-def layer_sizes(module: nn.Module) -> list[list[int]]:
+def as_drop_in(module: nn.Module) -> DropIn:
+    """The equivalent :mod:`isscli.nn` module (weights copied)."""
+    return drop_in_kind(module).from_module(module)
+
+
+def layer_sizes(module: Recurrent) -> list[list[int]]:
     """Units per layer and direction of an ``nn.LSTM/GRU/RNN`` or :mod:`isscli.nn` module."""
-    if hasattr(module, "hidden_sizes"):
+    if isinstance(module, DROP_INS):
         return [list(sizes) for sizes in module.hidden_sizes]
     return [[module.hidden_size] * (2 if module.bidirectional else 1) for _ in range(module.num_layers)]
 
@@ -163,6 +173,17 @@ def untie(model: nn.Module) -> dict[str, str]:
     return aliases
 
 
-def members(name: str, module: nn.Module) -> list[Member]:
+def members(name: str, module: Recurrent) -> list[Member]:
     return [Member(name, layer, direction) for layer, sizes in enumerate(layer_sizes(module))
             for direction in range(len(sizes))]
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """The model in eval mode (no dropout) meanwhile, its own mode back after, an error or not."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)

@@ -12,7 +12,7 @@ and a receiver must be found by both, so a line that a ReLU happened to silence 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from isscli.io.errors import IsscliError
 from isscli.iss.spec.schema import TensorSlice
-from isscli.live.model import Member, TracedModel, call_model, output_tensors
+from isscli.live.model import DropIn, Member, TracedModel, call_model, output_tensors
 
 # -- the probe --------------------------------------------------------------------------------------------------
 
@@ -35,7 +35,7 @@ class UnitProbe:
         self.seed = seed
         self.noise: dict[tuple[Member, int, tuple[int, ...]], Tensor] = {}
 
-    def install(self, recurrent: dict[str, nn.Module]) -> None:
+    def install(self, recurrent: Mapping[str, DropIn]) -> None:
         for name, module in recurrent.items():
             module._unit_probe = self.hook(name)
 
@@ -96,7 +96,8 @@ def line_gradients(model: nn.Module, example_input: Any, dims: dict[str, list[in
                               "return the model's outputs (logits, predictions) from forward")
         generator = torch.Generator().manual_seed(seed)
         projections = [torch.randn(out.shape, generator=generator).to(out) for out in outputs]
-        loss = sum((out * weight).sum() for out, weight in zip(outputs, projections, strict=True))
+        terms = [(out * weight).sum() for out, weight in zip(outputs, projections, strict=True)]
+        loss = sum(terms[1:], terms[0])
         loss.backward()
     sums = {}
     for name, parameter in model.named_parameters():
@@ -222,19 +223,21 @@ def embedding_chain(traced: TracedModel, example_input: Any, receivers: list[Ten
     return chained
 
 
-def channel_receivers(traced: TracedModel, example_input: Any, module: nn.Module, offset: int, components: int,
+def channel_receivers(traced: TracedModel, example_input: Any, module: nn.Embedding, offset: int, components: int,
                       skip: set[str]) -> list[TensorSlice]:
-    """Receivers of output channels ``offset … offset + components`` of a plain module."""
+    """Receivers of output channels ``offset … offset + components`` of an embedding."""
     state: dict[str, Tensor | None] = {"mask": None}
 
-    def zero_channels(_module: nn.Module, _args: tuple, output: Tensor) -> Tensor:
-        return output if state["mask"] is None else output * state["mask"].to(output)
+    def zero_channels(_module: nn.Embedding, _args: tuple[Any, ...], output: Tensor) -> Tensor:
+        kept = state["mask"]
+        return output if kept is None else output * kept.to(output)
 
     def zero(mask: Tensor | None, seed: int) -> None:
         state["mask"] = None
         if mask is not None:
-            state["mask"] = torch.ones(module.weight.shape[1])
-            state["mask"][offset + torch.nonzero(mask).flatten()] = 0
+            kept = torch.ones(module.weight.shape[1])
+            kept[offset + torch.nonzero(mask).flatten()] = 0
+            state["mask"] = kept
 
     handle = module.register_forward_hook(zero_channels)
     try:

@@ -21,7 +21,7 @@ initial state (an encoder–decoder): unit k of the encoder's layer l *is* unit 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from isscli.io.errors import IsscliError
 from isscli.iss.spec.schema import GroupSpec, IssSet, TensorSlice
 from isscli.live.model import (
+    DropIn,
     Member,
     TracedModel,
     as_drop_in,
@@ -62,7 +63,7 @@ def state_parts(state: Any, count: int) -> list[Tensor] | None:
     return None
 
 
-def hidden_part(module: nn.Module, state: Any) -> Any:
+def hidden_part(module: DropIn, state: Any) -> Any:
     """``h`` of an LSTM's ``(h, c)``; the state itself otherwise."""
     return state[0] if module.mode == "lstm" and isinstance(state, (tuple, list)) else state
 
@@ -81,11 +82,11 @@ def find_couplings(traced: TracedModel, example_input: Any) -> list[tuple[Member
     for name, module in traced.recurrent.items():
         count = len(members(name, module))
 
-        def before(module: nn.Module, args: tuple, kwargs: dict, name: str = name) -> None:
+        def before(module: DropIn, args: tuple[Any, ...], kwargs: Mapping[str, object], name: str = name) -> None:
             state = kwargs.get("hx", args[1] if len(args) > 1 else None)
             received.append((name, state))
 
-        def after(module: nn.Module, args: tuple, output: Any, name: str = name, count: int = count) -> None:
+        def after(module: DropIn, args: tuple[Any, ...], output: Any, name: str = name, count: int = count) -> None:
             parts = state_parts(hidden_part(module, output[1]), count) or []
             for member, part in zip(members(name, module), parts):
                 produced[storage_key(part)] = member
@@ -135,13 +136,17 @@ def joined_sets(traced: TracedModel, couplings: list[tuple[Member, Member]]) -> 
     return list(groups.values())
 
 
-def structural_slices(member: Member, module: nn.Module) -> list[TensorSlice]:
+def structural_slices(member: Member, module: DropIn) -> list[TensorSlice]:
     """What the recurrent module itself says of unit k: its gate rows (producers) and its recurrent column."""
     hidden = module.hidden_sizes[member.layer][member.direction]
-    rows = {"dim": 0, "offset": 0, "blocks": GATES_PER_CELL[module.mode], "block_stride": hidden, "role": "producer"}
-    slices = [TensorSlice(member.tensor("weight_ih"), **rows), TensorSlice(member.tensor("weight_hh"), **rows)]
+
+    def rows(kind: str, penalize: bool = True) -> TensorSlice:
+        return TensorSlice(member.tensor(kind), dim=0, offset=0, blocks=GATES_PER_CELL[module.mode],
+                           block_stride=hidden, role="producer", penalize=penalize)
+
+    slices = [rows("weight_ih"), rows("weight_hh")]
     if module.bias:
-        slices += [TensorSlice(member.tensor(kind), penalize=False, **rows) for kind in ("bias_ih", "bias_hh")]
+        slices += [rows(kind, penalize=False) for kind in ("bias_ih", "bias_hh")]
     slices.append(TensorSlice(member.tensor("weight_hh"), dim=1))
     if member.layer + 1 < len(module.hidden_sizes):
         offset = 0 if member.direction == 0 else module.hidden_sizes[member.layer][0]
@@ -157,7 +162,7 @@ def recorded_states(traced: TracedModel) -> Iterator[set[int]]:
     storages: set[int] = set()
     alive: list[Tensor] = []  # held until the end: a freed state's memory could hold an output, at the same address
 
-    def record(module: nn.Module, args: tuple, output: Any) -> None:
+    def record(module: DropIn, args: tuple[Any, ...], output: Any) -> None:
         state = output[1] if module.mode != "lstm" else output[1][0:2]
         for part in (state if isinstance(state, (tuple, list)) else (state,)):
             for tensor in (part if isinstance(part, (tuple, list)) else (part,)):
@@ -232,10 +237,11 @@ def trace_model(model: nn.Module, example_input: Any) -> TracedModel:
     """A probing copy of ``model`` (recurrent modules as :mod:`isscli.nn` ones, eval mode) and its ISS sets."""
     recurrent = recurrent_modules(model)
     probing = copy.deepcopy(model)
-    for name in recurrent:
-        replace_module(probing, name, as_drop_in(probing.get_submodule(name)))
+    drop_ins = {name: as_drop_in(probing.get_submodule(name)) for name in recurrent}
+    for name, module in drop_ins.items():
+        replace_module(probing, name, module)
     probing.eval()
-    traced = TracedModel(probing, {name: probing.get_submodule(name) for name in recurrent}, aliases=untie(probing))
+    traced = TracedModel(probing, drop_ins, aliases=untie(probing))
     traced.dims = input_dims(probing)
     traced.sets = joined_sets(traced, find_couplings(traced, example_input))
     return traced
@@ -254,9 +260,18 @@ def derive_module_spec(model: nn.Module, example_input: Any) -> GroupSpec:
         A :class:`~isscli.iss.spec.GroupSpec`; raises :class:`~isscli.io.errors.IsscliError` where the model routes
         units in a way isscli cannot shrink exactly.
 
-    Example:
-        >>> spec = derive_module_spec(model, torch.randn(4, 20, 8))
+    Examples:
+        >>> class Tagger(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.lstm, self.head = nn.LSTM(8, 6, batch_first=True), nn.Linear(6, 3)
+        ...     def forward(self, x):
+        ...         return self.head(self.lstm(x)[0])
+        >>> spec = derive_module_spec(Tagger(), torch.randn(4, 20, 8))
         >>> [(s.name, s.components) for s in spec.sets]
+        [('lstm.l0', 6)]
+        >>> [(piece.tensor, piece.dim) for piece in spec.sets[0].slices if piece.role == "receiver"]
+        [('lstm.weight_hh_l0', 1), ('head.weight', 1)]
     """
     traced = trace_model(model, example_input)
     sets = []

@@ -27,6 +27,7 @@ from torch import nn
 
 from isscli.io.checkpoint import Checkpoint
 from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import JSONObject
 
 REFERENCE_HINT = "write `model` as path/to/file.py:ClassName or package.module:ClassName"
 SHAPE = re.compile(r"^(?P<dims>\d+(?:x\d+)*)(?::int<(?P<high>\d+))?$")
@@ -37,9 +38,9 @@ class ModelSource:
     """What the user named: the class (or factory) and its constructor arguments."""
 
     reference: str
-    args: dict[str, Any] | list[Any] = field(default_factory=dict)
+    args: JSONObject | list[Any] = field(default_factory=dict)  # keyword or positional arguments, from JSON
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JSONObject:
         """For reports and provenance: what was run (never imported again from there)."""
         return {"model": self.reference, "model_args": self.args}
 

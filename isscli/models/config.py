@@ -8,11 +8,13 @@ accepted on input (``[1500, 1500]``) and widened to one direction per layer.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from isscli.data.vocabulary import MAX_VOCABULARY
 from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import JSONObject
 
 #: Gate blocks per cell: the rows of a layer's weights are ``gates × hidden``.
 GATES_PER_CELL = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
@@ -47,11 +49,11 @@ class ModelConfig:
     def output_size(self) -> int:
         return sum(self.hidden_sizes[-1])
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ModelConfig:
+    def from_dict(cls, raw: Mapping[str, Any]) -> ModelConfig:
         """Validate a config dict; errors name the field and the accepted values."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(raw) - known)
@@ -102,7 +104,7 @@ class ModelConfig:
 
 
 #: Each numeric field's type and bounds (far above any real model: a typo must not allocate terabytes).
-NUMBERS: dict[str, tuple[type | tuple[type, ...], float, float]] = {
+NUMBERS: dict[str, tuple[type[int] | tuple[type[int], type[float]], float, float]] = {
     "vocab_size": (int, 1, MAX_VOCABULARY), "embedding_size": (int, 1, 65_536), "num_classes": (int, 1, 10_000),
     "depth": (int, 1, 64), "dropout": ((int, float), 0.0, 1.0), "init_range": ((int, float), 0.0, 1e6),
 }

@@ -7,13 +7,12 @@ depth 10, 23.5M parameters); ``tiny`` is for demos and tests on two CPU cores.
 
 from __future__ import annotations
 
-from typing import Any
-
 from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import JSONObject
 
 PTB_VOCAB = 10_000
 
-PRESETS: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, JSONObject] = {
     "tiny": {
         "family": "lm",
         "vocab_size": PTB_VOCAB,
@@ -67,7 +66,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def preset_config(name: str) -> dict[str, Any]:
+def preset_config(name: str) -> JSONObject:
     if name not in PRESETS:
         raise IsscliError(f"unknown preset {name!r}", f"choose one of {', '.join(PRESETS)}")
     return dict(PRESETS[name])

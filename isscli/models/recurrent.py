@@ -10,6 +10,7 @@ layer-direction through the same fused kernels that ``nn.LSTM`` calls.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Union
 
 import torch
@@ -17,7 +18,9 @@ from torch import Tensor, nn
 
 from isscli.models.config import GATES_PER_CELL  # noqa: F401 - the gate counts, importable from here too
 
-CELL_KERNELS = {
+#: ``kernel(input, state, weights, has_biases, num_layers, dropout, train, bidirectional, batch_first)`` →
+#: ``(output, h)`` or ``(output, h, c)``; torch._VF carries no type information.
+CELL_KERNELS: dict[str, Callable[..., tuple[Tensor, ...]]] = {
     "lstm": torch._VF.lstm,  # the kernels nn.LSTM/GRU/RNN call: fused on CPU and CUDA
     "gru": torch._VF.gru,
     "rnn_tanh": torch._VF.rnn_tanh,
@@ -90,7 +93,7 @@ class RecurrentStack(nn.Module):
 
     def initial_state(self, batch_size: int) -> list[list[LayerState]]:
         """All-zero state, one entry per layer and direction."""
-        reference = self.weight_hh_l0
+        reference = self.layer_weights(0, 0)[1]
         state: list[list[LayerState]] = []
         for sizes in self.hidden_sizes:
             layer_state: list[LayerState] = []

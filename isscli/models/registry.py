@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -9,6 +10,7 @@ from torch import nn
 
 from isscli.io.checkpoint import Checkpoint
 from isscli.io.errors import CheckpointError, IsscliError
+from isscli.io.jsonfile import JSONObject
 from isscli.models.classifier import SequenceClassifier
 from isscli.models.config import ModelConfig
 from isscli.models.language_model import LanguageModel
@@ -23,9 +25,9 @@ MODEL_FAMILIES: dict[str, type[nn.Module]] = {
 OUTPUT_LAYER = {"lm": "decoder", "classifier": "classifier", "rhn": "decoder"}
 
 
-def build_model(config: ModelConfig | dict[str, Any]) -> nn.Module:
+def build_model(config: ModelConfig | Mapping[str, Any]) -> nn.Module:
     """A freshly initialised model of the config's family."""
-    if isinstance(config, dict):
+    if not isinstance(config, ModelConfig):
         config = ModelConfig.from_dict(config)
     return MODEL_FAMILIES[config.family](config)
 
@@ -83,7 +85,7 @@ def canonical_tensors(tensors: dict[str, torch.Tensor], layout: Layout, family: 
 
 
 def resolve_config(
-    checkpoint: Checkpoint, arch: str | None = None, overrides: dict[str, Any] | None = None
+    checkpoint: Checkpoint, arch: str | None = None, overrides: Mapping[str, Any] | None = None
 ) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     """The checkpoint's config (header, else inferred, then ``overrides``) and its tensors renamed to match."""
     tensors = checkpoint.tensors
@@ -120,7 +122,8 @@ def unknown_forward(checkpoint: Checkpoint) -> CheckpointError:
     )
 
 
-def architecture_assumption(checkpoint: Checkpoint, arch: str | None, overrides: dict[str, Any] | None) -> str | None:
+def architecture_assumption(checkpoint: Checkpoint, arch: str | None, overrides: Mapping[str, Any] | None
+                            ) -> str | None:
     """What is assumed when a checkpoint without a config runs as one of isscli's families (said and recorded)."""
     if checkpoint.config is not None:
         return None
@@ -136,7 +139,8 @@ def architecture_assumption(checkpoint: Checkpoint, arch: str | None, overrides:
             "tensor names, as `arch`/`config` said")
 
 
-def load_model(checkpoint: Checkpoint, arch: str | None = None, overrides: dict[str, Any] | None = None) -> nn.Module:
+def load_model(checkpoint: Checkpoint, arch: str | None = None, overrides: Mapping[str, Any] | None = None
+               ) -> nn.Module:
     """A runnable model with the checkpoint's weights, in eval mode."""
     config, tensors = resolve_config(checkpoint, arch, overrides)
     model = build_model(config)
@@ -174,7 +178,7 @@ def check_tied(tensors: dict[str, torch.Tensor]) -> None:
         )
 
 
-def config_after_surgery(config: dict[str, Any] | None, tensors: dict[str, torch.Tensor]) -> dict[str, Any] | None:
+def config_after_surgery(config: JSONObject | None, tensors: dict[str, torch.Tensor]) -> JSONObject | None:
     """Re-read the sizes that compaction changed (hidden sizes, tied embedding width)."""
     if config is None:
         return None

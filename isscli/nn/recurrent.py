@@ -19,107 +19,43 @@ it sees the sequence padded with zeros and both in the caller's batch order; the
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Union
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
+from torch.types import Device
 
 from isscli.models.recurrent import CELL_KERNELS as KERNELS
 from isscli.models.recurrent import GATES_PER_CELL as GATES
+from isscli.models.recurrent import direction_suffix
+from isscli.nn.geometry import HiddenSizes, PackedLayout, State, UnitProbe, parse_sizes, permute
 
 PROJ_SIZE_REFUSED = ("proj_size is not supported by isscli.nn.LSTM: LSTMs with projections have no per-unit ISS "
                      "structure that isscli compacts yet; use proj_size=0")
-
-#: ``hidden_size`` as given: one int, or one entry per layer (an int, or a (forward, reverse) pair).
-HiddenSizes = Union[int, Sequence[Union[int, Sequence[int]]]]
-#: A state as returned or accepted: a stacked ``[L*D, B, H]`` tensor, or one tensor per layer-direction.
-State = Union[Tensor, tuple[Tensor, ...]]
-#: The probe: ``(layer, direction, out_seq [T, B, H], h or (h, c) [1, B, H]) -> (out_seq, state)``.
-UnitProbe = Callable[[int, int, Tensor, Any], tuple[Tensor, Any]]
-
-
-def _suffix(layer: int, direction: int) -> str:
-    return f"_l{layer}" + ("_reverse" if direction else "")
-
-
-def _parse_sizes(hidden_size: HiddenSizes, num_layers: int | None, bidirectional: bool) -> list[list[int]]:
-    """``hidden_size`` → one list of direction sizes per layer; ValueError on anything ambiguous."""
-    directions = 2 if bidirectional else 1
-    if isinstance(hidden_size, int) and not isinstance(hidden_size, bool):
-        entries: Sequence[Any] = [hidden_size] * (1 if num_layers is None else num_layers)
-    elif isinstance(hidden_size, Sequence) and not isinstance(hidden_size, str):
-        entries = hidden_size
-        if num_layers is not None and num_layers != len(entries):
-            raise ValueError(f"num_layers={num_layers} but hidden_size lists {len(entries)} layers: "
-                             "leave num_layers out or make it equal to len(hidden_size)")
-    else:
-        raise TypeError(f"hidden_size must be an int or a sequence of per-layer sizes, got {hidden_size!r}")
-    sizes = [[entry] * directions if isinstance(entry, int) else list(entry) for entry in entries]
-    for layer, layer_sizes in enumerate(sizes):
-        if len(layer_sizes) != directions or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1
-                                                      for s in layer_sizes):
-            shape = "an int or a (forward, reverse) pair" if bidirectional else "an int (unidirectional module)"
-            raise ValueError(f"hidden_size entry {layer} is {entries[layer]!r}: each entry must be {shape}, "
-                             "every size >= 1")
-    if not sizes:
-        raise ValueError("hidden_size lists no layers: give at least one size")
-    return sizes
-
-
-def _permute(states: list[Tensor], order: Tensor | None) -> list[Tensor]:
-    """Reorder the batch (dim 1) of each ``[1, B, H]`` state; ``None`` keeps it."""
-    return states if order is None else [state.index_select(1, order) for state in states]
-
-
-@dataclass
-class _PackedLayout:
-    """A packed batch's geometry: each row's step and caller-order sequence, and its mirror row."""
-
-    time: Tensor
-    sequence: Tensor  # the caller's batch index of each row
-    reverse: Tensor  # the row of step len-1-t of the same sequence: reverses each sequence within its length
-    steps: int
-    batch: int
-    sorted_indices: Tensor | None
-    unsorted_indices: Tensor | None
-
-    @classmethod
-    def of(cls, packed: PackedSequence) -> _PackedLayout:
-        batch_sizes, device = packed.batch_sizes, packed.data.device
-        steps, batch = len(batch_sizes), int(batch_sizes[0])
-        time = torch.arange(steps).repeat_interleave(batch_sizes)
-        offsets = torch.cumsum(batch_sizes, 0) - batch_sizes
-        column = torch.arange(len(time)) - offsets[time]
-        lengths = (batch_sizes.unsqueeze(0) > torch.arange(batch).unsqueeze(1)).sum(1)
-        reverse = offsets[lengths[column] - 1 - time] + column
-        sequence = column.to(device) if packed.sorted_indices is None else packed.sorted_indices[column.to(device)]
-        return cls(time.to(device), sequence, reverse.to(device), steps, batch, packed.sorted_indices,
-                   packed.unsorted_indices)
-
-    def pad(self, data: Tensor) -> Tensor:
-        """``[T, B, H]`` in the caller's batch order, zeros past each sequence's length."""
-        padded = data.new_zeros(self.steps, self.batch, data.shape[-1])
-        return padded.index_put((self.time, self.sequence), data)
-
-    def pack(self, padded: Tensor) -> Tensor:
-        return padded[self.time, self.sequence]
+#: The class ``from_module`` is called on: each returns its own kind.
+_Module = TypeVar("_Module", bound="_RecurrentBase")
 
 
 class _RecurrentBase(nn.Module):
-    """Parameters, state handling and the per-layer-direction loop shared by LSTM, GRU and RNN."""
+    """Parameters, state handling and the per-layer-direction loop shared by LSTM, GRU and RNN.
 
-    def __init__(self, mode: str, input_size: int, hidden_size: HiddenSizes, num_layers: int | None, bias: bool,
-                 batch_first: bool, dropout: float, bidirectional: bool, device: Any, dtype: Any) -> None:
+    Its constructor is the one the three share (GRU's); LSTM adds ``proj_size``, RNN ``nonlinearity``.
+    """
+
+    #: The cell, a key of ``CELL_KERNELS``: set by each class (RNN's from its nonlinearity) before this runs.
+    mode: str
+
+    def __init__(self, input_size: int, hidden_size: HiddenSizes, num_layers: int | None = None, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, device: Device = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
         if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
             raise ValueError(f"dropout must be a probability in [0, 1], got {dropout!r}")
-        self.mode = mode
         self.input_size = input_size
-        self.hidden_sizes = _parse_sizes(hidden_size, num_layers, bidirectional)
+        self.hidden_sizes = parse_sizes(hidden_size, num_layers, bidirectional)
         self.num_layers = len(self.hidden_sizes)
         self.bias = bias
         self.batch_first = batch_first
@@ -129,15 +65,16 @@ class _RecurrentBase(nn.Module):
         self.hidden_size: int | None = flat[0] if len(set(flat)) == 1 else None
         self.original_sizes: list[list[int]] | None = None
         self._unit_probe: UnitProbe | None = None
-        gates, layer_input, factory = GATES[mode], input_size, {"device": device, "dtype": dtype}
+        gates, layer_input = GATES[self.mode], input_size
         for layer, sizes in enumerate(self.hidden_sizes):
             for direction, hidden in enumerate(sizes):
-                suffix = _suffix(layer, direction)
-                shapes = {"weight_ih": (gates * hidden, layer_input), "weight_hh": (gates * hidden, hidden)}
+                suffix = direction_suffix(layer, direction)
+                shapes: dict[str, tuple[int, ...]] = {"weight_ih": (gates * hidden, layer_input),
+                                                      "weight_hh": (gates * hidden, hidden)}
                 if bias:
                     shapes.update(bias_ih=(gates * hidden,), bias_hh=(gates * hidden,))
                 for kind, shape in shapes.items():
-                    self.register_parameter(kind + suffix, nn.Parameter(torch.empty(shape, **factory)))
+                    self.register_parameter(kind + suffix, nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
             layer_input = sum(sizes)
         self.reset_parameters()
 
@@ -153,7 +90,7 @@ class _RecurrentBase(nn.Module):
 
     def _weights(self, layer: int, direction: int) -> list[nn.Parameter]:
         kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if self.bias else ("weight_ih", "weight_hh")
-        return [getattr(self, kind + _suffix(layer, direction)) for kind in kinds]
+        return [getattr(self, kind + direction_suffix(layer, direction)) for kind in kinds]
 
     def reset_parameters(self) -> None:
         """``uniform(±1/sqrt(H))`` per layer-direction: with one size, the same draws as ``nn.LSTM``."""
@@ -187,15 +124,16 @@ class _RecurrentBase(nn.Module):
         self.original_sizes = [list(sizes) for sizes in original_sizes]
         if kept is None:
             return
+        hidden_weight = self._weights(0, 0)[1]
         for layer, sizes in enumerate(self.hidden_sizes):
             for direction, hidden in enumerate(sizes):
-                index = torch.as_tensor(kept[layer][direction], dtype=torch.long, device=self.weight_hh_l0.device)
+                index = torch.as_tensor(kept[layer][direction], dtype=torch.long, device=hidden_weight.device)
                 original = original_sizes[layer][direction]
                 values = index.tolist() if index.dim() == 1 else []
                 if not (len(values) == len(set(values)) == hidden and 0 <= min(values) and max(values) < original):
                     raise ValueError(f"layer {layer} direction {direction}: {hidden} kept units must be distinct "
                                      f"indices below the original size {original}, got {index.tolist()}")
-                self.register_buffer("_kept" + _suffix(layer, direction), index, persistent=False)
+                self.register_buffer("_kept" + direction_suffix(layer, direction), index, persistent=False)
         self.original_sizes = [list(sizes) for sizes in original_sizes]
 
     def extra_repr(self) -> str:
@@ -205,7 +143,7 @@ class _RecurrentBase(nn.Module):
                  "dropout": (self.dropout, 0.0), "bidirectional": (self.bidirectional, False)}
         return text + "".join(f", {name}={value}" for name, (value, default) in flags.items() if value != default)
 
-    def _read_state(self, state: Any, name: str, batch: int, batched: bool, like: Tensor) -> list[Tensor]:
+    def _read_state(self, state: object, name: str, batch: int, batched: bool, like: Tensor) -> list[Tensor]:
         """One ``[1, B, H_i]`` tensor per layer-direction, from a stacked tensor or one entry per layer-direction."""
         flat, count = self._flat_sizes, len(self._flat_sizes)
         if state is None:
@@ -227,12 +165,12 @@ class _RecurrentBase(nn.Module):
             raise ValueError(f"{name} entries must be [1, {batch}, H] or [{batch}, H] for batch size {batch}, "
                              f"got {got}")
         original = [size for sizes in self.original_sizes or [] for size in sizes]
-        got = [entry.shape[2] for entry in entries]
+        given = [entry.shape[2] for entry in entries]
         result = []
-        for index, (entry, size) in enumerate(zip(entries, got)):
+        for index, (entry, size) in enumerate(zip(entries, given)):
             if size != flat[index] and original and size == original[index]:
                 layer, direction = divmod(index, len(self.hidden_sizes[0]))
-                kept = getattr(self, "_kept" + _suffix(layer, direction), None)
+                kept = getattr(self, "_kept" + direction_suffix(layer, direction), None)
                 if kept is not None:
                     entry = entry.index_select(2, kept)
                 elif not bool(entry.any()):  # zeros at the original size: every kept unit starts at zero
@@ -242,16 +180,17 @@ class _RecurrentBase(nn.Module):
                                      "is not recorded, so only an all-zero state of those sizes can be read")
             elif size != flat[index]:
                 also = f" (or the original sizes {original})" if original else ""
-                raise ValueError(f"{name} hidden sizes per layer-direction: expected {flat}{also}, got {got}")
+                raise ValueError(f"{name} hidden sizes per layer-direction: expected {flat}{also}, got {given}")
             result.append(entry)
         return result
 
-    def _run(self, input: Tensor | PackedSequence, hx: list[Any]) -> tuple[Tensor | PackedSequence, list[State]]:
+    def _run(self, input: Tensor | PackedSequence, hx: list[State | None]
+             ) -> tuple[Tensor | PackedSequence, list[State]]:
         """Every layer-direction through its fused kernel; returns the output and each stacked final state."""
         layout, sorted_indices, unsorted_indices = None, None, None
         if isinstance(input, PackedSequence):
             x, batch_sizes, sorted_indices, unsorted_indices = input
-            layout, batched = _PackedLayout.of(input), True
+            layout, batched = PackedLayout.of(input), True
         elif input.dim() in (2, 3):
             batched = input.dim() == 3
             x = input.transpose(0, 1) if batched and self.batch_first else input if batched else input.unsqueeze(1)
@@ -261,9 +200,10 @@ class _RecurrentBase(nn.Module):
         if x.shape[-1] != self.input_size:
             raise ValueError(f"input has {x.shape[-1]} features, the module expects input_size={self.input_size}")
         batch = layout.batch if layout is not None else x.shape[1]
-        states = [_permute(self._read_state(part, name, batch, batched, x), sorted_indices)
+        states = [permute(self._read_state(part, name, batch, batched, x), sorted_indices)
                   for part, name in zip(hx, ("h_0", "c_0"))]
-        kernel, finals, index = KERNELS[self.mode], [[] for _ in states], 0
+        kernel, index = KERNELS[self.mode], 0
+        finals: list[list[Tensor]] = [[] for _ in states]
         flip = (lambda t: t.flip(0)) if layout is None else (lambda t: t.index_select(0, layout.reverse))
         for layer, sizes in enumerate(self.hidden_sizes):
             if layer > 0 and self.dropout > 0 and self.training:
@@ -283,21 +223,21 @@ class _RecurrentBase(nn.Module):
                     part.append(tensor)
                 index += 1
             x = outputs[0] if len(outputs) == 1 else torch.cat(outputs, -1)
-        finals = [self._stack(_permute(part, unsorted_indices), batched) for part in finals]
+        stacked = [self._stack(permute(part, unsorted_indices), batched) for part in finals]
         if layout is not None:
-            return PackedSequence(x, batch_sizes, sorted_indices, unsorted_indices), finals
-        return (x.transpose(0, 1) if self.batch_first else x) if batched else x.squeeze(1), finals
+            return PackedSequence(x, batch_sizes, sorted_indices, unsorted_indices), stacked
+        return (x.transpose(0, 1) if self.batch_first else x) if batched else x.squeeze(1), stacked
 
     def _probe(self, layer: int, direction: int, output: Tensor, last: list[Tensor],
-               layout: _PackedLayout | None) -> tuple[Tensor, list[Tensor]]:
+               layout: PackedLayout | None) -> tuple[Tensor, list[Tensor]]:
         """Apply ``_unit_probe``; packed input is shown padded with zeros, time-major, in the caller's batch order."""
         assert self._unit_probe is not None
         if layout is not None:
-            output, last = layout.pad(output), _permute(last, layout.unsorted_indices)
+            output, last = layout.pad(output), permute(last, layout.unsorted_indices)
         output, state = self._unit_probe(layer, direction, output, tuple(last) if self.mode == "lstm" else last[0])
-        last = list(state) if self.mode == "lstm" else [state]
+        last = [state] if isinstance(state, Tensor) else list(state)
         if layout is not None:
-            output, last = layout.pack(output), _permute(last, layout.sorted_indices)
+            output, last = layout.pack(output), permute(last, layout.sorted_indices)
         return output, last
 
     def _stack(self, part: list[Tensor], batched: bool) -> State:
@@ -308,7 +248,7 @@ class _RecurrentBase(nn.Module):
         return tuple(tensor[0] if batched else tensor[0, 0] for tensor in part)
 
     @classmethod
-    def _copy(cls, module: nn.Module, torch_type: type[nn.RNNBase], **extra: Any) -> Any:
+    def _copy(cls: type[_Module], module: nn.Module, torch_type: type[nn.RNNBase], **extra: Any) -> _Module:
         """The drop-in of ``module``'s sizes, flags, device and dtype, holding a copy of its weights."""
         if isinstance(module, torch_type):
             if getattr(module, "proj_size", 0):
@@ -320,15 +260,15 @@ class _RecurrentBase(nn.Module):
         else:
             raise TypeError(f"{cls.__name__}.from_module takes an nn.{torch_type.__name__} or an isscli.nn."
                             f"{cls.__name__}, got {type(module).__name__}")
-        weight = module.weight_ih_l0
+        weight = module.all_weights[0][0]
         new = cls(module.input_size, sizes, layers, bias=module.bias, batch_first=module.batch_first,
                   dropout=module.dropout, bidirectional=module.bidirectional, device=weight.device,
                   dtype=weight.dtype, **extra)
         new.load_state_dict(module.state_dict(), strict=True)
         new.train(module.training)
         if isinstance(module, _RecurrentBase) and module.original_sizes is not None:
-            kept = [[getattr(module, "_kept" + _suffix(layer, direction)) for direction in range(len(layer_sizes))]
-                    for layer, layer_sizes in enumerate(module.hidden_sizes)] if hasattr(module, "_kept_l0") else None
+            kept = [[getattr(module, "_kept" + direction_suffix(layer, direction)) for direction in range(len(sizes))]
+                    for layer, sizes in enumerate(module.hidden_sizes)] if hasattr(module, "_kept_l0") else None
             new.set_kept_units(kept, module.original_sizes)
         return new
 
@@ -351,15 +291,15 @@ class LSTM(_RecurrentBase):
         (torch.Size([5, 3, 64]), [(3, 40), (3, 20), (3, 32), (3, 32)])
     """
 
+    mode = "lstm"
     proj_size = 0
 
     def __init__(self, input_size: int, hidden_size: HiddenSizes, num_layers: int | None = None, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
-                 device: Any = None, dtype: Any = None) -> None:
+                 device: Device = None, dtype: torch.dtype | None = None) -> None:
         if proj_size != 0:
             raise ValueError(PROJ_SIZE_REFUSED)
-        super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, device, dtype)
 
     def forward(self, input: Tensor | PackedSequence, hx: tuple[State, State] | None = None
                 ) -> tuple[Tensor | PackedSequence, tuple[State, State]]:
@@ -400,11 +340,7 @@ class GRU(_RecurrentBase):
         (torch.Size([3, 5, 4]), torch.Size([3, 4]))
     """
 
-    def __init__(self, input_size: int, hidden_size: HiddenSizes, num_layers: int | None = None, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, device: Any = None,
-                 dtype: Any = None) -> None:
-        super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype)
+    mode = "gru"
 
     def forward(self, input: Tensor | PackedSequence, hx: State | None = None) -> tuple[Tensor | PackedSequence, State]:
         """As :meth:`LSTM.forward` with a single state: returns ``(output, h_n)``."""
@@ -431,12 +367,12 @@ class RNN(_RecurrentBase):
 
     def __init__(self, input_size: int, hidden_size: HiddenSizes, num_layers: int | None = None,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, device: Any = None, dtype: Any = None) -> None:
+                 bidirectional: bool = False, device: Device = None, dtype: torch.dtype | None = None) -> None:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
-        super().__init__(f"rnn_{nonlinearity}", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, device, dtype)
+        self.mode = f"rnn_{nonlinearity}"
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, device, dtype)
 
     def forward(self, input: Tensor | PackedSequence, hx: State | None = None) -> tuple[Tensor | PackedSequence, State]:
         """As :meth:`LSTM.forward` with a single state: returns ``(output, h_n)``."""

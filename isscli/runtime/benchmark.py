@@ -16,6 +16,7 @@ baseline's shape) is instead timed itself through CSR, against the baseline or i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from isscli.io.checkpoint import Checkpoint
+from isscli.io.jsonfile import JSONObject
 from isscli.iss.accounting import multiply_adds_per_step, parameter_count
 from isscli.iss.equivalence import max_output_difference
 from isscli.live import cost
@@ -31,14 +33,16 @@ from isscli.models import build_model, load_model, preset_config
 from isscli.runtime import unstructured
 from isscli.runtime.export.onnx import to_onnx, verify_onnx
 from isscli.runtime.export.runtime import onnx_session, onnx_workload
+from isscli.runtime.families import config_of
 from isscli.runtime.quantize import weight_bytes
+from isscli.runtime.report import SCHEMA, BenchResult, BenchSettings, Comparison, Details, Noise, TimedModel
 from isscli.runtime.timing import Timings, Workload, capture_cuda_graph, clock_for, machine, time_interleaved
 
-SCHEMA = "isscli.bench/3"
 SHAPES_PRESET = "large"
+LATENCY_BATCH = 1
 #: workload name → (part of the model, batch size; ``None`` = the chosen batch)
 WORKLOADS: dict[str, tuple[str, int | None]] = {"full": ("full", None), "recurrent": ("recurrent", None),
-                                                 "latency": ("full", 1)}
+                                                 "latency": ("full", LATENCY_BATCH)}
 RUNTIMES = ("torch", "onnxruntime")
 #: Repeats whose (max − min) exceeds this share of their median make a figure noise, and the report says so.
 NOISY_SPREAD = 0.5
@@ -73,9 +77,9 @@ class Contender:
     role: str
     label: str
     model: nn.Module
-    source: dict[str, Any]
+    source: JSONObject  # as the report shows it
     csr: bool = False
-    details: dict[str, Any] = field(default_factory=dict)  # extra report fields, e.g. a check's result
+    details: Details = field(default_factory=Details)  # what the report adds, e.g. a check's result
     masked: bool = False  # a checkpoint with weight masks (SET, magnitude pruning): unstructured sparsity
     session: Any = None  # its ONNX Runtime session, with ``runtime="onnxruntime"``
     inputs: tuple[torch.Tensor, ...] | None = None  # the user's own model (``model``): what its forward runs on
@@ -91,7 +95,7 @@ def from_shapes(role: str, sizes: list[list[int]], seed: int = 0) -> Contender:
 
 
 def from_checkpoint(
-    role: str, checkpoint: Checkpoint, arch: str | None = None, overrides: dict[str, Any] | None = None
+    role: str, checkpoint: Checkpoint, arch: str | None = None, overrides: Mapping[str, Any] | None = None
 ) -> Contender:
     model = load_model(checkpoint, arch, overrides)
     label = checkpoint.path.name if checkpoint.path else f"{role} (in memory)"
@@ -100,7 +104,7 @@ def from_checkpoint(
 
 
 def from_user_model(role: str, checkpoint: Checkpoint, model: nn.Module, inputs: tuple[torch.Tensor, ...],
-                    source: dict[str, Any]) -> Contender:
+                    source: JSONObject) -> Contender:
     """The user's own class holding ``checkpoint``, timed on ``inputs`` (whole inferences: its forward)."""
     label = checkpoint.path.name if checkpoint.path else f"{role} (in memory)"
     return Contender(role, label, model.eval(), {"checkpoint": str(checkpoint.path) if checkpoint.path else None,
@@ -116,19 +120,19 @@ def unstructured_twin(baseline: Contender, structured: Contender, seed: int = 0)
     unstructured.check_csr_supported(baseline.model)
     masked = unstructured.scatter_like(baseline.model, structured.model, seed)
     twin = unstructured.csr_model(masked)
-    difference = max_output_difference(masked, twin, masked.config)
+    difference = max_output_difference(masked, twin, config_of(masked))
     source = {"scattered_into": baseline.label, "nonzeros_of": structured.label, "seed": seed}
     return Contender("unstructured", f"{baseline.label} as CSR", twin, source, csr=True,
-                     details={"max_output_difference": difference})
+                     details=Details(max_output_difference=difference))
 
 
 def as_csr(contender: Contender) -> Contender:
     """The model itself through CSR kernels, its zeros where they are, checked against its dense self."""
     unstructured.check_csr_supported(contender.model)
     sparse = unstructured.csr_model(contender.model)
-    difference = max_output_difference(contender.model, sparse, contender.model.config)
+    difference = max_output_difference(contender.model, sparse, config_of(contender.model))
     return Contender(contender.role, f"{contender.label} as CSR", sparse, contender.source, csr=True,
-                     details={"max_output_difference": difference}, masked=contender.masked)
+                     details=Details(max_output_difference=difference), masked=contender.masked)
 
 
 def weight_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
@@ -191,7 +195,7 @@ def in_onnxruntime_as(contender: Contender, role: str, precision: str | None, th
         raise ExportMismatch(f"the int8 graph of {contender.label} differs from its fp32 model by {difference:.3g} "
                              f"(> {INT8_TOLERANCE:g} × {max(1.0, scale):.3g})", "report this as an isscli bug")
     return Contender(role, contender.label, contender.model, contender.source,
-                     details={"onnx_max_output_difference": difference}, session=onnx_session(proto, threads),
+                     details=Details(onnx_max_output_difference=difference), session=onnx_session(proto, threads),
                      precision=precision or "fp32")
 
 
@@ -203,14 +207,15 @@ def user_inference(contender: Contender, batch: int, device: torch.device) -> Wo
 
 def inference(model: nn.Module, part: str, batch: int, steps: int, device: torch.device, seed: int) -> Workload:
     """A closure running one whole inference; its inputs are made once, here, so they are not timed."""
-    config = model.config
+    config = config_of(model)
     generator = torch.Generator().manual_seed(seed)
     classifier = config.family == "classifier"
     tokens = torch.randint(int(classifier), config.vocab_size, (steps, batch), generator=generator).to(device)
     arguments = (torch.full((batch,), steps, dtype=torch.long, device=device),) if classifier else ()
     if part == "full":
         return lambda: model(tokens, *arguments)
-    recurrent, embedded = getattr(model, unstructured.recurrent_part_name(model)), model.encoder(tokens)
+    recurrent = model.get_submodule(unstructured.recurrent_part_name(model))
+    embedded = model.get_submodule("encoder")(tokens)
     return lambda: recurrent(embedded, None, *arguments)
 
 
@@ -227,7 +232,7 @@ def time_contenders(contenders: list[Contender], settings: Settings) -> dict[str
             if contender.inputs is not None:
                 run = user_inference(contender, size, settings.device)
             elif contender.session is not None:
-                run = onnx_workload(contender.session, contender.model.config, part, size, settings.steps,
+                run = onnx_workload(contender.session, config_of(contender.model), part, size, settings.steps,
                                     settings.seed)
             else:
                 run = inference(contender.model, part, size, settings.steps, settings.device, settings.seed)
@@ -239,52 +244,51 @@ def time_contenders(contenders: list[Contender], settings: Settings) -> dict[str
     return results
 
 
-def describe_user_model(contender: Contender) -> dict[str, Any]:
+def describe_user_model(contender: Contender) -> TimedModel:
     """Size and cost of the user's own model, counted on one run of its forward (:mod:`isscli.live.cost`)."""
     model, inputs = contender.model, contender.inputs or ()
     multiply_adds, not_counted = cost.multiply_adds(model, inputs)
     batch = int(inputs[0].shape[0]) if inputs else 1
-    return {
-        "role": contender.role, "label": contender.label, "source": contender.source, "format": "dense",
-        "precision": "fp32", "runtime": "torch", "family": None, "cell": None, "vocab_size": None,
-        "embedding_size": None,
-        "hidden_sizes": [sizes for module in recurrent_modules(model).values() for sizes in layer_sizes(module)],
-        "parameters": cost.parameter_count(model),
-        "nonzero_weights": sum(int((p != 0).sum()) for p in model.parameters()),
-        "bytes": cost.parameter_bytes(model),
-        "multiply_adds_per_step": None,
-        "multiply_adds_per_sequence": multiply_adds / batch,
-        "not_counted": not_counted,
-        **contender.details,
-    }
+    return TimedModel(
+        role=contender.role, label=contender.label, source=contender.source, format="dense", precision="fp32",
+        runtime="torch", family=None, cell=None, vocab_size=None, embedding_size=None,
+        hidden_sizes=[sizes for module in recurrent_modules(model).values() for sizes in layer_sizes(module)],
+        parameters=cost.parameter_count(model),
+        nonzero_weights=sum(int((p != 0).sum()) for p in model.parameters()),
+        bytes=cost.parameter_bytes(model),
+        multiply_adds_per_step=None,
+        multiply_adds_per_sequence=multiply_adds / batch,
+        not_counted=not_counted,
+        details=contender.details,
+    )
 
 
-def describe(contender: Contender) -> dict[str, Any]:
+def describe(contender: Contender) -> TimedModel:
     """Size and cost of a model: dense ones from their config, CSR ones from their nonzeros."""
     if contender.inputs is not None:
         return describe_user_model(contender)
-    model, config = contender.model, contender.model.config
+    model, config = contender.model, config_of(contender.model)
     nonzeros = sum(unstructured.nonzero_counts(contender.counted or model).values())
-    return {
-        "role": contender.role,
-        "label": contender.label,
-        "source": contender.source,
-        "format": "csr" if contender.csr else "dense",
-        "precision": contender.precision,
-        "runtime": "onnxruntime" if contender.session is not None else "torch",
-        "family": config.family,
-        "cell": config.cell,
-        "vocab_size": config.vocab_size,
-        "embedding_size": config.embedding_size,
-        "hidden_sizes": config.hidden_sizes,
-        "parameters": unstructured.nonzero_parameters(model) if contender.csr else parameter_count(config),
-        "nonzero_weights": nonzeros,
-        "bytes": unstructured.stored_bytes(model) if contender.csr else weight_bytes(config, precision_of(contender)),
-        "multiply_adds_per_step": (
+    return TimedModel(
+        role=contender.role,
+        label=contender.label,
+        source=contender.source,
+        format="csr" if contender.csr else "dense",
+        precision=contender.precision,
+        runtime="onnxruntime" if contender.session is not None else "torch",
+        family=config.family,
+        cell=config.cell,
+        vocab_size=config.vocab_size,
+        embedding_size=config.embedding_size,
+        hidden_sizes=config.hidden_sizes,
+        parameters=unstructured.nonzero_parameters(model) if contender.csr else parameter_count(config),
+        nonzero_weights=nonzeros,
+        bytes=unstructured.stored_bytes(model) if contender.csr else weight_bytes(config, precision_of(contender)),
+        multiply_adds_per_step=(
             unstructured.nonzero_multiply_adds_per_step(model) if contender.csr else multiply_adds_per_step(config)
         ),
-        **contender.details,
-    }
+        details=contender.details,
+    )
 
 
 def precision_of(contender: Contender) -> str | None:
@@ -301,48 +305,52 @@ def in_onnxruntime(contenders: list[Contender], threads: int | None) -> None:
     """Export every model to ONNX, check it against PyTorch, and give it an ONNX Runtime session."""
     for contender in contenders:
         proto = to_onnx(contender.model)
-        contender.details["onnx_max_output_difference"] = verify_onnx(contender.model, proto)[0]
+        contender.details.onnx_max_output_difference = verify_onnx(contender.model, proto)[0]
         contender.session = onnx_session(proto, threads)
 
 
-def noise(timings: dict[str, dict[str, Timings]]) -> dict[str, Any]:
+def noise(timings: dict[str, dict[str, Timings]]) -> Noise:
     """The widest spread of repeats, (max − min) / median, and whether it makes the figures noise."""
     spread, role, workload = max((t.max_ms / t.median_ms - t.min_ms / t.median_ms, r, w)
                                  for r, by_workload in timings.items() for w, t in by_workload.items())
-    report: dict[str, Any] = {"spread": spread, "role": role, "workload": workload, "noisy": spread > NOISY_SPREAD}
-    if report["noisy"]:
-        report["warning"] = (f"the figures are noise: the {role}'s repeats ({workload}) vary by {spread:.0%} of their "
-                             "median — rerun with more repeats on a quieter machine")
-    return report
+    if spread <= NOISY_SPREAD:
+        return Noise(spread, role, workload, noisy=False)
+    return Noise(spread, role, workload, noisy=True,
+                 warning=f"the figures are noise: the {role}'s repeats ({workload}) vary by {spread:.0%} of their "
+                         "median — rerun with more repeats on a quieter machine")
 
 
-def comparison(entries: dict[str, dict[str, Any]], timings: dict[str, dict[str, Timings]]) -> dict[str, Any] | None:
+def comparison(entries: dict[str, TimedModel], timings: dict[str, dict[str, Timings]]) -> Comparison | None:
     """Ratios of the model (and the unstructured model) against the baseline."""
     if "baseline" not in entries:
         return None
     model, baseline = entries["model"], entries["baseline"]
     ratios = {role: speedups(timings["baseline"], timings[role]) for role in entries if role != "baseline"}
     reference = next((role for role in entries if role.endswith("-onnxruntime") and "int8" not in role), None)
-    return {
-        "speedup": ratios["model"]["full"],
-        "speedups": ratios,
-        "against_onnxruntime_fp32": None if reference is None else
+    return Comparison(
+        speedup=ratios["model"]["full"],
+        speedups=ratios,
+        against_onnxruntime_fp32=None if reference is None else
         {role: speedups(timings[reference], timings[role])["full"] for role in entries},
-        "multiply_add_reduction": multiply_add_reduction(baseline, model),
-        "parameter_reduction": baseline["parameters"] / model["parameters"],
-        "structured_over_unstructured": (
+        multiply_add_reduction=baseline.multiply_adds / max(model.multiply_adds, 1e-30),
+        parameter_reduction=baseline.parameters / model.parameters,
+        structured_over_unstructured=(
             speedups(timings["unstructured"], timings["model"])["full"] if "unstructured" in timings else None
         ),
-    }
+    )
 
 
-def multiply_add_reduction(baseline: dict[str, Any], model: dict[str, Any]) -> float:
-    """Per step for isscli's families, per sequence for the user's own models (which have no step count)."""
-    key = "multiply_adds_per_step" if model["multiply_adds_per_step"] is not None else "multiply_adds_per_sequence"
-    return baseline[key] / max(model[key], 1e-30)
+def reported(settings: Settings) -> BenchSettings:
+    """The settings as the report gives them: the user's own models run on their data's length, not ``steps``."""
+    return BenchSettings(
+        batch=settings.batch, latency_batch=LATENCY_BATCH,
+        steps=settings.steps if settings.inputs is None else None, repeats=settings.repeats,
+        warmup=settings.warmup, device=str(settings.device), cuda_graphs=settings.cuda_graphs, seed=settings.seed,
+        runtime=settings.runtime, quantize=settings.quantize, inputs=settings.inputs,
+    )
 
 
-def run(contenders: list[Contender], settings: Settings) -> dict[str, Any]:
+def run(contenders: list[Contender], settings: Settings) -> BenchResult:
     """Move the models to the device, time them, and build the report (schema in docs/bench.md)."""
     if settings.runtime == "onnxruntime":
         in_onnxruntime(contenders, settings.threads)
@@ -352,18 +360,6 @@ def run(contenders: list[Contender], settings: Settings) -> dict[str, Any]:
     with torch.inference_mode():
         timings = time_contenders(contenders, settings)
     for role, entry in entries.items():
-        entry["timings"] = {workload: timing.to_json() for workload, timing in timings[role].items()}
-    return {
-        "schema": SCHEMA,
-        "settings": {
-            "batch": settings.batch, "latency_batch": WORKLOADS["latency"][1], "steps": settings.steps,
-            "repeats": settings.repeats, "warmup": settings.warmup, "device": str(settings.device),
-            "cuda_graphs": settings.cuda_graphs, "seed": settings.seed, "runtime": settings.runtime,
-            "quantize": settings.quantize,
-            **({"steps": None, "inputs": settings.inputs} if settings.inputs is not None else {}),
-        },
-        "machine": machine(settings.device),
-        "models": list(entries.values()),
-        "comparison": comparison(entries, timings),
-        "noise": noise(timings),
-    }
+        entry.timings = timings[role]
+    return BenchResult(SCHEMA, reported(settings), machine(settings.device), list(entries.values()),
+                       comparison(entries, timings), noise(timings))

@@ -17,8 +17,10 @@ matplotlib is imported lazily: only ``isscli show`` and ``isscli sweep`` need it
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -26,6 +28,9 @@ from isscli.io.atomic import atomic_write
 from isscli.io.errors import IsscliError
 from isscli.iss.spec.schema import GroupSpec, IssSet
 from isscli.iss.surgery import alive_components, group_norms, removable_components
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 MAX_PANEL_PIXELS = 480
 NONZERO_RGB = (0.12, 0.35, 0.75)
@@ -35,7 +40,21 @@ BASELINE_RGB = (0.1, 0.6, 0.2)  # the dense model
 TRADEOFF_SIZE = (11.0, 4.5)  # inches at 100 dpi: 1100 × 450 pixels
 
 
-def _pyplot():
+@dataclass(frozen=True)
+class TradeoffPoint:
+    """A model in :func:`tradeoff_plot`: its label, size, measured speed-up (None: not timed) and metric."""
+
+    label: str
+    parameters: int | None
+    speedup: float | None
+    metric: float
+
+    def at(self, axis: str) -> float | None:
+        """Where it lies along ``axis``: ``parameters`` or ``speedup``."""
+        return self.parameters if axis == "parameters" else self.speedup
+
+
+def _pyplot() -> ModuleType:
     try:
         import matplotlib
 
@@ -68,7 +87,7 @@ def nonzero_map(matrix: torch.Tensor, max_pixels: int = MAX_PANEL_PIXELS) -> tor
     return nonzero > 0
 
 
-def _save(figure, output: Path) -> None:
+def _save(figure: Figure, output: Path) -> None:
     atomic_write(output, lambda temp: figure.savefig(temp, format="png", dpi=100))
 
 
@@ -150,15 +169,14 @@ def sparkline(values: torch.Tensor, bins: int = 16) -> str:
 
 
 def tradeoff_plot(
-    points: list[dict[str, Any]],
-    baseline: dict[str, Any] | None,
+    points: list[TradeoffPoint],
+    baseline: TradeoffPoint | None,
     metric: str,
     fronts: dict[str, list[int]],
     output: Path,
 ) -> None:
     """Two panels: ``metric`` against ``parameters`` and against ``speedup``.
 
-    ``points`` are dicts with ``label``, ``parameters``, ``speedup`` and ``metric``;
     ``fronts[axis]`` lists the indices (into ``points`` plus, last, the baseline when given)
     of the Pareto-optimal ones, in drawing order.
     """
@@ -167,20 +185,20 @@ def tradeoff_plot(
     everything = points + ([baseline] if baseline is not None else [])
     titles = {"parameters": "parameters (after compaction)", "speedup": "measured speed-up over the dense model (×)"}
     for axis, key in zip(axes, ("parameters", "speedup")):
-        front = [i for i in fronts.get(key, []) if everything[i].get(key) is not None]
-        others = [i for i, p in enumerate(points) if i not in front and p.get(key) is not None]
-        axis.scatter([points[i][key] for i in others], [points[i]["metric"] for i in others], s=40,
+        front = [i for i in fronts.get(key, []) if everything[i].at(key) is not None]
+        others = [i for i, p in enumerate(points) if i not in front and p.at(key) is not None]
+        axis.scatter([points[i].at(key) for i in others], [points[i].metric for i in others], s=40,
                      color=POINT_RGB, label="sweep point", zorder=2)
-        axis.plot([everything[i][key] for i in front], [everything[i]["metric"] for i in front], "-o",
+        axis.plot([everything[i].at(key) for i in front], [everything[i].metric for i in front], "-o",
                   color=PARETO_RGB, markersize=9, linewidth=2, label="Pareto front", zorder=3)
-        if baseline is not None and baseline.get(key) is not None:
-            axis.scatter([baseline[key]], [baseline["metric"]], marker="*", s=320, color=BASELINE_RGB,
+        if baseline is not None and baseline.at(key) is not None:
+            axis.scatter([baseline.at(key)], [baseline.metric], marker="*", s=320, color=BASELINE_RGB,
                          edgecolor="black", linewidth=0.5, label="dense model", zorder=4)
         for entry in everything:
-            if entry.get(key) is not None:
-                axis.annotate(entry["label"], (entry[key], entry["metric"]), textcoords="offset points",
+            if entry.at(key) is not None:
+                axis.annotate(entry.label, (entry.at(key), entry.metric), textcoords="offset points",
                               xytext=(5, 5), fontsize=7)
-        values = [entry[key] for entry in everything if entry.get(key) is not None]
+        values = [value for value in (entry.at(key) for entry in everything) if value is not None]
         if key == "parameters" and values and min(values) > 0 and max(values) / min(values) > 20:
             axis.set_xscale("log")
         axis.set_xlabel(titles[key])

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from isscli.io.errors import IsscliError
 from isscli.models.config import ModelConfig
 from isscli.models.recurrent import LayerState, RecurrentStack, reverse_padded
+from isscli.runtime.families import config_of
 
 if TYPE_CHECKING:
     import onnx
@@ -109,7 +110,7 @@ class LayerwiseStack(nn.Module):
 
 def quantize_torch(model: nn.Module, precision: str) -> nn.Module:
     """A quantized copy of an isscli model for inference in torch (the input model is left as it is)."""
-    config: ModelConfig = model.config
+    config = config_of(model)
     check_precision(precision, "torch", config)
     copied = copy.deepcopy(model).eval()
     copied.drop = nn.Identity()  # an inference copy: dropout is off in eval mode anyway, and its call is time
@@ -121,7 +122,9 @@ def quantize_torch(model: nn.Module, precision: str) -> nn.Module:
         quantize_dynamic,
     )
 
-    copied.rnn = LayerwiseStack(copied.rnn)
+    stack = copied.rnn
+    assert isinstance(stack, RecurrentStack)  # check_precision refused the families without one
+    copied.rnn = LayerwiseStack(stack)
     qconfigs: dict[Any, Any] = {nn.LSTM: default_dynamic_qconfig, nn.GRU: default_dynamic_qconfig,
                                 nn.Linear: default_dynamic_qconfig, nn.Embedding: float_qparams_weight_only_qconfig}
     with warnings.catch_warnings():

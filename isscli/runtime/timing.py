@@ -15,13 +15,13 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import JSONObject
 
 Workload = Callable[[], object]
 Clock = Callable[[Workload], float]
@@ -45,7 +45,7 @@ class Timings:
     def max_ms(self) -> float:
         return max(self.samples_ms)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {
             "median_ms": self.median_ms,
             "min_ms": self.min_ms,
@@ -163,19 +163,39 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def machine(device: torch.device) -> dict[str, Any]:
-    """What the numbers were measured on: enough to tell two runs apart."""
+@dataclass(frozen=True)
+class Machine:
+    """What the numbers were measured on: enough to tell two runs apart (field order: the report's)."""
+
+    cpu: str
+    logical_cpus: int | None
+    threads: int  # torch.get_num_threads() while timing
+    torch: str
+    mkl: bool
+    python: str
+    platform: str
+    device: str
+    gpu: str | None  # the GPU's name when the device is CUDA
+    cuda: str | None
+    cudnn: int | None
+
+    def to_json(self) -> JSONObject:
+        return asdict(self)
+
+
+def machine(device: torch.device) -> Machine:
+    """This machine, timing on ``device``."""
     cuda = device.type == "cuda"
-    return {
-        "cpu": cpu_model(),
-        "logical_cpus": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "mkl": torch.backends.mkl.is_available(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": str(device),
-        "gpu": torch.cuda.get_device_name(device) if cuda else None,
-        "cuda": torch.version.cuda if cuda else None,
-        "cudnn": torch.backends.cudnn.version() if cuda else None,
-    }
+    return Machine(
+        cpu=cpu_model(),
+        logical_cpus=os.cpu_count(),
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        mkl=torch.backends.mkl.is_available(),
+        python=platform.python_version(),
+        platform=platform.platform(),
+        device=str(device),
+        gpu=torch.cuda.get_device_name(device) if cuda else None,
+        cuda=torch.version.cuda if cuda else None,
+        cudnn=torch.backends.cudnn.version() if cuda else None,
+    )

@@ -28,13 +28,14 @@ from torch import Tensor, nn
 from isscli.io.errors import IsscliError
 from isscli.models.recurrent import LayerState, RecurrentStack, direction_suffix, reverse_padded
 from isscli.models.registry import OUTPUT_LAYER, is_tied
+from isscli.runtime.families import config_of
 
 INT32_LIMIT = 2**31 - 1
 
 
 def recurrent_part_name(model: nn.Module) -> str:
     """Attribute holding the model's recurrent layers: ``rnn`` (LSTM/GRU/RNN stacks) or ``rhn``."""
-    return "rhn" if model.config.family == "rhn" else "rnn"
+    return "rhn" if config_of(model).family == "rhn" else "rnn"
 
 
 def weight_matrices(model: nn.Module) -> dict[str, Tensor]:
@@ -46,7 +47,7 @@ def weight_matrices(model: nn.Module) -> dict[str, Tensor]:
         for key, tensor in [*recurrent.named_parameters(), *recurrent.named_buffers()]
         if tensor.dim() == 2
     }
-    head = OUTPUT_LAYER[model.config.family]
+    head = OUTPUT_LAYER[config_of(model).family]
     matrices[f"{head}.weight"] = getattr(model, head).weight
     return matrices
 
@@ -59,11 +60,13 @@ def nonzero_counts(model: nn.Module) -> dict[str, int]:
     }
 
 
-def check_csr_supported(model: nn.Module) -> None:
-    """Refuse early (before any costly copy) models whose recurrent part has no CSR twin here."""
-    if not isinstance(getattr(model, "rnn", None), RecurrentStack):
-        raise IsscliError(f"CSR inference supports LSTM/GRU/RNN stacks, not the {model.config.family!r} family",
+def check_csr_supported(model: nn.Module) -> RecurrentStack:
+    """Refuse early (before any costly copy) models whose recurrent part has no CSR twin here; the part that has."""
+    stack = getattr(model, "rnn", None)
+    if not isinstance(stack, RecurrentStack):
+        raise IsscliError(f"CSR inference supports LSTM/GRU/RNN stacks, not the {config_of(model).family!r} family",
                           "drop --unstructured for this model")
+    return stack
 
 
 @torch.no_grad()
@@ -116,6 +119,9 @@ def csr_matmul(matrix: Tensor, inputs: Tensor) -> Tensor:
 class CsrLinear(nn.Module):
     """``nn.Linear`` with its weight in CSR."""
 
+    weight: Tensor
+    bias: Tensor | None
+
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         self.register_buffer("weight", to_csr(linear.weight), persistent=False)
@@ -137,6 +143,7 @@ def lstm_cell(gates: Tensor, hidden_gates: Tensor, state: LayerState) -> tuple[T
 
 
 def gru_cell(gates: Tensor, hidden_gates: Tensor, h: LayerState) -> tuple[Tensor, LayerState]:
+    assert isinstance(h, Tensor)  # a GRU's state is its output alone, not an LSTM's pair
     x_r, x_z, x_n = gates.chunk(3, dim=1)
     h_r, h_z, h_n = hidden_gates.chunk(3, dim=1)
     r = torch.sigmoid(x_r + h_r)
@@ -186,13 +193,13 @@ class CsrRecurrentStack(nn.Module):
         gates = csr_matmul(getattr(self, f"weight_ih{suffix}"), sequence.reshape(steps * batch, width))
         gates = (gates + getattr(self, f"bias_ih{suffix}")).view(steps, batch, -1)
         step = CELLS[self.cell]
-        carry = tuple(t[0] for t in state) if isinstance(state, tuple) else state[0]
+        carry: LayerState = (state[0][0], state[1][0]) if isinstance(state, tuple) else state[0]
         h = carry[0] if isinstance(carry, tuple) else carry
         outputs = []
         for t in range(steps):
             h, carry = step(gates[t], csr_matmul(weight_hh, h) + bias_hh, carry)
             outputs.append(h)
-        final = tuple(t.unsqueeze(0) for t in carry) if isinstance(carry, tuple) else carry.unsqueeze(0)
+        final = (carry[0].unsqueeze(0), carry[1].unsqueeze(0)) if isinstance(carry, tuple) else carry.unsqueeze(0)
         return torch.stack(outputs), final
 
     def _zero_state(self, hidden: int, reference: Tensor) -> LayerState:
@@ -223,11 +230,11 @@ def csr_model(model: nn.Module) -> nn.Module:
     Works for any model of this package whose weights hold zeros: the copy computes the same
     outputs, and its cost follows the number of nonzeros rather than the shape.
     """
-    check_csr_supported(model)
-    head = OUTPUT_LAYER[model.config.family]
+    stack = check_csr_supported(model)
+    head = OUTPUT_LAYER[config_of(model).family]
     result = copy.copy(model)
     result._modules = dict(model._modules)
-    result.rnn = CsrRecurrentStack(model.rnn)
+    result.rnn = CsrRecurrentStack(stack)
     setattr(result, head, CsrLinear(getattr(model, head)))
     return result.eval()
 
@@ -248,8 +255,8 @@ def stored_bytes(model: nn.Module) -> int:
 
 def nonzero_parameters(model: nn.Module) -> int:
     """Nonzero entries of all the model's tensors, CSR ones by their stored values; a tied decoder counts once."""
-    head = f"{OUTPUT_LAYER[model.config.family]}.weight"
-    tied = is_tied(model.config)
+    config = config_of(model)
+    head, tied = f"{OUTPUT_LAYER[config.family]}.weight", is_tied(config)
     total = 0
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         if tied and name == head:
@@ -260,6 +267,6 @@ def nonzero_parameters(model: nn.Module) -> int:
 
 def nonzero_multiply_adds_per_step(model: nn.Module) -> int:
     """Multiply-adds per step and sequence that a sparse kernel does: one per nonzero weight used every step."""
-    head = f"{OUTPUT_LAYER[model.config.family]}.weight"
-    per_step = model.config.family != "classifier"
+    family = config_of(model).family
+    head, per_step = f"{OUTPUT_LAYER[family]}.weight", family != "classifier"
     return sum(count for name, count in nonzero_counts(model).items() if per_step or name != head)

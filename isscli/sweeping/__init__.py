@@ -22,9 +22,10 @@ the hidden sizes, the parameters, the test perplexity (accuracy for classifiers)
 measured speed-up; :func:`pareto_front` picks the points no other point beats on both axes.
 """
 
-from isscli.sweeping.plan import Plan, SweepRequest, load_plan
+from isscli.sweeping.plan import Plan, SweepRequest, SweepSettings, load_plan
 from isscli.sweeping.points import Point, make_points, pareto_front
-from isscli.sweeping.run import PointOutcome, SweepResult, run_sweep
+from isscli.sweeping.records import Baseline, Measured, PointRecord
+from isscli.sweeping.run import PointOutcome, SweepResult, sweep
 
-__all__ = ["Plan", "Point", "PointOutcome", "SweepRequest", "SweepResult", "load_plan", "make_points",
-           "pareto_front", "run_sweep"]
+__all__ = ["Baseline", "Measured", "Plan", "Point", "PointOutcome", "PointRecord", "SweepRequest", "SweepResult",
+           "SweepSettings", "load_plan", "make_points", "pareto_front", "sweep"]

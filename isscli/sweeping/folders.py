@@ -11,27 +11,26 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 from isscli.io import manifest
 from isscli.io.atomic import atomic_write_text
 from isscli.io.errors import IsscliError, OutputError
+from isscli.io.jsonfile import JSONObject
 from isscli.io.provenance import plain
 from isscli.observer import Observer
 from isscli.sweeping.plan import INPUTS, LOG, POINT_FILES, RECORD, Plan
 from isscli.sweeping.points import Point
+from isscli.sweeping.records import Measured, PointRecord
 
 POINT_SCHEMA, INPUTS_SCHEMA = "isscli.point/1", "isscli.point-inputs/1"
 #: The fields of ``point.json`` (:func:`isscli.io.manifest.validated`): every record, then a finished point's.
 RECORD_FIELDS = {"schema": "string", "kind": "string", "value": "string", "label": "string", "status": "string",
                  "error": "string?", "finished": "number?"}
-OK_FIELDS = {"hidden_sizes": "list?", "parameters": "integer", "perplexity": "number?", "accuracy": "number?",
-             "loss": "number", "speedup": "number", "multiply_add_reduction": "number?", "valid": "object?",
-             "targets": "object?"}
+OK_FIELDS = {**Measured.KINDS, "multiply_add_reduction": "number?", "valid": "object?", "targets": "object?"}
 RERUN_HINT = "move the point's folder away and the sweep runs it again, or choose a new sweep folder"
 
 
-def to_run(plan: Plan, shared: dict[str, Any], observer: Observer) -> list[Point]:
+def to_run(plan: Plan, shared: JSONObject, observer: Observer) -> list[Point]:
     """The points to run. Every point folder is inspected first (see the module docstring), so that a refusal
     comes before any folder changes; then the finished ones are said, and the others made ready to run.
     ``shared``: :meth:`Plan.shared_inputs`."""
@@ -59,7 +58,7 @@ def to_run(plan: Plan, shared: dict[str, Any], observer: Observer) -> list[Point
     return todo
 
 
-def inspect(plan: Plan, point: Point, inputs: dict[str, Any]) -> tuple[str, str | None]:
+def inspect(plan: Plan, point: Point, inputs: JSONObject) -> tuple[str, str | None]:
     """What ``point``'s folder holds: ``new`` (nothing of a point), ``finished`` (a valid record isscli wrote, made
     from ``inputs``), ``unfinished``, ``bad record`` (a record isscli wrote that is not valid: the point is run
     again), or ``other inputs`` (what changed); a folder whose files a run would have to replace but isscli did
@@ -94,7 +93,7 @@ def inspect(plan: Plan, point: Point, inputs: dict[str, Any]) -> tuple[str, str 
     return ("bad record", problem) if problem else ("unfinished", None)
 
 
-def point_changes(folder: Path, inputs: dict[str, Any]) -> list[str]:
+def point_changes(folder: Path, inputs: JSONObject) -> list[str]:
     """What the point folder's recorded inputs say otherwise than ``inputs`` (the base request's fields by name:
     ``settings``, ``preset`` …); every name when there is no trustworthy record."""
     path = folder / INPUTS
@@ -110,7 +109,7 @@ def point_changes(folder: Path, inputs: dict[str, Any]) -> list[str]:
     return changed
 
 
-def read_point(path: Path, point: Point) -> dict[str, Any]:
+def read_point(path: Path, point: Point) -> PointRecord:
     """``point.json``, checked before it is used (:data:`RECORD_FIELDS`): one line naming the file and the field."""
     where = f"point record {path}"
     raw = manifest.read_record(path, "point record", RECORD_FIELDS, RERUN_HINT)
@@ -125,11 +124,12 @@ def read_point(path: Path, point: Point) -> dict[str, Any]:
         if not all(isinstance(layer, list) and all(isinstance(units, int) for units in layer)
                    for layer in raw["hidden_sizes"] or []):
             raise IsscliError(f'{where}: field "hidden_sizes" is not a list of lists of integers', RERUN_HINT)
-    return raw
+    return PointRecord.from_json(raw)
 
 
-def write_point(plan: Plan, point: Point, fields: dict[str, Any]) -> None:
-    record = {"schema": POINT_SCHEMA, **point.to_json(), **fields, "finished": round(time.time(), 3)}
+def write_point(plan: Plan, point: Point, record: PointRecord) -> None:
+    """``point.json``: the point is finished (``record``'s status ``ok`` or ``diverged``)."""
+    saved = {"schema": POINT_SCHEMA, **record.to_json(), "finished": round(time.time(), 3)}
     folder = plan.point_folder(point)
     with manifest.writing(folder, RECORD):
-        atomic_write_text(folder / RECORD, json.dumps(plain(record), indent=2) + "\n")
+        atomic_write_text(folder / RECORD, json.dumps(plain(saved), indent=2) + "\n")

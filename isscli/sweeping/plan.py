@@ -12,18 +12,20 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 from isscli.api.assembly import planned_epochs
+from isscli.api.common import CheckpointSource
 from isscli.api.pipeline import RESULT_FILES
 from isscli.api.runs import FinetuneRequest, RunRequest, TrainRequest
 from isscli.api.validation import Checked
+from isscli.data.fingerprint import data_fingerprint
 from isscli.data.resolve import resolve_data
 from isscli.io import manifest
 from isscli.io.atomic import atomic_write_text
 from isscli.io.checkpoint import Checkpoint, file_sha256
 from isscli.io.errors import IsscliError, OutputError
-from isscli.io.fingerprint import data_fingerprint
+from isscli.io.jsonfile import JSONObject
 from isscli.io.provenance import plain
 from isscli.observer import Observer
 from isscli.sweeping.points import KINDS, Point
@@ -61,6 +63,26 @@ class SweepRequest(Checked):
     force: bool = False  # discard the points the folder holds
 
 
+@dataclass(frozen=True)
+class SweepSettings:
+    """What must not change between runs of the same sweep: the operation, the base request every point starts
+    from, the prune steps' τ and the bench repeats."""
+
+    operation: Literal["train", "finetune"]
+    request: FinetuneRequest | TrainRequest
+    group_threshold: float | None
+    bench_repeats: int
+
+    def to_json(self) -> JSONObject:
+        """As ``sweep.json`` keeps it: the request's checkpoint and data as absolute paths."""
+        request = plain(self.request)
+        for name in ("checkpoint", "data"):
+            if request.get(name):
+                request[name] = str(Path(request[name]).resolve())
+        return {"operation": self.operation, "request": request, "group_threshold": self.group_threshold,
+                "bench_repeats": self.bench_repeats}
+
+
 @dataclass
 class Plan:
     """What every point shares; saved as ``SWEEPDIR/sweep.json`` so that a rerun resumes the same sweep."""
@@ -72,24 +94,19 @@ class Plan:
     points: list[Point]
 
     @property
-    def from_scratch(self) -> bool:
-        return isinstance(self.base, TrainRequest)
+    def operation(self) -> Literal["train", "finetune"]:
+        return "train" if isinstance(self.base, TrainRequest) else "finetune"
 
     @property
     def checkpoint(self) -> Path | None:
-        return None if self.from_scratch else Path(self.base.checkpoint)  # type: ignore[union-attr, arg-type]
+        """The dense model every point fine-tunes (None: the points train from scratch)."""
+        return checkpoint_path(self.base.checkpoint) if isinstance(self.base, FinetuneRequest) else None
 
-    def settings(self) -> dict[str, Any]:
-        """The part that must not change between runs of the same sweep."""
-        request = plain(self.base)
-        for name in ("checkpoint", "data"):
-            if request.get(name):
-                request[name] = str(Path(request[name]).resolve())
-        return {"operation": "train" if self.from_scratch else "finetune", "request": request,
-                "group_threshold": self.group_threshold, "bench_repeats": self.bench_repeats}
+    def settings(self) -> SweepSettings:
+        return SweepSettings(self.operation, self.base, self.group_threshold, self.bench_repeats)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "settings": self.settings(), "points": [p.to_json() for p in self.points]}
+    def to_json(self) -> JSONObject:
+        return {"schema": SCHEMA, "settings": self.settings().to_json(), "points": [p.to_json() for p in self.points]}
 
     def point_folder(self, point: Point) -> Path:
         return self.folder / POINTS / point.label
@@ -106,7 +123,7 @@ class Plan:
             return self.group_threshold
         return None if point.kind == "lambda" else 0.0
 
-    def shared_inputs(self) -> dict[str, Any]:
+    def shared_inputs(self) -> JSONObject:
         """What every point is made from, by content: the base request without the fields that only say where or
         how it runs (:data:`NOT_INPUTS`; ``device``: a point trained on a GPU may join those of a CPU), its files
         by their sha256, the parent checkpoint's sha256 and the corpus's fingerprint."""
@@ -117,38 +134,43 @@ class Plan:
         model = request.get("model")
         if isinstance(model, str) and ":" in model and Path(model.rsplit(":", 1)[0]).is_file():
             code, name = model.rsplit(":", 1)
-            request["model"] = {"sha256": file_sha256(code), "class": name}
+            request["model"] = {"sha256": file_sha256(Path(code)), "class": name}
         data = self.base.data if self.base.data is not None else resolve_data(None, download=False).path
         checkpoint = self.checkpoint
-        return {"operation": "train" if self.from_scratch else "finetune", "request": request,
+        return {"operation": self.operation, "request": request,
                 "checkpoint": manifest.file_fingerprint(checkpoint, "checkpoint") if checkpoint else None,
                 "data": data_fingerprint(data)}
 
-    def inputs(self, point: Point, shared: dict[str, Any]) -> dict[str, Any]:
+    def inputs(self, point: Point, shared: JSONObject) -> JSONObject:
         """What ``point`` is made from: ``shared`` (:meth:`shared_inputs`), its λ or target, its prune step's τ."""
         return {**shared, "point": {"kind": point.kind, "value": point.value},
                 "group_threshold": self.threshold(point)}
 
 
 def base_request(base: RunRequest) -> FinetuneRequest | TrainRequest:
-    """The base request as a sweep keeps it: paths only (workers rebuild it from sweep.json)."""
-    changes: dict[str, Any] = {name: None for name in ("target_hidden", "target_params", "target_speedup",
-                                                      "stop_after")}
+    """The base request as a sweep keeps it: paths only (workers rebuild it from sweep.json), no target."""
     if isinstance(base, FinetuneRequest):
-        source = base.checkpoint
-        if isinstance(source, Checkpoint):
-            if source.path is None:
-                raise IsscliError("a sweep needs its checkpoint as a file", "save it and give its path")
-            source = source.path
-        if not Path(source).is_file():
+        source = checkpoint_path(base.checkpoint)
+        if not source.is_file():
             raise IsscliError(f"checkpoint {source} not found", "check the path")
-        changes["checkpoint"] = Path(source)
+        base = dataclasses.replace(base, checkpoint=source)
+    elif not isinstance(base, TrainRequest):
+        raise IsscliError("a sweep's base request is a FinetuneRequest or a TrainRequest", "give one of them")
     if base.spec is not None and not isinstance(base.spec, (str, Path)):
         raise IsscliError("a sweep needs its spec as a file", "save it with `isscli groups` and give its path")
-    return dataclasses.replace(base, **changes)  # type: ignore[return-value]
+    return dataclasses.replace(base, target_hidden=None, target_params=None, target_speedup=None, stop_after=None)
 
 
-def request_from_json(operation: str, raw: dict[str, Any]) -> FinetuneRequest | TrainRequest:
+def checkpoint_path(source: CheckpointSource) -> Path:
+    """The file of a checkpoint (one in memory is refused: every point's worker reads it)."""
+    if isinstance(source, Checkpoint):
+        if source.path is None:
+            raise IsscliError("a sweep needs its checkpoint as a file", "save it and give its path")
+        return source.path
+    return Path(source)
+
+
+def request_from_json(operation: str, raw: JSONObject) -> FinetuneRequest | TrainRequest:
     cls = TrainRequest if operation == "train" else FinetuneRequest
     return cls(**raw)
 
@@ -171,7 +193,7 @@ def prepare(request: SweepRequest, observer: Observer) -> Plan:
     earlier: list[Point] = []
     if saved_path.is_file():
         saved = read_plan(saved_path)
-        changed = sorted(k for k, v in plan.settings().items() if saved["settings"].get(k) != v)
+        changed = sorted(k for k, v in plan.settings().to_json().items() if saved["settings"].get(k) != v)
         if changed:
             raise IsscliError(
                 f"{folder} holds a sweep with other settings (changed: {', '.join(changed)})",
@@ -204,7 +226,7 @@ def discard(folder: Path) -> None:
     manifest.remove(folder, SWEEP_FILES)
 
 
-def read_plan(path: Path) -> dict[str, Any]:
+def read_plan(path: Path) -> JSONObject:
     """``sweep.json``, checked before it is used: one line naming the file and the field."""
     raw = manifest.read_record(path, "sweep plan", {"schema": "string", "settings": "object", "points": "list"},
                                PLAN_HINT)

@@ -6,7 +6,6 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from isscli.api.runs import FinetuneRequest, RunRequest
 
@@ -38,22 +37,24 @@ class Point:
         return {"kind": self.kind, "value": self.value, "label": self.label}
 
     def request(self, base: RunRequest, output: Path) -> RunRequest:
-        """The base request with this point's λ or target, writing ``output``."""
+        """The base request with this point's λ or target, writing ``output`` (continuing its interrupted run)."""
         settings = dict(base.settings)
-        changes: dict[str, Any] = {"output": output, "force": True, "resume": False}
+        resume = Path(output).with_suffix(".resume.safetensors").is_file()
+        request = dataclasses.replace(base, output=output, force=not resume, resume=resume)
         if self.kind == "lambda":
             settings["group_lasso"] = float(self.value)
             if isinstance(base, FinetuneRequest) and "keep" not in settings:
                 settings["keep"] = "last"  # ISS fine-tuning: the later epochs are the sparse ones
         elif self.kind == "dense":  # as long as the longest point (its epochs), with no target's phases
             settings.update(group_lasso=0.0, l1=0.0, epochs=int(self.value))
-            changes.update(prune_epochs=None, recover_epochs=None)
+            request = dataclasses.replace(request, prune_epochs=None, recover_epochs=None)
+        elif self.kind == "hidden":
+            request = dataclasses.replace(request, target_hidden=self.value)
+        elif self.kind == "params":
+            request = dataclasses.replace(request, target_params=self.value)
         else:
-            name = {"hidden": "target_hidden", "params": "target_params", "speedup": "target_speedup"}[self.kind]
-            changes[name] = float(self.value) if self.kind == "speedup" else self.value
-        if Path(output).with_suffix(".resume.safetensors").is_file():
-            changes.update(resume=True, force=False)
-        return dataclasses.replace(base, settings=settings, **changes)
+            request = dataclasses.replace(request, target_speedup=float(self.value))
+        return dataclasses.replace(request, settings=settings)
 
 
 def make_points(lambdas: Sequence[float], hidden: Sequence[str], params: Sequence[str],

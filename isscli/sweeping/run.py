@@ -6,23 +6,28 @@ Which points run is decided first, from what their folders hold (:mod:`isscli.sw
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnProcess
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import torch
 
 from isscli.api.pipeline import RESULT_FILE, ShrinkRequest, ShrinkResult, shrink
-from isscli.api.runs import TrainingInterrupted, TrainRequest, finetune, train
-from isscli.api.scoring import EvaluateRequest, evaluate
+from isscli.api.runs import FinetuneRequest, TrainingInterrupted, TrainRequest, finetune, train
+from isscli.api.scoring import EvaluateRequest, Metric, evaluate
 from isscli.api.user_models import check_tensor_data
 from isscli.api.validation import checked_arguments
 from isscli.io import manifest
 from isscli.io.atomic import atomic_write_text, output_lock
 from isscli.io.checkpoint import load_checkpoint
 from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import JSONObject
 from isscli.io.provenance import invoked_by, plain
 from isscli.learn.loop import TrainingDiverged
 from isscli.observer import Observer, SilentObserver
@@ -33,12 +38,15 @@ from isscli.sweeping.plan import (
     TRAINING_FILES,
     Plan,
     SweepRequest,
+    SweepSettings,
     load_plan,
     prepare,
 )
 from isscli.sweeping.points import Point, pareto_front
+from isscli.sweeping.records import Baseline, Measured, PointRecord, Status
 
-Status = Literal["ok", "diverged", "failed"]
+if TYPE_CHECKING:
+    from isscli.learn.loop import EpochReport
 
 # -- running a point ----------------------------------------------------------------------
 
@@ -64,7 +72,7 @@ class PointLog(SilentObserver):
         with open(self.path, "a", encoding="utf-8") as stream:
             stream.write(f"{stamp} {'warning: ' if warning else ''}{message}\n")
 
-    def epoch_done(self, report: Any) -> None:
+    def epoch_done(self, report: EpochReport) -> None:
         self.note(f"epoch {report.epoch}: valid {report.valid.to_dict()}, ISS {report.alive}")
 
 
@@ -80,12 +88,25 @@ def _shrink_request(plan: Plan, point: Point, bench: bool) -> ShrinkRequest:
                          **user_model(plan))
 
 
-def user_model(plan: Plan) -> dict[str, Any]:
+class UserModel(TypedDict):
+    """The user's own class and how its tensor data is read: the same for every step of a point."""
+
+    model: str | None
+    model_args: str | Mapping[str, Any] | Sequence[Any] | None
+    objective: str | None
+    split_rule: str | None
+
+
+def user_model(plan: Plan) -> UserModel:
     """The user's own class and its tensor data's reading, for every step of a point (none for isscli's models)."""
-    return {name: getattr(plan.base, name, None) for name in ("model", "model_args", "objective", "split_rule")}
+    base = plan.base
+    if isinstance(base, FinetuneRequest):
+        return UserModel(model=base.model, model_args=base.model_args, objective=base.objective,
+                         split_rule=base.split_rule)
+    return UserModel(model=None, model_args=None, objective=None, split_rule=None)
 
 
-def _guarded(plan: Plan, point: Point, log: PointLog, step: Any) -> PointOutcome:
+def _guarded(plan: Plan, point: Point, log: PointLog, step: Callable[[], None]) -> PointOutcome:
     """Run ``step()`` for a point: a diverged training is a finished point, an error a failed one."""
     with invoked_by("sweep", sweep=str(plan.folder), point=point.label):
         try:
@@ -94,7 +115,7 @@ def _guarded(plan: Plan, point: Point, log: PointLog, step: Any) -> PointOutcome
             raise
         except TrainingDiverged as error:
             log.note(f"diverged: {error}", True)
-            write_point(plan, point, {"status": "diverged", "error": str(error)})
+            write_point(plan, point, PointRecord.of(point, "diverged", str(error)))
             return PointOutcome(point.label, "diverged", str(error))
         except IsscliError as error:
             log.note(f"error: {error}", True)
@@ -119,7 +140,7 @@ def train_point(plan: Plan, point: Point) -> PointOutcome:
             operation = train if isinstance(request, TrainRequest) else finetune
             log.note(f"{operation.__name__} ({point.describe()}): {json.dumps(plain(request))}")
             with manifest.writing(folder, *TRAINING_FILES):
-                result = operation(request, log)  # type: ignore[arg-type]
+                result = operation(request, log)
             with manifest.writing(folder, "train.json"):
                 atomic_write_text(folder / "train.json", json.dumps(plain(result.to_json()), indent=2) + "\n")
         shrink(_shrink_request(plan, point, bench=False), log)
@@ -139,30 +160,25 @@ def bench_point(plan: Plan, point: Point) -> PointOutcome:
     return _guarded(plan, point, log, step)
 
 
-def point_record(plan: Plan, point: Point, result: ShrinkResult) -> dict[str, Any]:
+def point_record(plan: Plan, point: Point, result: ShrinkResult) -> PointRecord:
+    """A finished point: what its compacted model measured, and its training's best validation and targets."""
     path = plan.point_folder(point) / "train.json"
     train_report = manifest.read_record(path, "training report", {"best_valid": "object?", "controller": "object?"},
                                         RERUN_HINT)
     score, bench = result.evaluations["compact"], result.bench
-    assert bench is not None and bench.comparison is not None
-    record: dict[str, Any] = {
-        "status": "ok",
-        "hidden_sizes": result.hidden_sizes_after,
-        "parameters": result.parameters_after,
-        "perplexity": score.perplexity,
-        "accuracy": score.accuracy,
-        "loss": score.loss,
-        "speedup": bench.speedup,
-        "multiply_add_reduction": bench.comparison["multiply_add_reduction"],
-        "valid": train_report.get("best_valid"),
-    }
+    assert bench is not None and bench.comparison is not None and result.parameters_after is not None
+    record = PointRecord.of(point, "ok")
+    record.measured = Measured(result.hidden_sizes_after, result.parameters_after, score.perplexity, score.accuracy,
+                               score.loss, bench.comparison.speedup)
+    record.multiply_add_reduction = bench.comparison.multiply_add_reduction
+    record.valid = train_report.get("best_valid")
     if train_report.get("controller") is not None:
-        record["targets"] = manifest.validated(train_report["controller"], {"targets": "object"},
-                                               f"training report {path}", RERUN_HINT, "controller")["targets"]
+        record.targets = manifest.validated(train_report["controller"], {"targets": "object"},
+                                            f"training report {path}", RERUN_HINT, "controller")["targets"]
     return record
 
 
-def baseline_record(plan: Plan, shared: dict[str, Any]) -> dict[str, Any] | None:
+def baseline_record(plan: Plan, shared: JSONObject) -> Baseline | None:
     """The dense parent, evaluated once on the test split (fine-tuning sweeps only) and again only when what it
     was scored from changed (``shared``: :meth:`Plan.shared_inputs`)."""
     if plan.checkpoint is None:
@@ -171,26 +187,25 @@ def baseline_record(plan: Plan, shared: dict[str, Any]) -> dict[str, Any] | None
     inputs = {**{key: shared[key] for key in ("checkpoint", "data")}, **plain(user_model(plan))}
     if path.is_file():
         try:
-            saved = manifest.read_record(path, "baseline record", {"inputs": "object"}, RERUN_HINT)
+            saved = manifest.read_record(path, "baseline record", {"inputs": "object", **Measured.KINDS}, RERUN_HINT)
         except IsscliError:
             saved = {}
         if saved.get("inputs") == inputs and manifest.owns(plan.folder, path.name):
-            return {key: value for key, value in saved.items() if key != "inputs"}
+            return Baseline.from_json(saved)
     score = evaluate(EvaluateRequest(checkpoint=plan.checkpoint, data=plan.base.data, device=plan.base.device,
                                      **user_model(plan)))
     dense = load_checkpoint(plan.checkpoint)
-    record = {"label": "dense", "kind": "baseline", "value": None, "status": "ok",
-              "hidden_sizes": (dense.config or {}).get("hidden_sizes"), "parameters": dense.num_parameters(),
-              "perplexity": score.perplexity, "accuracy": score.accuracy, "loss": score.loss, "speedup": 1.0}
+    baseline = Baseline((dense.config or {}).get("hidden_sizes"), dense.num_parameters(), score.perplexity,
+                        score.accuracy, score.loss, 1.0)
     with manifest.writing(plan.folder, path.name):
-        atomic_write_text(path, json.dumps(plain({**record, "inputs": inputs}), indent=2) + "\n")
-    return plain(record)
+        atomic_write_text(path, json.dumps(plain({**baseline.to_json(), "inputs": inputs}), indent=2) + "\n")
+    return Baseline.from_json(plain(baseline.to_json()))  # as a rerun reads it back: inf as None
 
 
 # -- running the sweep --------------------------------------------------------------------
 
 
-def _worker(folder: str, label: str, threads: int, connection: Any) -> None:
+def _worker(folder: str, label: str, threads: int, connection: Connection) -> None:
     """A worker process: train one point through the API and send back its outcome."""
     torch.set_num_threads(threads)
     plan = load_plan(Path(folder))
@@ -206,7 +221,9 @@ def train_in_parallel(plan: Plan, points: list[Point], jobs: int, observer: Obse
     """Train the points as worker processes, ``jobs`` at a time, the CPU threads split between them."""
     context = multiprocessing.get_context("spawn")
     threads = max(1, torch.get_num_threads() // jobs)
-    waiting, running, outcomes = list(points), {}, {}
+    waiting = list(points)
+    running: dict[Point, tuple[SpawnProcess, Connection]] = {}
+    outcomes: dict[str, PointOutcome] = {}
     try:
         while waiting or running:
             while waiting and len(running) < jobs:
@@ -242,23 +259,27 @@ class SweepResult:
     """Every point's record, the dense baseline, the metric and both Pareto fronts."""
 
     folder: Path
-    metric: str  # perplexity | accuracy | loss (a regression on tensor data)
-    settings: dict[str, Any]
-    baseline: dict[str, Any] | None
-    points: list[dict[str, Any]]
+    metric: Metric  # perplexity | accuracy | loss (a regression on tensor data)
+    settings: SweepSettings
+    baseline: Baseline | None  # fine-tuning sweeps: the dense parent
+    points: list[PointRecord]
     pareto: dict[str, list[str]]  # axis (parameters | speedup) → labels on the front
     plot: Path | None = None
 
     @property
     def failed(self) -> list[str]:
-        return [row["label"] for row in self.points if row.get("status") == "failed"]
+        return [point.label for point in self.points if point.status == "failed"]
 
-    def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, **plain(vars(self))}
+    def to_json(self) -> JSONObject:
+        report: JSONObject = plain({
+            "schema": SCHEMA, "folder": self.folder, "metric": self.metric.name, "settings": self.settings.to_json(),
+            "baseline": self.baseline.to_json() if self.baseline else None,
+            "points": [point.to_json() for point in self.points], "pareto": self.pareto, "plot": self.plot})
+        return report
 
 
 @checked_arguments
-def run_sweep(request: SweepRequest, observer: Observer | None = None, plot: bool = True) -> SweepResult:
+def sweep(request: SweepRequest, observer: Observer | None = None, plot: bool = True) -> SweepResult:
     """Run what is missing of a sweep, then summarise every point (see the module docstring).
 
     Args:
@@ -269,16 +290,17 @@ def run_sweep(request: SweepRequest, observer: Observer | None = None, plot: boo
     Returns:
         A :class:`SweepResult`; points that failed have ``status`` ``failed`` and their reason.
 
-    Example:
-        >>> base = isscli.FinetuneRequest(checkpoint="dense.safetensors", data="ptb/", settings={"epochs": 2})
-        >>> points = isscli.make_points([0.001, 0.002], ["100,100"], [], [])
-        >>> isscli.run_sweep(isscli.SweepRequest(folder=Path("sweep"), base=base, points=points)).pareto
+    Example::
+
+        base = isscli.FinetuneRequest(checkpoint="dense.safetensors", data="ptb/", settings={"epochs": 2})
+        points = isscli.make_points([0.001, 0.002], ["100,100"], [], [])
+        isscli.sweep(isscli.SweepRequest(folder=Path("sweep"), base=base, points=points)).pareto
     """
     with output_lock(request.folder):  # one sweep at a time in a folder
-        return _run_sweep(request, observer or SilentObserver(), plot)
+        return _sweep(request, observer or SilentObserver(), plot)
 
 
-def _run_sweep(request: SweepRequest, observer: Observer, plot: bool) -> SweepResult:
+def _sweep(request: SweepRequest, observer: Observer, plot: bool) -> SweepResult:
     check_tensor_data(request.base)  # a bad reading of the data fails here, not in every point's training
     plan = prepare(request, observer)
     shared = plan.shared_inputs()
@@ -298,51 +320,63 @@ def _run_sweep(request: SweepRequest, observer: Observer, plot: bool) -> SweepRe
             observer.note(f"{point.label}: benchmarking")
             outcomes[point.label] = bench_point(plan, point)
     result = summarise(plan, baseline_record(plan, shared), outcomes)
-    if plot and any(r.get("status") == "ok" for r in result.points):
+    if plot and any(point.status == "ok" for point in result.points):
         result.plot = plan.folder / "tradeoff.png"
         with manifest.writing(plan.folder, result.plot.name):
             draw(result, result.plot)
     return result
 
 
-def summarise(plan: Plan, baseline: dict[str, Any] | None, outcomes: dict[str, PointOutcome]) -> SweepResult:
+def summarise(plan: Plan, baseline: Baseline | None, outcomes: dict[str, PointOutcome]) -> SweepResult:
     """The report: every point, the metric, both Pareto fronts; ``points.jsonl`` rewritten."""
-    rows = []
-    for point in plan.points:
-        path = plan.point_folder(point) / RECORD
-        if path.is_file():
-            rows.append({key: value for key, value in read_point(path, point).items() if key != "schema"})
-        else:
-            outcome = outcomes.get(point.label, PointOutcome(point.label, "failed", "not run"))
-            rows.append({**point.to_json(), "status": outcome.status, "error": outcome.message})
-    classifier = any(r.get("accuracy") is not None for r in rows + ([baseline] if baseline else []))
-    regression = plan.base.objective == "regression" if hasattr(plan.base, "objective") else False
-    metric = "accuracy" if classifier else "loss" if regression else "perplexity"
-    candidates = [r for r in rows if r.get("status") == "ok"] + ([baseline] if baseline else [])
+    rows = [row(plan, point, outcomes) for point in plan.points]
+    candidates = scored(rows, baseline)
+    objective = plan.base.objective if isinstance(plan.base, FinetuneRequest) else None
+    metric = Metric.of(any(measured.accuracy is not None for _, measured in candidates), objective)
+    ys = values(metric, candidates, -math.inf if metric.higher_is_better else math.inf)  # None: the worst
+    xs: dict[str, list[float]] = {"parameters": [measured.parameters for _, measured in candidates],
+                                  "speedup": [measured.speedup for _, measured in candidates]}
     fronts: dict[str, list[str]] = {}
     for axis, lower_x in (("parameters", True), ("speedup", False)):
-        indices = pareto_front([c[axis] for c in candidates], [c[metric] for c in candidates],
-                               lower_x=lower_x, lower_y=not classifier)
-        fronts[axis] = [candidates[i]["label"] for i in indices]
-    for row in rows:
-        row["pareto"] = [axis for axis, labels in fronts.items() if row["label"] in labels]
+        indices = pareto_front(xs[axis], ys, lower_x=lower_x, lower_y=not metric.higher_is_better)
+        fronts[axis] = [candidates[i][0] for i in indices]
+    for record in rows:
+        record.pareto = [axis for axis, labels in fronts.items() if record.label in labels]
     with manifest.writing(plan.folder, "points.jsonl"):
-        atomic_write_text(plan.folder / "points.jsonl", "".join(json.dumps(plain(r)) + "\n" for r in rows))
+        atomic_write_text(plan.folder / "points.jsonl",
+                          "".join(json.dumps(plain(record.to_json())) + "\n" for record in rows))
     return SweepResult(plan.folder, metric, plan.settings(), baseline, rows, fronts)
+
+
+def row(plan: Plan, point: Point, outcomes: dict[str, PointOutcome]) -> PointRecord:
+    """A point's row: its record once finished, else how this run left it."""
+    path = plan.point_folder(point) / RECORD
+    if path.is_file():
+        return read_point(path, point)
+    outcome = outcomes.get(point.label, PointOutcome(point.label, "failed", "not run"))
+    return PointRecord.of(point, outcome.status, outcome.message)
+
+
+def scored(points: list[PointRecord], baseline: Baseline | None) -> list[tuple[str, Measured]]:
+    """The models on the trade-off, by label: the finished points, then the dense baseline."""
+    finished = [(point.label, point.measured) for point in points if point.measured is not None]
+    return finished + ([(baseline.label, baseline)] if baseline else [])
+
+
+def values(metric: Metric, candidates: list[tuple[str, Measured]], missing: float) -> list[float]:
+    """The candidates' scores by ``metric``; ``missing`` where a score was not recorded (a perplexity too large)."""
+    scores = (metric.value(measured) for _, measured in candidates)
+    return [missing if score is None else score for score in scores]
 
 
 def draw(result: SweepResult, output: Path) -> None:
     """``tradeoff.png``: the metric against parameters and against speed-up, Pareto fronts joined."""
-    from isscli.runtime.pictures import tradeoff_plot
+    from isscli.runtime.pictures import TradeoffPoint, tradeoff_plot
 
-    metric = result.metric
-    good = [r for r in result.points if r.get("status") == "ok"]
-    entries = [{"label": r["label"], "parameters": r["parameters"], "speedup": r["speedup"], "metric": r[metric]}
-               for r in good]
-    base = None
-    if result.baseline is not None:
-        base = {"label": "dense", "parameters": result.baseline["parameters"], "speedup": result.baseline["speedup"],
-                "metric": result.baseline[metric]}
-    labels = [e["label"] for e in entries + ([base] if base else [])]
+    candidates = scored(result.points, result.baseline)
+    entries = [TradeoffPoint(label, measured.parameters, measured.speedup, value)
+               for (label, measured), value in zip(candidates, values(result.metric, candidates, math.nan))]
+    base = entries.pop() if result.baseline else None
+    labels = [label for label, _ in candidates]
     fronts = {axis: [labels.index(label) for label in front] for axis, front in result.pareto.items()}
-    tradeoff_plot(entries, base, f"test {metric}", fronts, output)
+    tradeoff_plot(entries, base, f"test {result.metric.name}", fronts, output)

@@ -24,7 +24,7 @@ __all__ = [
 def parse_spec(raw: object, renames: dict[str, str] | None = None) -> GroupSpec:
     """Native or authors' format, recognised by its fields."""
     if is_authors_format(raw):
-        return parse_authors(raw, renames)  # type: ignore[arg-type]
+        return parse_authors(raw, renames)
     if isinstance(raw, dict) and "format" in raw:
         spec = parse_native(raw)
         if renames:

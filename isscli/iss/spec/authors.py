@@ -17,19 +17,19 @@ the shapes consistent.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TypeGuard
 
 import torch
 
 from isscli.io.errors import SpecError
-from isscli.io.jsonfile import read_json_object
+from isscli.io.jsonfile import JSONObject, read_json_object
 from isscli.iss.spec.schema import MAX_INDEX, GroupSpec, IssSet, TensorSlice, check_multiplier
 
 ENTRY_FIELDS = ("var_name", "axis", "start", "end")
 KERNEL_TO_BIAS = {"kernel": "bias", "Matrix": "Bias", "weights": "biases", "W": "b"}
 
 
-def is_authors_format(raw: Any) -> bool:
+def is_authors_format(raw: object) -> TypeGuard[JSONObject]:
     return isinstance(raw, dict) and "groups" in raw and "format" not in raw
 
 
@@ -59,7 +59,7 @@ def _tensor_name(var_name: str, renames: dict[str, str]) -> str:
     return renames.get(stripped, stripped)
 
 
-def parse_authors(raw: dict[str, Any], renames: dict[str, str] | None = None) -> GroupSpec:
+def parse_authors(raw: JSONObject, renames: dict[str, str] | None = None) -> GroupSpec:
     """Convert the authors' structure to a :class:`GroupSpec`."""
     renames = renames or {}
     groups = raw.get("groups")

@@ -33,17 +33,20 @@ def _set_name(stack: Stack, layer: int, direction: int) -> str:
     return f"{stack.module}.l{layer}" + ("_reverse" if direction == 1 else "")
 
 
+def _gate_rows(tensor: str, blocks: int, stride: int, penalize: bool = True) -> TensorSlice:
+    """Row k of each of ``blocks`` gate blocks ``stride`` rows apart: what computes unit k."""
+    return TensorSlice(tensor, dim=0, offset=0, blocks=blocks, block_stride=stride, role="producer",
+                       penalize=penalize)
+
+
 def _producers(tensors: dict[str, torch.Tensor], stack: Stack, layer: int, direction: int) -> list[TensorSlice]:
     """Row k of every gate block of the layer-direction's matrices; its biases too, outside the group vector."""
     hidden = stack.hidden_sizes[layer][direction]
-    gate_rows = {"dim": 0, "offset": 0, "blocks": stack.gates, "block_stride": hidden, "role": "producer"}
-    slices = [
-        TensorSlice(stack.rnn_name("weight_ih", layer, direction), **gate_rows),
-        TensorSlice(stack.rnn_name("weight_hh", layer, direction), **gate_rows),
-    ]
+    slices = [_gate_rows(stack.rnn_name(kind, layer, direction), stack.gates, hidden)
+              for kind in ("weight_ih", "weight_hh")]
     for kind in ("bias_ih", "bias_hh"):
         if stack.rnn_name(kind, layer, direction) in tensors:
-            slices.append(TensorSlice(stack.rnn_name(kind, layer, direction), penalize=False, **gate_rows))
+            slices.append(_gate_rows(stack.rnn_name(kind, layer, direction), stack.gates, hidden, penalize=False))
     return slices
 
 
@@ -110,12 +113,11 @@ def derive_highway_spec(tensors: dict[str, torch.Tensor]) -> GroupSpec:
     prefix = matches[0]["prefix"]
     depth = 1 + max(int(m["layer"]) for m in matches)
     width = int(tensors[f"{prefix}weight_hh_d0"].shape[1])
-    rows = {"dim": 0, "offset": 0, "blocks": 2, "block_stride": width, "role": "producer"}
-    slices = [TensorSlice(f"{prefix}weight_ih", **rows)]
+    slices = [_gate_rows(f"{prefix}weight_ih", 2, width)]  # the H and T blocks
     for layer in range(depth):
-        slices.append(TensorSlice(f"{prefix}weight_hh_d{layer}", **rows))
+        slices.append(_gate_rows(f"{prefix}weight_hh_d{layer}", 2, width))
         if f"{prefix}bias_hh_d{layer}" in tensors:
-            slices.append(TensorSlice(f"{prefix}bias_hh_d{layer}", penalize=False, **rows))
+            slices.append(_gate_rows(f"{prefix}bias_hh_d{layer}", 2, width, penalize=False))
     slices += [TensorSlice(f"{prefix}weight_hh_d{layer}", dim=1) for layer in range(depth)]
     outputs = [n for n, t in tensors.items() if not n.startswith(prefix) and t.dim() == 2 and t.shape[1] == width]
     if not outputs:

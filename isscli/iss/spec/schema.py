@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from isscli.io.errors import SpecError
-from isscli.io.jsonfile import read_json
+from isscli.io.jsonfile import JSONObject, read_json
 
 FORMAT_NAME = "isscli.groups"
 FORMAT_VERSION = 1
@@ -65,8 +65,8 @@ class TensorSlice:
         blocks = torch.arange(self.blocks).unsqueeze(1) * self.stride(components)
         return self.offset + blocks + torch.arange(components).unsqueeze(0)
 
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"tensor": self.tensor, "dim": self.dim, "offset": self.offset}
+    def to_json(self) -> JSONObject:
+        data: JSONObject = {"tensor": self.tensor, "dim": self.dim, "offset": self.offset}
         if self.blocks != 1:
             data["blocks"] = self.blocks
             data["block_stride"] = self.block_stride
@@ -101,7 +101,7 @@ class IssSet:
             total += piece.blocks * int(torch.Size(shape).numel()) // shape[piece.dim]
         return total
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {
             "name": self.name,
             "components": self.components,
@@ -122,8 +122,8 @@ class GroupSpec:
     def tensor_names(self) -> list[str]:
         return sorted({piece.tensor for iss in self.sets for piece in iss.slices})
 
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"format": FORMAT_NAME, "version": FORMAT_VERSION}
+    def to_json(self) -> JSONObject:
+        data: JSONObject = {"format": FORMAT_NAME, "version": FORMAT_VERSION}
         if self.comment:
             data["comment"] = self.comment
         data["sets"] = [iss.to_json() for iss in self.sets]
@@ -138,7 +138,7 @@ def _require(condition: bool, where: str, problem: str) -> None:
         raise SpecError(f"spec {where}: {problem}", "fix the spec (its format is in the README and schema.json)")
 
 
-def _known(raw: dict[str, Any], known: frozenset[str], where: str) -> None:
+def _known(raw: JSONObject, known: frozenset[str], where: str) -> None:
     unknown = raw.keys() - known
     _require(not unknown, where, "" if not unknown else f"unknown field(s) {sorted(unknown)}")
 
@@ -159,14 +159,14 @@ def check_multiplier(value: Any, where: str) -> float:
     return float(value)
 
 
-def parse_native(raw: dict[str, Any]) -> GroupSpec:
+def parse_native(raw: JSONObject) -> GroupSpec:
     """Validate the structure of a native spec (not yet against a checkpoint)."""
     _require(raw.get("format") == FORMAT_NAME, "format", f"expected {FORMAT_NAME!r}")
     version = raw.get("version")
     if version != FORMAT_VERSION:
         raise SpecError(f"spec version {version!r} is not supported", f"this isscli reads version {FORMAT_VERSION}")
     _known(raw, SPEC_FIELDS, "top level")
-    sets_raw = raw.get("sets")
+    sets_raw = raw.get("sets", [])
     _require(isinstance(sets_raw, list) and len(sets_raw) > 0, "sets", "must be a non-empty list")
     sets = []
     for i, entry in enumerate(sets_raw):

@@ -34,6 +34,6 @@ describes the λ schedule, the divergence back-off and the log records.
 """
 
 from isscli.learn.controller.hook import IssController
-from isscli.learn.controller.state import ControllerSettings, ControllerState
+from isscli.learn.controller.state import ControllerSettings, ControllerState, ControllerSummary
 
-__all__ = ["ControllerSettings", "ControllerState", "IssController"]
+__all__ = ["ControllerSettings", "ControllerState", "ControllerSummary", "IssController"]

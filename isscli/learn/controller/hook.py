@@ -15,8 +15,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import JSONObject
 from isscli.learn.controller.schedule import LambdaSchedule
-from isscli.learn.controller.state import ControllerSettings, ControllerState, json_round_trip
+from isscli.learn.controller.state import (
+    ControllerSettings,
+    ControllerState,
+    ControllerSummary,
+    Trace,
+    json_round_trip,
+)
 from isscli.learn.controller.units import SetLayout, UnitGuard
 from isscli.learn.loop import JsonLog, TrainingHook
 
@@ -36,7 +43,7 @@ class IssController(TrainingHook):
         self.settings = settings.validate()
         self.announce = announce or (lambda message, warning: None)
         self.state = ControllerState()
-        self.saved: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None  # a resume file's state, until bind
+        self.saved: tuple[dict[str, torch.Tensor], JSONObject] | None = None  # a resume file's state, until bind
         self.trainer: Trainer | None = None
 
     # -- set-up -------------------------------------------------------------------------
@@ -127,14 +134,10 @@ class IssController(TrainingHook):
             if reason is not None:
                 self.back_off(report.epoch, 0, reason)
         units = self.guard.units()
-        state.history["epoch"].append(report.epoch)
-        for index, name in enumerate(self.layout.names):
-            state.history["lambda"].setdefault(name, []).append(state.lambdas[index])
-            state.history["units"].setdefault(name, []).append(units[name])
+        state.history.add(report.epoch, self.lambdas(), units)
         self.record("epoch", epoch=report.epoch, phase=state.phase, units=units, targets=dict(self.settings.targets),
-                    **{"lambda": dict(zip(self.layout.names, state.lambdas, strict=True))},
-                    frozen=sorted(state.frozen), trajectory=state.trajectory)
-        state.trajectory = {}
+                    **{"lambda": self.lambdas()}, frozen=sorted(state.frozen), trajectory=state.trajectory_record())
+        state.trajectory = Trace()
         self.announce("controller: " + "  ".join(self.describe(i, units) for i in range(len(self.layout.names))),
                       False)
         if state.phase == "prune" and report.epoch >= self.settings.prune_epochs:
@@ -143,6 +146,10 @@ class IssController(TrainingHook):
     def keeps(self, epoch: int) -> bool:
         """OUT holds a recovery epoch only: a model at exactly the target sizes."""
         return epoch > self.settings.prune_epochs
+
+    def lambdas(self) -> dict[str, float]:
+        """λ in force per set, by name."""
+        return dict(zip(self.layout.names, self.state.lambdas, strict=True))
 
     def describe(self, index: int, units: dict[str, int]) -> str:
         name = self.layout.names[index]
@@ -172,11 +179,7 @@ class IssController(TrainingHook):
         reason = schedule.training_blow_up()
         if reason is not None:
             self.back_off(epoch, index, reason)
-        trajectory = state.trajectory
-        trajectory.setdefault("batch", []).append(index)
-        for i, name in enumerate(layout.names):
-            trajectory.setdefault("lambda", {}).setdefault(name, []).append(state.lambdas[i])
-            trajectory.setdefault("units", {}).setdefault(name, []).append(units[name])
+        state.trajectory.add(index, self.lambdas(), units)
 
     def back_off(self, epoch: int, index: int, reason: str) -> None:
         changed = self.schedule.back_off()
@@ -186,12 +189,11 @@ class IssController(TrainingHook):
 
     def freeze(self, index: int, epoch: int, batch: int, why: str, cut: int = 0) -> None:
         """λ = 0 for this set, its dead units held at zero from now on, its survivors protected."""
-        state, name = self.state, self.layout.names[index]
-        state.frozen[name] = {"epoch": epoch, "batch": batch, "lambda": state.lambdas[index], "why": why}
+        state, name, last = self.state, self.layout.names[index], self.state.lambdas[index]
+        state.frozen[name] = {"epoch": epoch, "batch": batch, "lambda": last, "why": why}
         units = self.guard.hold_dead(index)
         state.lambdas[index] = 0.0
-        self.record("freeze", set=name, epoch=epoch, batch=batch, units=units, why=why, cut=cut,
-                    **{"lambda": state.frozen[name]["lambda"]})
+        self.record("freeze", set=name, epoch=epoch, batch=batch, units=units, why=why, cut=cut, **{"lambda": last})
 
     @torch.no_grad()
     def finish_pruning(self, epoch: int) -> None:
@@ -214,10 +216,10 @@ class IssController(TrainingHook):
         state.lambdas = [0.0] * len(layout.names)
         units = self.guard.units()
         self.record("recover", epoch=epoch, units=units, final_cut=dict(state.final_cut))
-        cut = ", ".join(f"{name} {count}" for name, count in state.final_cut.items() if count)
+        cuts = ", ".join(f"{name} {count}" for name, count in state.final_cut.items() if count)
         left = ", ".join(f"{name} {count}" for name, count in units.items())
         self.announce(f"controller: pruning done at epoch {epoch}; units {left}"
-                      + (f" (weakest groups zeroed: {cut})" if cut else "") + "; recovering with λ = 0", False)
+                      + (f" (weakest groups zeroed: {cuts})" if cuts else "") + "; recovering with λ = 0", False)
 
     # -- records, state -------------------------------------------------------------------
 
@@ -227,34 +229,26 @@ class IssController(TrainingHook):
             self.state.events.append(event)
         self.log.write(event)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> ControllerSummary:
         """For the final report: targets, units now, λ per set per epoch, when each set froze, back-offs."""
-        state = self.state
-        return {
-            "targets": dict(self.settings.targets),
-            "origin": self.settings.origin,
-            "prune_epochs": self.settings.prune_epochs,
-            "recover_epochs": self.settings.recover_epochs,
-            "cap": self.settings.cap,
-            "phase": state.phase,
-            "units": self.guard.units() if self.trainer is not None else {},
-            "lowest_units": dict(state.lowest_units),
-            "frozen": state.frozen,
-            "final_cut": state.final_cut,
-            "lambda_per_epoch": state.history["lambda"],
-            "units_per_epoch": state.history["units"],
-            "epochs": state.history["epoch"],
-            "backoffs": [e for e in state.events if e["kind"] == "backoff"],
-        }
+        state, settings = self.state, self.settings
+        return ControllerSummary(
+            targets=dict(settings.targets), origin=settings.origin, prune_epochs=settings.prune_epochs,
+            recover_epochs=settings.recover_epochs, cap=settings.cap, phase=state.phase,
+            units=self.guard.units() if self.trainer is not None else {}, lowest_units=dict(state.lowest_units),
+            frozen=state.frozen, final_cut=state.final_cut, lambda_per_epoch=state.history.lambdas,
+            units_per_epoch=state.history.units, epochs=state.history.points,
+            backoffs=[event for event in state.events if event["kind"] == "backoff"],
+        )
 
-    def provenance(self) -> dict[str, Any]:
+    def provenance(self) -> JSONObject:
         return self.settings.to_dict()
 
-    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], JSONObject]:
         tensors, info = self.state.saved()
         return tensors, {"settings": json_round_trip(self.settings.to_dict()), "state": info}
 
-    def load_state_dict(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], info: JSONObject) -> None:
         if info.get("settings") != json_round_trip(self.settings.to_dict()):
             raise IsscliError("`resume` needs the target and controller settings the run started with",
                               "repeat the original `target_hidden`/`target_params`/`target_speedup`, "

@@ -1,4 +1,5 @@
-"""What the λ controller is asked (:class:`ControllerSettings`) and where it stands (:class:`ControllerState`).
+"""What the λ controller is asked (:class:`ControllerSettings`), where it stands (:class:`ControllerState`) and what
+it reports (:class:`ControllerSummary`).
 
 The state is everything that changes during a run, in one dataclass: :meth:`ControllerState.saved`
 splits it into tensors and JSON for the resume file, :meth:`ControllerState.restored` puts it
@@ -10,11 +11,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import JSONObject
+from isscli.learn.state import RunInfo, load_run_state
 
 #: λ of a set grows (or shrinks) by this factor per check while it is behind (ahead of) schedule.
 GROWTH = 1.25
@@ -33,7 +37,7 @@ class ControllerSettings:
     check_every: int | None = None
     growth: float = GROWTH
     backoff_factor: float = BACKOFF_FACTOR
-    origin: dict[str, Any] = field(default_factory=dict)  # the parameter the targets came from, for reports
+    origin: JSONObject = field(default_factory=dict)  # the parameter the targets came from: recorded for reports
 
     def validate(self) -> ControllerSettings:
         if self.prune_epochs < 1:
@@ -50,12 +54,49 @@ class ControllerSettings:
             raise IsscliError("the controller's growth and back-off factors must be > 1", "fix the setting")
         return self
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, record: JSONObject) -> ControllerSettings:
+        """What :meth:`to_dict` wrote (into a resume file), as settings again."""
+        return cls(**{**record, "targets": dict(record["targets"]), "origin": dict(record["origin"])})
+
+    @classmethod
+    def saved_in(cls, resume: Path) -> ControllerSettings | None:
+        """The settings of the interrupted run whose state is ``resume`` (so a resumed speed target is not measured
+        again); None without a file, or when its run had no controller."""
+        if not resume.is_file():
+            return None
+        record = RunInfo.read(load_run_state(resume).info, resume).hooks.get("controller", {}).get("settings")
+        return None if record is None else cls.from_json(record)
 
 
 def json_round_trip(value: Any) -> Any:
     return json.loads(json.dumps(value))
+
+
+@dataclass
+class Trace:
+    """λ and units of every set at successive points: the epochs of the run, or the checks of this epoch."""
+
+    points: list[int] = field(default_factory=list)  # the epoch, or the batch, of each point
+    lambdas: dict[str, list[float]] = field(default_factory=dict)
+    units: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, point: int, lambdas: dict[str, float], units: dict[str, int]) -> None:
+        self.points.append(point)
+        for name, value in lambdas.items():
+            self.lambdas.setdefault(name, []).append(value)
+            self.units.setdefault(name, []).append(units[name])
+
+    def to_json(self, key: str) -> JSONObject:
+        """As the log and the resume file hold it: the points under ``key`` ("epoch" or "batch")."""
+        return {key: self.points, "lambda": self.lambdas, "units": self.units}
+
+    @classmethod
+    def from_json(cls, record: JSONObject, key: str) -> Trace:
+        return cls(list(record.get(key, [])), dict(record.get("lambda", {})), dict(record.get("units", {})))
 
 
 @dataclass
@@ -67,7 +108,7 @@ class ControllerState:
     starts: list[float] = field(default_factory=list)  # the first λ of each set (the floor is a share of it)
     caps: list[float] = field(default_factory=list)  # the most λ each set may get (lowered by back-offs)
     initial: list[int] = field(default_factory=list)  # units per set when the run started
-    frozen: dict[str, dict[str, Any]] = field(default_factory=dict)  # set → when and why it froze
+    frozen: dict[str, JSONObject] = field(default_factory=dict)  # set → when and why it froze, as recorded
     dead: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))  # [Σ K] held at zero
     grad_sum: torch.Tensor | None = None  # Σ over measured batches of each component's data-gradient length
     grad_batches: int = 0
@@ -77,26 +118,57 @@ class ControllerState:
     best_window: float | None = None
     best_valid: float | None = None
     cooldown: int = 0  # checks left without a raise of λ after a back-off
-    history: dict[str, Any] = field(default_factory=lambda: {"epoch": [], "lambda": {}, "units": {}})
-    events: list[dict[str, Any]] = field(default_factory=list)  # freezes, back-offs, the end of pruning
-    trajectory: dict[str, Any] = field(default_factory=dict)  # this epoch's checks (logged, then cleared)
+    history: Trace = field(default_factory=Trace)  # per epoch
+    events: list[JSONObject] = field(default_factory=list)  # the log records of freezes, back-offs, the end of pruning
+    trajectory: Trace = field(default_factory=Trace)  # this epoch's checks (logged, then cleared)
     final_cut: dict[str, int] = field(default_factory=dict)  # units zeroed by the cut at the end of pruning
     lowest_units: dict[str, int] = field(default_factory=dict)  # the fewest units each set ever had
     overridden: bool = False  # a protection once kept weights of held-dead lines: only the exact path is exact
 
-    def saved(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def trajectory_record(self) -> JSONObject:
+        """This epoch's checks as logged: nothing (``{}``) in an epoch without any."""
+        return self.trajectory.to_json("batch") if self.trajectory.points else {}
+
+    def saved(self) -> tuple[dict[str, torch.Tensor], JSONObject]:
         """Tensors and JSON-able values for the resume file."""
         tensors = {"dead": self.dead.cpu()}
         if self.grad_sum is not None:
             tensors["grad_sum"] = self.grad_sum.cpu()
         info = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("dead", "grad_sum")}
         info["caps"] = [cap if math.isfinite(cap) else None for cap in self.caps]
+        info["history"], info["trajectory"] = self.history.to_json("epoch"), self.trajectory_record()
         return tensors, json_round_trip(info)
 
     @classmethod
-    def restored(cls, tensors: dict[str, torch.Tensor], info: dict[str, Any], device: torch.device) -> ControllerState:
+    def restored(cls, tensors: dict[str, torch.Tensor], info: JSONObject, device: torch.device) -> ControllerState:
         values = dict(info)
         values["caps"] = [math.inf if cap is None else cap for cap in values["caps"]]
+        values["history"] = Trace.from_json(values["history"], "epoch")
+        values["trajectory"] = Trace.from_json(values["trajectory"], "batch")
         grad_sum = tensors.get("grad_sum")
         return cls(**values, dead=tensors["dead"].to(device),
                    grad_sum=None if grad_sum is None else grad_sum.to(device))
+
+
+@dataclass
+class ControllerSummary:
+    """How a run with a size target went (the train JSON's ``controller``): targets, units now and the fewest ever,
+    λ and units per set per epoch, when each set froze, the final cut and the back-offs."""
+
+    targets: dict[str, int]
+    origin: JSONObject  # the parameter the targets came from (``target_hidden``, …) and what was measured or counted
+    prune_epochs: int
+    recover_epochs: int
+    cap: float | None  # the most λ any set could get (``group_lasso``)
+    phase: str  # prune | recover
+    units: dict[str, int]
+    lowest_units: dict[str, int]
+    frozen: dict[str, JSONObject]  # set → epoch, batch, λ and why it froze
+    final_cut: dict[str, int]  # units zeroed by the cut at the end of the pruning phase
+    lambda_per_epoch: dict[str, list[float]]
+    units_per_epoch: dict[str, list[int]]
+    epochs: list[int]
+    backoffs: list[JSONObject]  # the log records of the back-offs
+
+    def to_json(self) -> JSONObject:
+        return asdict(self)

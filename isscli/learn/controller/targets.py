@@ -10,17 +10,56 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 
 import torch
 from torch import nn
 
 from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import JSONObject
+from isscli.io.parsing import parse_count, parse_list
 from isscli.iss.accounting import parameter_count
 from isscli.iss.spec.schema import GroupSpec
 from isscli.iss.surgery import removable_components
 from isscli.models.config import ModelConfig
 from isscli.models.registry import is_tied, model_tensors
+
+
+def one_target(target_hidden: str | Sequence[int] | None, target_params: str | int | None,
+               target_speedup: float | None, prune_epochs: int | None, recover_epochs: int | None) -> str | None:
+    """The one size target asked for (its parameter name), or None; more than one is an error, and so are the
+    phases without a target. A malformed number is refused here, before any corpus is looked for."""
+    given = [name for name, value in (("target_hidden", target_hidden), ("target_params", target_params),
+                                      ("target_speedup", target_speedup)) if value is not None]
+    if len(given) > 1:
+        raise IsscliError(f"give one target, not {' and '.join(f'`{name}`' for name in given)}",
+                          "choose `target_hidden`, `target_params` or `target_speedup`")
+    if not given and (prune_epochs is not None or recover_epochs is not None):
+        raise IsscliError("`prune_epochs` and `recover_epochs` belong to a target run",
+                          "add `target_hidden`, `target_params` or `target_speedup`, or drop them")
+    if target_params is not None:
+        parse_count(target_params, "target_params")
+    elif target_hidden is not None:
+        parse_list(target_hidden, int, "target_hidden", "unit counts, one per ISS set", "400,350")
+    return given[0] if given else None
+
+
+@dataclass(frozen=True)
+class TargetOrigin:
+    """Where a run's targets came from: the request's parameter and its value, and what was counted (a parameter
+    budget: the ``limit`` and the ``parameters`` after compaction) or measured (a speed-up, on ``device``)."""
+
+    parameter: str  # target_hidden | target_params | target_speedup
+    value: str | int | float | Sequence[int]
+    limit: int | None = None
+    parameters: int | None = None
+    measured_speedup: float | None = None
+    device: str | None = None
+
+    def to_json(self) -> JSONObject:
+        """As the controller's settings record it (its ``origin``): the fields that apply."""
+        return {name: value for name, value in asdict(self).items() if value is not None}
 
 
 def receiver_units(spec: GroupSpec, tensors: dict[str, torch.Tensor]) -> dict[str, int]:

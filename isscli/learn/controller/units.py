@@ -149,14 +149,14 @@ class UnitGuard:
     @torch.no_grad()
     def protection(self, after: torch.Tensor) -> torch.Tensor | None:
         """Components to keep alive so that no set ends below its target (None when none are needed)."""
-        protect, before, norms = None, None, None
-        for target, part in zip(self.layout.targets, self.layout.slices, strict=True):
-            need = target - int(after[part].sum())
+        layout = self.layout
+        needs = [target - int(after[part].sum()) for target, part in zip(layout.targets, layout.slices, strict=True)]
+        if all(need <= 0 for need in needs):
+            return None
+        before, norms, protect = self.unit_mask(), self.main.norms(), torch.zeros_like(after)
+        for need, part in zip(needs, layout.slices, strict=True):
             if need <= 0:
                 continue
-            if before is None:
-                before, norms = self.unit_mask(), self.main.norms()
-                protect = torch.zeros_like(after)
             candidates = before[part] & ~after[part]
             scores = torch.where(candidates, norms[part], torch.full_like(norms[part], -1.0))
             chosen = scores.topk(min(need, int(candidates.sum()))).indices

@@ -16,17 +16,13 @@ then match the module on every one of those inputs (or on ``check_inputs``) befo
 from __future__ import annotations
 
 import copy
-import ctypes
 import math
-import os
-import sys
 import tempfile
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -39,20 +35,15 @@ from isscli.io.errors import IsscliError
 from isscli.live.model import layer_sizes, recurrent_modules
 from isscli.runtime.export.onnx import TOLERANCE, VERSION_KEY, ExportMismatch, ExportResult
 from isscli.runtime.export.runtime import onnx_session, require
+from isscli.runtime.export.tracing import trace, trace_hint
 
 if TYPE_CHECKING:
     import onnxruntime
 
 #: Opsets the TorchScript exporter writes (torch.onnx._constants holds its bounds; 7 and 20 in torch 2.13).
 MIN_OPSET = 7
-EXPORT_FAILED_HINT = ("ONNX cannot express this forward; export without pack_padded_sequence (mask, or gather "
-                      "with `lengths`), avoid Python control flow on tensor values, or check torch.onnx's "
-                      "supported operators")
 VARIANT_HINT = ("the exported graph takes any batch (dim 0 of every input) and time (dim 1 of `x`); make the "
                 "forward accept them, or give `check_inputs` of sizes it takes")
-TRACE_HINT = ("the trace fixed a value of the example (Python control flow on a tensor, int(x.shape[0]), "
-              "x.view(2, -1), pad_packed_sequence without total_length=x.size(1), packed input to an isscli.nn "
-              "module); compute it with tensor ops (x.size(0), view(-1, ...)), or mask instead of packing")
 
 
 @dataclass
@@ -79,12 +70,12 @@ def input_names(count: int) -> list[str]:
     return [["x", "lengths"][index] if index < 2 else f"input_{index}" for index in range(count)]
 
 
-def output_names(result: Any, count: int) -> list[str]:
+def output_names(result: object, count: int) -> list[str]:
     """``output`` for a lone tensor, else ``output_0``, ``output_1``, … in flattened order."""
     return ["output"] if isinstance(result, Tensor) else [f"output_{index}" for index in range(count)]
 
 
-def flatten_outputs(result: Any) -> list[Tensor]:
+def flatten_outputs(result: object) -> list[Tensor]:
     """The module's result as the flat tensor list ``torch.onnx.export`` makes of it; other types refused."""
     if isinstance(result, Tensor):
         return [result.detach()]
@@ -97,7 +88,7 @@ def flatten_outputs(result: Any) -> list[Tensor]:
                       "return a tensor, or a (nested) tuple or list of tensors")
 
 
-def example_tuple(inputs: Any, what: str) -> tuple[Tensor, ...]:
+def example_tuple(inputs: object, what: str) -> tuple[Tensor, ...]:
     """``inputs`` as a tuple of CPU tensors, each with the same batch size in dim 0 (why: that dim is made dynamic)."""
     inputs = (inputs,) if isinstance(inputs, Tensor) else inputs
     if not isinstance(inputs, (tuple, list)) or not inputs or not all(isinstance(t, Tensor) for t in inputs):
@@ -167,7 +158,7 @@ def on_cpu(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def run_module(model: nn.Module, inputs: tuple[Tensor, ...], where: str, hint: str) -> tuple[Any, list[Tensor]]:
+def run_module(model: nn.Module, inputs: tuple[Tensor, ...], where: str, hint: str) -> tuple[object, list[Tensor]]:
     """The module's raw result and flattened outputs on ``inputs``; a failing forward is the user's error."""
     try:
         result = model(*inputs)
@@ -178,7 +169,7 @@ def run_module(model: nn.Module, inputs: tuple[Tensor, ...], where: str, hint: s
 
 
 def module_runs(model: nn.Module, example: tuple[Tensor, ...],
-                check_inputs: list[tuple[Tensor, ...]] | None) -> tuple[Any, list[Run]]:
+                check_inputs: list[tuple[Tensor, ...]] | None) -> tuple[object, list[Run]]:
     """The example's raw result, and the runs that decide the dynamic axes and that ONNX Runtime must match."""
     result, outputs = run_module(model, example, "example_input",
                                  "give example_input as the arguments of model(*example_input), samples first")
@@ -241,64 +232,6 @@ def dynamic_axes(inputs: list[str], outputs: list[str], runs: list[Run]) -> dict
         if found := output_axes(name, index, runs):
             axes[name] = found
     return axes
-
-
-# -- tracing -----------------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def native_output_silenced() -> Iterator[None]:
-    """Drop what torch's C++ code prints during an export (its whole IR graph when it fails, shape-inference
-    warnings): it would land in the CLI's stdout, which may carry ``--json``. Failures still raise."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(fd) for fd in (1, 2)]
-    try:
-        with open(os.devnull, "w") as sink:
-            for fd in (1, 2):
-                os.dup2(sink.fileno(), fd)
-            try:
-                yield
-            finally:
-                flush_c_stdio()
-    finally:
-        for fd, copy_fd in zip((1, 2), saved):
-            os.dup2(copy_fd, fd)
-            os.close(copy_fd)
-
-
-def flush_c_stdio() -> None:
-    """``fflush(NULL)``: C++ output buffered in C's stdio must reach the sink before the real stdout is back."""
-    try:
-        ctypes.CDLL(None).fflush(None)
-    except (OSError, AttributeError, TypeError):  # pragma: no cover - no C library to ask (Windows)
-        pass
-
-
-def trace(model: nn.Module, example: tuple[Tensor, ...], path: Path, opset: int, names: tuple[list[str], list[str]],
-          axes: dict[str, dict[int, str]]) -> list[warnings.WarningMessage]:
-    """``torch.onnx.export`` into ``path``; returns torch's TracerWarnings, which say where a trace may be wrong."""
-    with warnings.catch_warnings(record=True) as caught, native_output_silenced():
-        warnings.simplefilter("always")
-        try:
-            torch.onnx.export(model, example, str(path), dynamo=False, opset_version=opset, input_names=names[0],
-                              output_names=names[1], dynamic_axes=axes)
-        except Exception as error:  # torch raises many types: unsupported operators, symbolic or tracer errors
-            reason = first_line(str(error), type(error).__name__)
-            raise IsscliError(f"torch.onnx.export failed: {reason}", EXPORT_FAILED_HINT) from None
-    return [entry for entry in caught if issubclass(entry.category, torch.jit.TracerWarning)]
-
-
-def trace_hint(caught: list[warnings.WarningMessage]) -> str:
-    """The first TracerWarning raised by the user's code (torch's and isscli's own checks warn on every trace),
-    with the line that caused it, else the general advice."""
-    libraries = tuple(str(Path(package.__file__).resolve().parent) + os.sep for package in (torch, isscli))
-    theirs = [entry for entry in caught if not str(Path(entry.filename).resolve()).startswith(libraries)]
-    if not theirs:
-        return TRACE_HINT
-    entry = theirs[0]
-    sentence = first_line(str(entry.message)).split(". ")[0].rstrip(".")
-    return f"torch warned at {Path(entry.filename).name}:{entry.lineno}: {sentence}; {TRACE_HINT}"
 
 
 def metadata_props(metadata: dict[str, str] | None) -> dict[str, str]:
@@ -401,10 +334,11 @@ def export_module(model: nn.Module, example_input: tuple[Tensor, ...], output: P
         :class:`~isscli.runtime.export.onnx.ExportMismatch`,
         writing nothing, when an output differs by more than ``1e-4`` × max(1, its largest |value|).
 
-    Example:
-        >>> result = export_module(model, (torch.randn(2, 7, 8),), Path("tagger.onnx"))
-        >>> result.inputs, result.outputs
-        (['x'], ['output'])
+    Example::
+
+        result = export_module(model, (torch.randn(2, 7, 8),), Path("tagger.onnx"))
+        result.inputs, result.outputs
+        # → (['x'], ['output'])
     """
     onnx_module = require("onnx")
     require("onnxruntime")

@@ -7,10 +7,11 @@ safetensors only, not isscli. It covers isscli's LMs (family ``lm``: unidirectio
 ``lstm``, ``gru``, ``rnn_tanh``, ``rnn_relu``, tied or untied), for inference (no dropout);
 not classifiers, bidirectional layers or RHNs.
 
-Example:
-    >>> model = PlainLM.from_file("small.safetensors")  # the JSON config is in the header
-    >>> logits, state = model(tokens)  # tokens: int64 [T, B] → logits [T, B, V]
-    >>> logits, state = model(next_tokens, state)  # carry the state across chunks
+Example::
+
+    model = PlainLM.from_file("small.safetensors")  # the JSON config is in the header
+    logits, state = model(tokens)  # tokens: int64 [T, B] → logits [T, B, V]
+    logits, state = model(next_tokens, state)  # carry the state across chunks
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from torch import nn
 RECURRENT = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn_tanh": nn.RNN, "rnn_relu": nn.RNN}
 #: isscli's ``rnn.weight_ih_l1`` is layer 1's own ``weight_ih_l0`` here.
 RECURRENT_NAME = re.compile(r"rnn\.(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)")
-#: Per layer: ``h`` (GRU/RNN) or ``(h, c)`` (LSTM), each ``[1, B, H]``.
-State = list[Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]]
+#: One layer's state: ``h`` (GRU/RNN) or ``(h, c)`` (LSTM), each ``[1, B, H]``.
+LayerState = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
+#: One entry per layer.
+State = list[LayerState]
 
 
 class PlainLM(nn.Module):
@@ -48,8 +51,9 @@ class PlainLM(nn.Module):
 
     def forward(self, tokens: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """``tokens [T, B]`` → logits ``[T, B, V]`` and the state to pass with the next chunk."""
+        initial: list[LayerState | None] = [*state] if state else [None] * len(self.layers)
         output, new_state = self.encoder(tokens), []
-        for layer, layer_state in zip(self.layers, state or [None] * len(self.layers)):
+        for layer, layer_state in zip(self.layers, initial):
             output, layer_state = layer(output, layer_state)
             new_state.append(layer_state)
         return self.decoder(output), new_state

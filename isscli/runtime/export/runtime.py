@@ -43,7 +43,7 @@ def state_names(config: ModelConfig) -> list[tuple[str, str, int]]:
     direction, ``h`` before ``c``.
     """
     kinds = ("h", "c") if config.cell == "lstm" else ("h",)
-    names = []
+    names: list[tuple[str, str, int]] = []
     for layer, sizes in enumerate(config.hidden_sizes):
         for direction, size in enumerate(sizes):
             suffix = direction_suffix(layer, direction)
@@ -68,9 +68,10 @@ def initial_feeds(
 def onnx_session(proto: onnx.ModelProto, threads: int | None = None) -> onnxruntime.InferenceSession:
     """A CPU session for ``proto``; ``threads`` sets ONNX Runtime's intra-op threads (default: its own choice).
 
-    Example:
-        >>> session = onnx_session(to_onnx(model), threads=1)
-        >>> logits, *state = session.run(None, initial_feeds(model.config, tokens))
+    Example::
+
+        session = onnx_session(to_onnx(model), threads=1)
+        logits, *state = session.run(None, initial_feeds(model.config, tokens))
     """
     runtime = require("onnxruntime")
     options = runtime.SessionOptions()
@@ -98,9 +99,10 @@ def onnx_workload(
     The inputs are those of the PyTorch workload (same random tokens, zero state, full
     lengths), made once, here, so they are not timed.
 
-    Example:
-        >>> run = onnx_workload(onnx_session(to_onnx(model)), model.config, "full", batch=10, steps=30, seed=0)
-        >>> logits = run()[0]
+    Example::
+
+        run = onnx_workload(onnx_session(to_onnx(model)), model.config, "full", batch=10, steps=30, seed=0)
+        logits = run()[0]
     """
     if part != "full":
         raise IsscliError(

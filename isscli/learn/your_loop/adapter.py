@@ -2,7 +2,7 @@
 
 :class:`~isscli.learn.controller.IssController` was written as a hook of isscli's own
 :class:`~isscli.learn.loop.Trainer`; :class:`LoopTrainer` is the small part of a trainer it reads, so the very
-same controller steers λ inside any loop (:class:`~isscli.live.loop.IssTraining`).
+same controller steers λ inside any loop (:class:`~isscli.learn.your_loop.loop.IssTraining`).
 """
 
 from __future__ import annotations

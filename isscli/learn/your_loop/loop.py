@@ -58,26 +58,22 @@ model's saved weights — then load the model's, the optimizer's and its own :me
 from __future__ import annotations
 
 import logging
-import math
-import operator
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
-from isscli.io.errors import IsscliError
+from isscli.io.jsonfile import JSONObject
 from isscli.iss.regularizer import GroupLasso
-from isscli.iss.spec import GroupSpec, check_spec
+from isscli.iss.spec import GroupSpec
 from isscli.learn.controller import ControllerSettings, IssController
 from isscli.learn.controller.state import json_round_trip
-from isscli.learn.controller.targets import check_targets, receiver_units, targets_from_sizes
+from isscli.learn.controller.targets import receiver_units
 from isscli.learn.recipes import PAPER_THRESHOLD
-from isscli.learn.run import TrainingDiverged
-from isscli.live.adapter import (
+from isscli.learn.your_loop.adapter import (
     LoopPaths,
     LoopReport,
     LoopRun,
@@ -87,61 +83,26 @@ from isscli.live.adapter import (
     LoopTrainer,
     LoopValid,
 )
-from isscli.live.budget import compacted_parameters, sizes_for_budget
+from isscli.learn.your_loop.arguments import (
+    TargetHidden,
+    check_arguments,
+    check_optimizer,
+    optimizer_kind,
+    resolve_spec,
+    resolve_targets,
+)
+from isscli.learn.your_loop.budget import compacted_parameters, sizes_for_budget
+from isscli.learn.your_loop.losses import BackoffLosses, divergence_advice
+from isscli.learn.your_loop.resume import STATE_FORMAT, ControllerSaved, LoopState, SavedState
+from isscli.learn.your_loop.summary import IssSummary
 from isscli.live.compact import ModuleCompaction, compact_module
-from isscli.live.model import parameter_tensors
-from isscli.live.trace import derive_module_spec
 
 if TYPE_CHECKING:
     from isscli.learn.loop import EpochReport, Trainer
 
+__all__ = ["STATE_FORMAT", "IssSummary", "IssTraining", "compacted_parameters", "optimizer_kind", "sizes_for_budget"]
+
 logger = logging.getLogger(__name__)
-#: The ``format`` entry of :meth:`IssTraining.state_dict`.
-STATE_FORMAT = "isscli.live.loop/1"
-
-
-# -- the summary -----------------------------------------------------------------------------------
-
-
-@dataclass
-class IssSummary:
-    """Where an :class:`IssTraining` stands: sizes, λ, what was assumed, and the controller's record."""
-
-    phase: str  # "prune" | "recover" (with a target) | "fixed" (a fixed λ)
-    epochs: int  # epochs ended (end_epoch calls)
-    components: dict[str, int]  # units per set in the model as built
-    units: dict[str, int]  # units per set now (components whose receivers are not all zero)
-    targets: dict[str, int] | None
-    lambdas: dict[str, float]  # λ in force per set
-    group_lasso: float | None  # the fixed λ, or with a target the cap on λ (None: no cap)
-    l1: float
-    tau: float
-    optimizer: str  # "adam" | "sgd": the step lengths the controller assumed
-    optimizer_class: str  # the optimizer it was told
-    log_loss: bool  # whether losses were compared as log-likelihoods (else as ratios)
-    parameters: int  # of the model now
-    compacted_parameters: int  # after compaction at the current units
-    losses_skipped: int  # batch and validation losses ≤ 0, left out of the back-off test
-    optimizer_reset_at_epoch: int | None = None  # the optimizer's state cleared as recovery started
-    origin: dict[str, Any] = field(default_factory=dict)  # the parameter the targets came from
-    lowest_units: dict[str, int] = field(default_factory=dict)  # the fewest units each set ever had
-    frozen: dict[str, dict[str, Any]] = field(default_factory=dict)  # set → when and why it reached its target
-    final_cut: dict[str, int] = field(default_factory=dict)  # units zeroed at the end of the pruning phase
-    backoffs: list[dict[str, Any]] = field(default_factory=list)
-    lambda_per_epoch: dict[str, list[float]] = field(default_factory=dict)
-    units_per_epoch: dict[str, list[int]] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return json_round_trip(asdict(self))
-
-
-# -- the object ------------------------------------------------------------------------------------
-
-
-def optimizer_kind(optimizer: torch.optim.Optimizer) -> str:
-    """The step lengths the controller assumes: "adam" for Adam and AdamW, "sgd" for every other optimizer
-    (the cautious choice: it only decides which groups are within one step of zero)."""
-    return "adam" if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)) else "sgd"
 
 
 class IssTraining:
@@ -205,17 +166,17 @@ class IssTraining:
     def __init__(
         self, model: nn.Module, optimizer: torch.optim.Optimizer, batches_per_epoch: int | None = None, *,
         spec: GroupSpec | None = None, example_input: Any = None,
-        target_hidden: int | Sequence[int] | Mapping[str, int] | None = None, target_params: int | None = None,
+        target_hidden: TargetHidden | None = None, target_params: int | None = None,
         group_lasso: float | None = None, tau: float | None = None, l1: float = 0.0,
         prune_epochs: int | None = None, recover_epochs: int | None = None, check_every: int | None = None,
         log_loss: bool = False, log: str | os.PathLike[str] | None = None, reset_optimizer: bool = True,
     ) -> None:
-        targeted = _check_arguments(batches_per_epoch, target_hidden, target_params, group_lasso, tau, l1,
-                                    prune_epochs, recover_epochs, check_every)
+        targeted = check_arguments(batches_per_epoch, target_hidden, target_params, group_lasso, tau, l1,
+                                   prune_epochs, recover_epochs, check_every)
         self.model, self.optimizer, self.log_loss = model, optimizer, bool(log_loss)
-        self.spec = _resolve_spec(model, spec, example_input)
-        self.parameters = dict(model.named_parameters())
-        _check_optimizer(optimizer, self.parameters, self.spec)
+        self.spec = resolve_spec(model, spec, example_input)
+        self.parameters: dict[str, torch.Tensor] = dict(model.named_parameters())
+        check_optimizer(optimizer, self.parameters, self.spec)
         lam = float(group_lasso or 0.0)
         self.group_lasso = (lam or None) if targeted else lam
         self.l1 = float(l1)
@@ -224,36 +185,28 @@ class IssTraining:
         if self.optimizer_kind == "sgd" and type(optimizer) is not torch.optim.SGD:
             logger.info("IssTraining: the λ controller assumes SGD step lengths for %s", type(optimizer).__name__)
         self.regularizer = GroupLasso(self.spec, self.parameters)
-        self.epoch, self.batch, self.losses_skipped = 1, 0, 0
-        self.reset_optimizer, self.optimizer_reset_at_epoch = bool(reset_optimizer), None
+        self.epoch, self.batch = 1, 0
+        self.losses = BackoffLosses(self.log_loss, divergence_advice(targeted, bool(lam or l1)))
+        self.reset_optimizer = bool(reset_optimizer)
+        self.optimizer_reset_at_epoch: int | None = None
         self._step: LoopStep | None = None
         self.controller: IssController | None = None
         self.targets: dict[str, int] | None = None
         self.prune_epochs = self.recover_epochs = 0
         if targeted:
-            self._start_controller(int(batches_per_epoch or 0), target_hidden, target_params, prune_epochs,
-                                   recover_epochs, check_every, log)
+            targets, origin = resolve_targets(self.spec, self.parameters, target_hidden, target_params)
+            prune = int(prune_epochs or 0)
+            recover = int(recover_epochs) if recover_epochs is not None else max(1, prune // 4)
+            settings = ControllerSettings(targets, prune, recover, cap=self.group_lasso, check_every=check_every,
+                                          origin=origin)
+            self._start_controller(settings, int(batches_per_epoch or 0), log)
 
-    def _start_controller(self, batches: int, target_hidden: Any, target_params: Any, prune_epochs: Any,
-                          recover_epochs: Any, check_every: int | None, log: Any) -> None:
-        with torch.no_grad():
-            units = receiver_units(self.spec, self.parameters)
-        if target_params is not None:
-            shapes = {name: tuple(p.shape) for name, p in self.parameters.items()}
-            limit = _whole(target_params, "target_params")
-            targets, count = sizes_for_budget(self.spec, shapes, units, limit)
-            origin = {"parameter": "target_params", "value": limit, "limit": limit, "parameters": count}
-            check_targets(self.spec, targets, units, "target_params")
-        else:
-            targets = _targets_of(self.spec, target_hidden, units)
-            origin = {"parameter": "target_hidden", "value": [targets[iss.name] for iss in self.spec.sets]}
-            check_targets(self.spec, targets, units, "target_hidden")
-        prune = int(prune_epochs)
-        recover = int(recover_epochs) if recover_epochs is not None else max(1, prune // 4)
-        settings = ControllerSettings(targets, prune, recover, cap=self.group_lasso, check_every=check_every,
-                                      origin=origin)
+    def _start_controller(self, settings: ControllerSettings, batches: int,
+                          log: str | os.PathLike[str] | None) -> None:
+        """The command line's controller, bound to this loop through :class:`LoopTrainer`."""
         self.controller = IssController(settings, announce=self._announce)
-        self.targets, self.prune_epochs, self.recover_epochs = dict(targets), prune, recover
+        self.targets = dict(settings.targets)
+        self.prune_epochs, self.recover_epochs = settings.prune_epochs, settings.recover_epochs
         path = Path(os.devnull) if log is None else Path(log)
         run = LoopRun(self.spec, LoopTask(batches), LoopPaths(path))
         self._view = LoopTrainer(run, LoopSettings(self.optimizer_kind), self.parameters, self.regularizer,
@@ -261,7 +214,7 @@ class IssTraining:
         self.controller.bind(self._trainer)
 
     def _announce(self, message: str, warning: bool) -> None:
-        """The controller's notes, to the ``isscli.live.loop`` logger. It speaks of perplexity (the command line's
+        """The controller's notes, to this module's logger. It speaks of perplexity (the command line's
         score); with ``log_loss`` off what it compares is the ratio of your losses, so it says "loss"."""
         text = message if self.log_loss else message.replace("perplexity", "loss")
         (logger.warning if warning else logger.info)("IssTraining %s", text)
@@ -317,7 +270,7 @@ class IssTraining:
         """
         controller = self.controller
         if controller is not None:
-            valid = self._valid_value(valid_loss)
+            valid = self.losses.validation(valid_loss, self.epoch, controller.state.best_valid)
             pruning = self.phase == "prune"
             controller.after_epoch(self._trainer, cast("EpochReport", LoopReport(self.epoch, LoopValid(valid))))
             if pruning and self.phase == "recover" and self.reset_optimizer:
@@ -325,59 +278,12 @@ class IssTraining:
                 self.optimizer_reset_at_epoch = self.epoch
         self.epoch, self.batch = self.epoch + 1, 0
 
-    # -- losses -----------------------------------------------------------------------------------
-
     def _loss_step(self, loss: torch.Tensor | float | None) -> LoopStep | None:
+        """The batch's loss for the back-off test (None: no test, or a loss that cannot take part)."""
         if loss is None:
             return None
-        if isinstance(loss, torch.Tensor):
-            if loss.numel() != 1:
-                raise IsscliError(f"`loss` has shape {tuple(loss.shape)}, not one number",
-                                  "pass the scalar loss that `backward()` was called on")
-            loss = loss.detach()
-        value = float(loss)
-        self._check_finite(value, f"the loss became {value} at batch {self.batch + 1}")
-        if self.controller is None:  # a fixed λ: no back-off test
-            return None
-        if self.log_loss:
-            return LoopStep(value, 1)
-        if value > 0:
-            return LoopStep(math.log(value), 1)
-        self._skipped("training loss", value)
-        return None
-
-    def _valid_value(self, valid_loss: float | None) -> float:
-        """The validation loss as the controller's ratio test reads it; the best so far (no test) when None."""
-        assert self.controller is not None
-        best = self.controller.state.best_valid
-        skip = best if best is not None else math.nan  # neither a back-off nor a new best
-        if valid_loss is None:
-            return skip
-        value = float(valid_loss)
-        self._check_finite(value, f"the validation loss is {value}")
-        if self.log_loss:
-            return math.exp(min(value, 700.0))
-        if value > 0:
-            return value
-        self._skipped("validation loss", value)
-        return skip
-
-    def _check_finite(self, value: float, what: str) -> None:
-        if math.isfinite(value):
-            return
-        if self.controller is not None:
-            advice = "lower the learning rate, or cap λ with `group_lasso`"
-        elif self.group_lasso or self.l1:
-            advice = "lower `group_lasso` or `l1`, or the learning rate"
-        else:
-            advice = "lower the learning rate"
-        raise TrainingDiverged(f"training diverged in epoch {self.epoch}: {what}", advice)
-
-    def _skipped(self, what: str, value: float) -> None:
-        if self.losses_skipped == 0:
-            logger.warning("IssTraining: a %s of %g cannot double, so it is left out of the back-off test "
-                           "(pass `log_loss=True` if it is a log-likelihood)", what, value)
-        self.losses_skipped += 1
+        value = self.losses.scalar(loss, self.epoch, self.batch + 1)
+        return self.losses.training(value) if self.controller is not None else None  # a fixed λ: no test
 
     # -- where it stands --------------------------------------------------------------------------
 
@@ -385,6 +291,11 @@ class IssTraining:
     def epochs(self) -> int | None:
         """Epochs of a target run: ``prune_epochs + recover_epochs`` (None without a target)."""
         return self.prune_epochs + self.recover_epochs if self.controller is not None else None
+
+    @property
+    def losses_skipped(self) -> int:
+        """Batch and validation losses ≤ 0 so far, left out of the back-off test."""
+        return self.losses.skipped
 
     @property
     def phase(self) -> str:
@@ -415,45 +326,44 @@ class IssTraining:
         """
         units = self.units
         shapes = {name: tuple(p.shape) for name, p in self.parameters.items()}
-        record = self.controller.summary() if self.controller is not None else {}
-        return IssSummary(
+        summary = IssSummary(
             phase=self.phase, epochs=self.epoch - 1, components={iss.name: iss.components for iss in self.spec.sets},
             units=units, targets=self.targets, lambdas=self.lambdas, group_lasso=self.group_lasso, l1=self.l1,
             tau=self.tau, optimizer=self.optimizer_kind, optimizer_class=type(self.optimizer).__name__,
             log_loss=self.log_loss, parameters=sum(p.numel() for p in self.parameters.values()),
             compacted_parameters=compacted_parameters(self.spec, shapes, units), losses_skipped=self.losses_skipped,
             optimizer_reset_at_epoch=self.optimizer_reset_at_epoch,
-            **{key: record[key] for key in ("origin", "lowest_units", "frozen", "final_cut", "backoffs",
-                                             "lambda_per_epoch", "units_per_epoch") if key in record},
         )
+        return summary if self.controller is None else summary.with_record(self.controller.summary())
 
     # -- resuming ---------------------------------------------------------------------------------
 
-    def _identity(self) -> dict[str, Any]:
+    def _identity(self) -> JSONObject:
         """What must not change between an interrupted run and its continuation."""
         settings = self.controller.settings.to_dict() if self.controller is not None else None
-        return json_round_trip({"spec": self.spec.to_json(), "controller": settings, "group_lasso": self.group_lasso,
-                                "l1": self.l1, "tau": self.tau, "optimizer": self.optimizer_kind,
-                                "log_loss": self.log_loss, "reset_optimizer": self.reset_optimizer})
+        identity: JSONObject = json_round_trip({
+            "spec": self.spec.to_json(), "controller": settings, "group_lasso": self.group_lasso, "l1": self.l1,
+            "tau": self.tau, "optimizer": self.optimizer_kind, "log_loss": self.log_loss,
+            "reset_optimizer": self.reset_optimizer})
+        return identity
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> SavedState:
         """Everything needed to continue exactly (tensors and plain values; ``torch.save`` it with the model's
         and the optimizer's state).
 
         Returns:
-            a dict for :meth:`load_state_dict`.
+            a dict for :meth:`load_state_dict` (its format: :mod:`isscli.learn.your_loop.resume`).
 
-        Examples:
-            >>> checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            ...               "iss": iss.state_dict()}  # doctest: +SKIP
+        Example::
+
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iss": iss.state_dict()},
+                       "checkpoint.pt")
         """
-        state: dict[str, Any] = {"format": STATE_FORMAT, "identity": self._identity(), "epoch": self.epoch,
-                                 "batch": self.batch, "losses_skipped": self.losses_skipped, "controller": None,
-                                 "optimizer_reset_at_epoch": self.optimizer_reset_at_epoch}
+        controller = None
         if self.controller is not None:
-            tensors, info = self.controller.state_dict()
-            state["controller"] = {"tensors": tensors, "info": info}
-        return state
+            controller = ControllerSaved(*self.controller.state_dict())
+        return LoopState(self._identity(), self.epoch, self.batch, self.losses_skipped,
+                         self.optimizer_reset_at_epoch, controller).saved()
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue where :meth:`state_dict` was taken, in an object built with the same arguments.
@@ -465,19 +375,11 @@ class IssTraining:
         Args:
             state: what :meth:`state_dict` returned (e.g. through ``torch.save``/``torch.load``).
         """
-        if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
-            raise IsscliError("`load_state_dict` was given something other than an IssTraining state",
-                              "pass what `IssTraining.state_dict()` returned")
-        saved, now = state["identity"], self._identity()
-        changed = sorted(key for key in now if saved.get(key) != now[key])
-        if changed:
-            raise IsscliError(f"`load_state_dict`: the state was saved with other settings ({', '.join(changed)})",
-                              "build IssTraining with the arguments of the interrupted run, before loading "
-                              "the model's saved weights")
-        self.epoch, self.batch, self.losses_skipped = state["epoch"], state["batch"], state["losses_skipped"]
-        self.optimizer_reset_at_epoch = state.get("optimizer_reset_at_epoch")
-        if self.controller is not None:
-            self.controller.load_state_dict(state["controller"]["tensors"], state["controller"]["info"])
+        saved = LoopState.read(state, self._identity())
+        self.epoch, self.batch, self.losses.skipped = saved.epoch, saved.batch, saved.losses_skipped
+        self.optimizer_reset_at_epoch = saved.optimizer_reset_at_epoch
+        if self.controller is not None and saved.controller is not None:
+            self.controller.load_state_dict(saved.controller.tensors, saved.controller.info)
             self.controller.trainer = None  # bind again, now from the saved state
             self.controller.bind(self._trainer)
 
@@ -493,98 +395,3 @@ class IssTraining:
             A :class:`~isscli.live.compact.ModuleCompaction`: ``.model`` the smaller copy of your model, ``.units``.
         """
         return compact_module(self.model, example_input, spec=self.spec)
-
-
-# -- arguments -------------------------------------------------------------------------------------
-
-
-def _whole(value: Any, name: str) -> int:
-    """A whole number (not a bool), or a one-line error naming the parameter."""
-    if not isinstance(value, bool):
-        try:
-            return operator.index(value)
-        except TypeError:
-            pass
-    raise IsscliError(f"`{name}` must be a whole number (got {value!r})", f"give e.g. `{name}`=10")
-
-
-def _number(value: Any, name: str) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
-    if not ok:
-        raise IsscliError(f"`{name}` must be a finite number ≥ 0 (got {value!r})", f"fix `{name}`")
-
-
-def _check_arguments(batches: Any, target_hidden: Any, target_params: Any, group_lasso: Any, tau: Any, l1: Any,
-                     prune_epochs: Any, recover_epochs: Any, check_every: Any) -> bool:
-    """Everything checkable before the model is looked at; whether a target is given."""
-    for name, value in (("group_lasso", group_lasso), ("tau", tau), ("l1", l1)):
-        if value is not None:
-            _number(value, name)
-    fixes = {"batches_per_epoch": "give `batches_per_epoch`=len(loader)", "check_every": "give e.g. `check_every`=10",
-             "prune_epochs": "give e.g. `prune_epochs`=4", "recover_epochs": "the survivors need an epoch with λ = 0"}
-    counts = {"batches_per_epoch": batches, "check_every": check_every, "prune_epochs": prune_epochs,
-              "recover_epochs": recover_epochs}
-    for name, value in counts.items():
-        if value is not None and _whole(value, name) < 1:
-            raise IsscliError(f"`{name}` must be ≥ 1 (got {value})", fixes[name])
-    if target_hidden is not None and target_params is not None:
-        raise IsscliError("give one target, not `target_hidden` and `target_params`",
-                          "choose `target_hidden` or `target_params`")
-    if target_hidden is None and target_params is None:
-        if prune_epochs is not None or recover_epochs is not None:
-            raise IsscliError("`prune_epochs` and `recover_epochs` belong to a target",
-                              "add `target_hidden` or `target_params`, or drop them")
-        return False
-    if batches is None:
-        raise IsscliError("a target needs `batches_per_epoch` (the λ schedule runs over the pruning phase's batches)",
-                          "pass `batches_per_epoch`=len(loader)")
-    if prune_epochs is None:
-        raise IsscliError("a target needs `prune_epochs` (the epochs over which the sets shrink)",
-                          "give e.g. `prune_epochs`=4")
-    return True
-
-
-def _resolve_spec(model: nn.Module, spec: GroupSpec | None, example_input: Any) -> GroupSpec:
-    """The given spec, or one derived from ``example_input``; checked against ``model.named_parameters()``."""
-    if not isinstance(model, nn.Module):
-        raise IsscliError(f"`model` must be an nn.Module (got {type(model).__name__})", "pass the model itself")
-    if spec is None:
-        if example_input is None:
-            raise IsscliError("IssTraining needs `spec` or `example_input`: parameter names alone do not say which "
-                              "weights receive each unit", "pass `example_input` (one batch of model input)")
-
-        spec = derive_module_spec(model, example_input)
-    tensors = parameter_tensors(model)
-    missing = [name for name in spec.tensor_names() if name not in tensors]
-    if missing:
-        raise IsscliError(f"`spec` names tensor {missing[0]!r}, which `model.named_parameters()` does not have",
-                          f"name tensors as the model does (e.g. {next(iter(tensors), 'lstm.weight_ih_l0')!r})")
-    check_spec(spec, tensors)
-    return spec
-
-
-def _check_optimizer(optimizer: torch.optim.Optimizer, parameters: dict[str, torch.Tensor], spec: GroupSpec) -> None:
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise IsscliError(f"`optimizer` must be a torch.optim.Optimizer (got {type(optimizer).__name__})",
-                          "pass the optimizer that updates the model, e.g. torch.optim.Adam(model.parameters())")
-    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    left = [name for name in spec.tensor_names() if id(parameters[name]) not in held]
-    if left:
-        raise IsscliError(f"`optimizer` does not update {left[0]!r}, which the spec regularizes",
-                          "build the optimizer over `model.parameters()`")
-
-
-def _targets_of(spec: GroupSpec, target_hidden: Any, units: dict[str, int]) -> dict[str, int]:
-    """Units per set from an int (every set), a list (spec order) or a dict (a set left out keeps its units)."""
-    names = [iss.name for iss in spec.sets]
-    if isinstance(target_hidden, Mapping):
-        unknown = sorted(set(target_hidden) - set(names))
-        if unknown:
-            raise IsscliError(f"`target_hidden` names set {unknown[0]!r}, which the spec does not have",
-                              f"use the spec's set names: {', '.join(names)}")
-        return {name: _whole(target_hidden[name], "target_hidden") if name in target_hidden else units[name]
-                for name in names}
-    if isinstance(target_hidden, Sequence) and not isinstance(target_hidden, str):
-        sizes = [_whole(size, "target_hidden") for size in target_hidden]
-        return targets_from_sizes(spec, sizes, "target_hidden")
-    return dict.fromkeys(names, _whole(target_hidden, "target_hidden"))
