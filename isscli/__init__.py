@@ -28,19 +28,16 @@ __version__ = "0.3.0"
 import sys as _sys  # noqa: E402
 
 from isscli.api import HOMES as _API_HOMES  # noqa: E402 - the version first: the API records it in provenance
+from isscli.api import RENAMED as _RENAMED  # noqa: E402
 from isscli.lazy import lazy_exports  # noqa: E402
 from isscli.moved import install as _install_moved  # noqa: E402
 
-#: Where each public name lives; each is imported on first use (:mod:`isscli.lazy`).
+#: Where each public name lives; each is imported on first use (:mod:`isscli.lazy`). The API's names, and what the
+#: loop of your own and the library's lower layers offer.
 _HOMES = {
     **_API_HOMES,
     "Checkpoint": "isscli.io.checkpoint",
-    **dict.fromkeys(("DemoRequest", "DemoResult", "demo"), "isscli.api.demonstration"),
-    **dict.fromkeys(("CheckpointError", "GateFailed", "IsscliError", "OutputError", "SpecError"), "isscli.io.errors"),
     **dict.fromkeys(("Observer", "SilentObserver"), "isscli.observer"),
-    "invoked_by": "isscli.io.provenance",
-    "GroupSpec": "isscli.iss.spec",
-    **dict.fromkeys(("PointOutcome", "SweepRequest", "SweepResult", "make_points", "sweep"), "isscli.sweeping"),
     "TrainingDiverged": "isscli.learn.loop",
     "GroupLasso": "isscli.iss.regularizer",
     **dict.fromkeys(("ModuleCompaction", "compact_module", "load_compacted"), "isscli.live.compact"),
@@ -48,5 +45,5 @@ _HOMES = {
     **dict.fromkeys(("IssSummary", "IssTraining"), "isscli.learn.your_loop.loop"),
 }
 __all__ = [*sorted(_HOMES), "__version__"]
-__getattr__, __dir__ = lazy_exports(__name__, _HOMES)
+__getattr__, __dir__ = lazy_exports(__name__, {**_HOMES, **_RENAMED}, hidden=_RENAMED)
 _install_moved(_sys.modules[__name__])  # old module paths (isscli.surgery, …) keep working until 0.4

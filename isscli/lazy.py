@@ -8,28 +8,23 @@ work as with eager imports.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from importlib import import_module
 from typing import Any
 
-#: When the old names of :data:`renamed <lazy_exports>` public names stop working.
+#: When the old names a package still answers (its ``hidden`` names, :func:`lazy_exports`) stop working.
 RENAMED_UNTIL = "0.4"
 
 
 def lazy_exports(
-    package: str, homes: Mapping[str, str], renamed: Mapping[str, str] | None = None
+    package: str, homes: Mapping[str, str], hidden: Collection[str] = ()
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """The ``__getattr__`` and ``__dir__`` of ``package``, whose public names live in the modules ``homes`` says
-    (name → module path); ``renamed`` maps old public names to new ones, which the old still reach, with a
-    DeprecationWarning, for one minor version (never listed by ``dir()`` or ``__all__``)."""
+    (name → module path); ``hidden`` names (old names kept for a while, which warn when used) are reachable but not
+    listed by ``dir()``."""
     namespace = import_module(package).__dict__
 
     def __getattr__(name: str) -> Any:
-        if renamed and name in renamed:
-            warnings.warn(f"{package}.{name} is now {package}.{renamed[name]}; the old name goes in isscli "
-                          f"{RENAMED_UNTIL}", DeprecationWarning, stacklevel=2)
-            return getattr(import_module(package), renamed[name])  # not cached: every use of the old name warns
         if name in homes:
             value = getattr(import_module(homes[name]), name)
         else:  # a submodule not imported yet (``isscli.iss.surgery``), as an eager package would have it
@@ -43,6 +38,6 @@ def lazy_exports(
         return value
 
     def __dir__() -> list[str]:
-        return sorted({*namespace, *homes})
+        return sorted({*namespace, *homes} - set(hidden))
 
     return __getattr__, __dir__

@@ -17,6 +17,8 @@ import sys
 import warnings
 from types import ModuleType
 
+from isscli.lazy import RENAMED_UNTIL
+
 #: Old module or package path → where it lives now.
 MOVED = {
     "isscli.surgery": "isscli.iss.surgery",
@@ -72,7 +74,8 @@ class MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
         now = new_path(spec.name)
         assert now is not None  # find_spec answered only moved names
-        warnings.warn(f"{spec.name} is now {now}; the old path goes in isscli 0.4", DeprecationWarning, stacklevel=2)
+        warnings.warn(f"{spec.name} is now {now}; the old path goes in isscli {RENAMED_UNTIL}", DeprecationWarning,
+                      stacklevel=2)
         return importlib.import_module(now)
 
     def exec_module(self, module: ModuleType) -> None:

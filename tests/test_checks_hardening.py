@@ -16,7 +16,8 @@ import isscli
 from isscli.data.fingerprint import data_fingerprint
 from isscli.io.checkpoint import load_checkpoint, save_checkpoint
 from isscli.io.errors import IsscliError
-from isscli.io.provenance import check_provenance, finite_json
+from isscli.io.jsonfile import finite_json
+from isscli.io.provenance import check_provenance
 from isscli.learn.recipes import recipe
 from isscli.learn.run import JsonLog
 from tests.conftest import tiny_config, write_model

@@ -79,7 +79,7 @@ def test_compaction_is_verified_in_the_checkpoints_precision(tmp_path: Path, dty
     assert verification is not None
     expected = "float64" if dtype == torch.float64 else "float32"  # float16 and bfloat16 are exact in float32
     assert verification.dtype == expected
-    assert verification.tolerance == pytest.approx(isscli.api.verification.TOLERANCE[expected] *
+    assert verification.tolerance == pytest.approx(isscli.iss.verification.TOLERANCE[expected] *
                                                    max(1.0, verification.output_scale))
     assert verification.max_output_difference <= verification.tolerance
     assert {t.dtype for t in small.checkpoint.tensors.values()} == {dtype}

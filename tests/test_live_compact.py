@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from torch import nn
 
 import isscli
-from isscli.api.verification import CompactionMismatch
 from isscli.io.errors import IsscliError
 from isscli.iss.spec import derive_spec
 from isscli.iss.surgery import prune
+from isscli.iss.verification import CompactionMismatch
 from isscli.live.compact import compact_module
 from isscli.live.trace import derive_module_spec
 

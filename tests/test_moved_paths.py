@@ -59,3 +59,24 @@ def test_the_library_itself_uses_no_old_path() -> None:
             "import isscli.cli.main\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_renamed_functions_of_0_2_still_work_with_a_warning(tmp_path: Path) -> None:
+    import isscli
+
+    with pytest.warns(DeprecationWarning, match=r"new_model is now isscli.init; the old name goes in isscli 0.4$"):
+        fresh = isscli.new_model("tiny", seed=3)
+    assert fresh.config == isscli.init("tiny", seed=3).config
+    isscli.save(fresh, tmp_path / "tiny.safetensors")
+    with pytest.warns(DeprecationWarning, match=r"isscli.derive_spec is now isscli.groups\("):
+        spec = isscli.derive_spec(tmp_path / "tiny.safetensors")
+    assert spec == isscli.groups(isscli.GroupsRequest(checkpoint=tmp_path / "tiny.safetensors")).spec
+    (tmp_path / "spec.json").write_text(spec.dumps(), encoding="utf-8")
+    with pytest.warns(DeprecationWarning, match=r"isscli.check_spec is now isscli.groups_check"):
+        assert isscli.check_spec(tmp_path / "spec.json", tmp_path / "tiny.safetensors") == spec
+    with pytest.warns(DeprecationWarning, match=r"isscli.convert_spec is now isscli.groups_convert"):
+        assert isscli.convert_spec(tmp_path / "spec.json") == spec
+    old_names = {"check_spec", "convert_spec", "derive_spec", "download_ptb", "export_model", "import_state_dict",
+                 "new_model", "run_demo", "run_sweep"}
+    assert not old_names & set(dir(isscli)) and not old_names & set(isscli.__all__)
+    assert all(callable(getattr(isscli.api, name)) for name in old_names)

@@ -167,7 +167,7 @@ def test_regression_loss_and_evaluation(tmp_path: Path) -> None:
     assert score.loss == pytest.approx(float(hand), rel=1e-6)
     trivial = float(((data.splits["valid"].y - data.splits["train"].y.mean()) ** 2).mean())
     assert score.trivial_loss == pytest.approx(trivial, rel=1e-6)
-    assert score.rank() == (score.loss,) and score.metric == "loss"
+    assert score.rank() == (score.loss,) and score.metric.name == "loss"
     assert score.guard_value == pytest.approx(score.loss + trivial)  # a blow-up against the targets' own spread
 
 
@@ -218,7 +218,7 @@ def test_classification_loss_and_accuracy(tmp_path: Path) -> None:
     assert score.count == 6
     assert score.accuracy == int((logits.argmax(1) == test.y).sum()) / 6
     assert score.loss == pytest.approx(float(F.cross_entropy(logits, test.y)), rel=1e-6)
-    assert score.metric == "accuracy" and score.rank() == (-score.accuracy, score.loss)
+    assert score.metric.name == "accuracy" and score.rank() == (-score.accuracy, score.loss)
     assert set(score.to_dict()) == {"split", "loss", "perplexity", "count", "accuracy", "objective"}
     with pytest.raises(IsscliError, match=r"needs \[5, C\] with C ≥ 4"):
         TensorTask(load_tensor_data(tmp_path / "d.safetensors", "classification", split_rule="0.6,0.2,0.2",
@@ -335,11 +335,11 @@ def test_unreadable_files(tmp_path: Path) -> None:
 def test_evaluation_records() -> None:
     regression = Evaluation("valid", 0.25, 10, objective="regression")
     assert regression.to_dict() == {"split": "valid", "loss": 0.25, "count": 10, "objective": "regression"}
-    assert regression.rank() == (0.25,) and regression.guard_value == 0.25 and regression.metric == "loss"
+    assert regression.rank() == (0.25,) and regression.guard_value == 0.25 and regression.metric.name == "loss"
     assert Evaluation("valid", 0.25, 10, objective="regression", trivial_loss=1.0).guard_value == 1.25
     language = Evaluation("valid", 4.0, 100)
     assert list(language.to_dict()) == ["split", "loss", "perplexity", "count"]
-    assert language.guard_value == language.perplexity and language.metric == "perplexity"
+    assert language.guard_value == language.perplexity and language.metric.name == "perplexity"
     assert list(Evaluation("test", 0.5, 8, 0.75).to_dict()) == ["split", "loss", "perplexity", "count", "accuracy"]
     assert isinstance(load_tensor_data, object) and TensorData  # the public names import
 

@@ -14,22 +14,33 @@ from isscli.lazy import lazy_exports
 
 #: Every public name of the API and the module that defines it; each is imported on first use (:mod:`isscli.lazy`).
 HOMES = {
-    **dict.fromkeys(("BenchRequest", "BenchResult", "bench"), "isscli.api.benching"),
+    **dict.fromkeys(("BenchRequest", "bench"), "isscli.api.benching"),
+    **dict.fromkeys(("BenchResult", "BenchSettings", "Comparison", "Details", "Noise", "SpeedupGate", "TimedModel"),
+                    "isscli.runtime.report"),
+    **dict.fromkeys(("Machine", "Timings"), "isscli.runtime.timing"),
     **dict.fromkeys(("import_pt", "init", "load", "save"), "isscli.api.checkpoints"),
     **dict.fromkeys(("GroupSet", "GroupsConvertRequest", "GroupsRequest", "GroupsResult", "groups", "groups_check",
                      "groups_convert"), "isscli.api.grouping"),
     **dict.fromkeys(("CorpusFile", "DataPtbRequest", "DataPtbResult", "data_ptb"), "isscli.api.datasets"),
+    **dict.fromkeys(("DemoRequest", "DemoResult", "demo"), "isscli.api.demonstration"),
     **dict.fromkeys(("ExportRequest", "export"), "isscli.api.exporting"),
     **dict.fromkeys(("ExportMismatch", "ExportResult"), "isscli.runtime.export.onnx"),
     **dict.fromkeys(("MaskedMatrix", "SparsifyRequest", "SparsifyResult", "sparsify"), "isscli.api.masking"),
-    **dict.fromkeys(("ShowRequest", "ShowResult", "show"), "isscli.api.showing"),
+    **dict.fromkeys(("SetSummary", "ShowRequest", "ShowResult", "show"), "isscli.api.showing"),
     **dict.fromkeys(("ShrinkRequest", "ShrinkResult", "shrink"), "isscli.api.pipeline"),
     **dict.fromkeys(("CompactRequest", "CompactResult", "PruneRequest", "PruneResult", "SetCompaction", "SetPruning",
                      "compact", "prune"), "isscli.api.pruning"),
-    **dict.fromkeys(("CompactionMismatch", "Verification"), "isscli.api.verification"),
-    **dict.fromkeys(("FinetuneRequest", "TrainingInterrupted", "TrainRequest", "TrainResult", "finetune", "train"),
-                    "isscli.api.runs"),
-    **dict.fromkeys(("EvaluateRequest", "EvaluateResult", "ScoreNotFinite", "evaluate"), "isscli.api.scoring"),
+    **dict.fromkeys(("CompactionMismatch", "Verification"), "isscli.iss.verification"),
+    **dict.fromkeys(("FinetuneRequest", "TrainRequest"), "isscli.api.run_requests"),
+    **dict.fromkeys(("TrainingInterrupted", "TrainResult", "finetune", "train"), "isscli.api.runs"),
+    **dict.fromkeys(("ControllerSummary",), "isscli.learn.controller"),
+    **dict.fromkeys(("CorpusSummary", "UnknownTokens"), "isscli.learn.corpus"),
+    **dict.fromkeys(("Evaluation", "Metric"), "isscli.learn.evaluation"),
+    **dict.fromkeys(("EvaluateRequest", "EvaluateResult", "QualityGate", "ScoreNotFinite", "VocabularyRecord",
+                     "evaluate"), "isscli.api.scoring"),
+    **dict.fromkeys(("Baseline", "Measured", "Point", "PointOutcome", "PointRecord", "SweepRequest", "SweepResult",
+                     "SweepSettings", "make_points", "sweep"), "isscli.sweeping"),
+    "SWEEP_FILES": "isscli.sweeping.plan",
     **dict.fromkeys(("default_output", "input_files", "read_renames", "request_inputs"), "isscli.api.common"),
     **dict.fromkeys(("CheckpointError", "GateFailed", "IsscliError", "OutputError", "SpecError", "Terminated"),
                     "isscli.io.errors"),
@@ -39,14 +50,18 @@ HOMES = {
     "RunPaths": "isscli.learn.run",
     "PRESETS": "isscli.models.presets",
 }
+#: The 0.2 names of renamed functions (:mod:`isscli.api.deprecated`): they warn, and go in 0.4.
+RENAMED = dict.fromkeys(("check_spec", "convert_spec", "derive_spec", "download_ptb", "export_model",
+                         "import_state_dict", "new_model", "run_demo", "run_sweep"), "isscli.api.deprecated")
 __all__ = sorted(HOMES)
-__getattr__, __dir__ = lazy_exports(__name__, HOMES)
+__getattr__, __dir__ = lazy_exports(__name__, {**HOMES, **RENAMED}, hidden=RENAMED)
 
 if TYPE_CHECKING:  # what the names above are, for type checkers (tests/test_cli_api.py keeps both lists equal)
-    from isscli.api.benching import BenchRequest, BenchResult, bench  # noqa: F401
+    from isscli.api.benching import BenchRequest, bench  # noqa: F401
     from isscli.api.checkpoints import import_pt, init, load, save  # noqa: F401
     from isscli.api.common import default_output, input_files, read_renames, request_inputs  # noqa: F401
     from isscli.api.datasets import CorpusFile, DataPtbRequest, DataPtbResult, data_ptb  # noqa: F401
+    from isscli.api.demonstration import DemoRequest, DemoResult, demo  # noqa: F401
     from isscli.api.exporting import ExportRequest, export  # noqa: F401
     from isscli.api.grouping import (  # noqa: F401
         GroupsConvertRequest,
@@ -69,17 +84,17 @@ if TYPE_CHECKING:  # what the names above are, for type checkers (tests/test_cli
         compact,
         prune,
     )
-    from isscli.api.runs import (  # noqa: F401
-        FinetuneRequest,
-        TrainingInterrupted,
-        TrainRequest,
-        TrainResult,
-        finetune,
-        train,
+    from isscli.api.run_requests import FinetuneRequest, TrainRequest  # noqa: F401
+    from isscli.api.runs import TrainingInterrupted, TrainResult, finetune, train  # noqa: F401
+    from isscli.api.scoring import (  # noqa: F401
+        EvaluateRequest,
+        EvaluateResult,
+        QualityGate,
+        ScoreNotFinite,
+        VocabularyRecord,
+        evaluate,
     )
-    from isscli.api.scoring import EvaluateRequest, EvaluateResult, ScoreNotFinite, evaluate  # noqa: F401
-    from isscli.api.showing import ShowRequest, ShowResult, show  # noqa: F401
-    from isscli.api.verification import CompactionMismatch, Verification  # noqa: F401
+    from isscli.api.showing import SetSummary, ShowRequest, ShowResult, show  # noqa: F401
     from isscli.io.errors import (  # noqa: F401
         CheckpointError,
         GateFailed,
@@ -90,7 +105,34 @@ if TYPE_CHECKING:  # what the names above are, for type checkers (tests/test_cli
     )
     from isscli.io.provenance import invoked_by  # noqa: F401
     from isscli.iss.spec import GroupSpec  # noqa: F401
+    from isscli.iss.verification import CompactionMismatch, Verification  # noqa: F401
+    from isscli.learn.controller import ControllerSummary  # noqa: F401
+    from isscli.learn.corpus import CorpusSummary, UnknownTokens  # noqa: F401
+    from isscli.learn.evaluation import Evaluation, Metric  # noqa: F401
     from isscli.learn.recipes import RECIPES, TrainSettings  # noqa: F401
     from isscli.learn.run import RunPaths  # noqa: F401
     from isscli.models.presets import PRESETS  # noqa: F401
     from isscli.runtime.export.onnx import ExportMismatch, ExportResult  # noqa: F401
+    from isscli.runtime.report import (  # noqa: F401
+        BenchResult,
+        BenchSettings,
+        Comparison,
+        Details,
+        Noise,
+        SpeedupGate,
+        TimedModel,
+    )
+    from isscli.runtime.timing import Machine, Timings  # noqa: F401
+    from isscli.sweeping import (  # noqa: F401
+        Baseline,
+        Measured,
+        Point,
+        PointOutcome,
+        PointRecord,
+        SweepRequest,
+        SweepResult,
+        SweepSettings,
+        make_points,
+        sweep,
+    )
+    from isscli.sweeping.plan import SWEEP_FILES  # noqa: F401

@@ -29,9 +29,10 @@ from isscli.models import build_model, model_tensors
 def load(path: PathLike) -> Checkpoint:
     """Read a safetensors checkpoint: tensors, config, provenance and weight masks.
 
-    Example:
-        >>> checkpoint = isscli.load("dense.safetensors")
-        >>> checkpoint.config["hidden_sizes"], checkpoint.num_parameters()
+    Example::
+
+        checkpoint = isscli.load("dense.safetensors")
+        checkpoint.config["hidden_sizes"], checkpoint.num_parameters()
     """
     return as_checkpoint(path)
 
@@ -41,8 +42,9 @@ def save(checkpoint: Checkpoint, path: PathLike, force: bool = False) -> Path:
     """Write ``checkpoint`` to ``path`` atomically; an existing file only with ``force``, the file it was read
     from never.
 
-    Example:
-        >>> isscli.save(isscli.Checkpoint(model_tensors, config), "mine.safetensors")
+    Example::
+
+        isscli.save(isscli.Checkpoint(model_tensors, config), "mine.safetensors")
     """
     output = Path(path)
     write_checkpoint(checkpoint, output, input_paths(checkpoint), force)
@@ -54,8 +56,9 @@ def init(config: ConfigSource, seed: int = 0, changes: Mapping[str, Any] | Seque
     """A freshly initialised model (a preset name, a config file or mapping, then ``changes``: a mapping, or
     ``KEY=JSON`` strings as ``isscli init --set`` gives them), in memory. This is ``isscli init`` (+ :func:`save`).
 
-    Example:
-        >>> isscli.save(isscli.init("large"), "large.safetensors")
+    Example::
+
+        isscli.save(isscli.init("large"), "large.safetensors")
     """
     check_bounds(seed, "seed", 0, MAX_SEED)
     changes = config_changes(changes) if changes is not None and not isinstance(changes, Mapping) else changes

@@ -151,8 +151,6 @@ def run_lock(request: Any, main: bool = True) -> Iterator[None]:
     """Hold a training run's OUT (and so its log and resume file) while it runs: a second run of the same OUT is
     refused meanwhile. ``main``: whether this process writes the files (rank 0 of a distributed run)."""
     output = default_output(request)
-    if output is None and getattr(request, "checkpoint", None) is not None:  # a fine-tuning run's OUT, until its
-        output = output_path(None, request.checkpoint, "iss")  # request names it (output_tag) as the others do
     if output is None or not main:
         yield
         return

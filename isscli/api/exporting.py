@@ -65,8 +65,9 @@ def export(request: ExportRequest) -> ExportResult:
         An ``ExportResult``: the graph's input and output names, the largest output difference and the
         tolerance. Raises ``ExportMismatch`` (nothing written) when ONNX Runtime disagrees with PyTorch.
 
-    Example:
-        >>> isscli.export(isscli.ExportRequest(checkpoint="small.safetensors", output="small.onnx")).inputs
+    Example::
+
+        isscli.export(isscli.ExportRequest(checkpoint="small.safetensors", output="small.onnx")).inputs
     """
     if request.format not in FORMATS:
         raise IsscliError(f"unknown `format` {request.format!r}", f"use {', '.join(FORMATS)}")

@@ -106,9 +106,10 @@ def groups(request: GroupsRequest) -> GroupsResult:
         A :class:`GroupsResult`: the :class:`~isscli.GroupSpec` (its tensors named as in the checkpoint, or as in
         ``model.named_parameters()``) and per set its size, nonzero and removable components.
 
-    Example:
-        >>> [(s.name, s.alive) for s in isscli.groups(isscli.GroupsRequest(checkpoint="dense.safetensors")).sets]
-        >>> isscli.groups(isscli.GroupsRequest(checkpoint=model, example_input=torch.randn(4, 20, 8))).spec
+    Example::
+
+        [(s.name, s.alive) for s in isscli.groups(isscli.GroupsRequest(checkpoint="dense.safetensors")).sets]
+        isscli.groups(isscli.GroupsRequest(checkpoint=model, example_input=torch.randn(4, 20, 8))).spec
     """
     output = checked_output(request.output, request_inputs(request), request.force)
     checkpoint, spec, derivation = grouped(request)
@@ -127,8 +128,9 @@ def groups_check(request: GroupsRequest) -> GroupsResult:
     """:func:`groups` of a given ``spec``: read (native or the authors' format), then checked against the checkpoint
     (names, ranges, overlaps); raises :class:`isscli.SpecError` on the first problem. This is ``isscli groups check``.
 
-    Example:
-        >>> isscli.groups_check(isscli.GroupsRequest(checkpoint="dense.safetensors", spec="spec.json")).spec
+    Example::
+
+        isscli.groups_check(isscli.GroupsRequest(checkpoint="dense.safetensors", spec="spec.json")).spec
     """
     if request.spec is None:
         raise IsscliError("there is no `spec` to check", "give `spec`, or derive one with `isscli groups CKPT`")
@@ -179,9 +181,10 @@ def groups_convert(request: GroupsConvertRequest) -> GroupSpec:
     ``output`` (atomically; an existing file only with ``force``) when one is given. This is
     ``isscli groups convert``.
 
-    Example:
-        >>> isscli.groups_convert(isscli.GroupsConvertRequest(source="authors.json", output="native.json",
-        ...                                                   checkpoint="model.safetensors")).sets[0].name
+    Example::
+
+        isscli.groups_convert(isscli.GroupsConvertRequest(source="authors.json", output="native.json",
+                                                          checkpoint="model.safetensors")).sets[0].name
     """
     output = checked_output(request.output, request_inputs(request), request.force)
     if request.checkpoint is not None:  # the authors' biases, separate tensors, are attached to their sets

@@ -72,8 +72,9 @@ def sparsify(request: SparsifyRequest) -> SparsifyResult:
     """Magnitude-prune a checkpoint at once; each matrix keeps the same share (a masked input loses in
     proportion to what it keeps). Fine-tune the result with :func:`isscli.finetune`: the masks are kept.
 
-    Example:
-        >>> isscli.sparsify(SparsifyRequest(checkpoint="small.safetensors", sparsity=0.9)).density
+    Example::
+
+        isscli.sparsify(SparsifyRequest(checkpoint="small.safetensors", sparsity=0.9)).density
     """
     check_sparsity(request.sparsity, "sparsity")
     output = checked_output(request.output, request_inputs(request), request.force)

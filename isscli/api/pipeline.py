@@ -43,6 +43,7 @@ from isscli.io.atomic import atomic_write_text, output_lock
 from isscli.io.checkpoint import load_checkpoint
 from isscli.io.errors import CheckpointError, IsscliError, OutputError
 from isscli.io.jsonfile import JSONObject
+from isscli.io.parsing import parse_list
 from isscli.io.provenance import plain
 from isscli.observer import Observer, SilentObserver
 
@@ -89,7 +90,7 @@ class ShrinkRequest(Checked):
     vocab: PathLike | None = None  # for evaluating checkpoints that carry no vocabulary (see EvaluateRequest)
     vocab_order: str | None = None
     group_threshold: float | None = None  # None: the training's weight threshold τ (its provenance), else 0
-    evaluate: Sequence[str] = ("baseline", "compact")
+    evaluate: str | Sequence[str] = ("baseline", "compact")  # or "baseline,pruned,compact"
     split: str = "test"
     bench: bool = True
     bench_repeats: int = 7
@@ -100,6 +101,13 @@ class ShrinkRequest(Checked):
     model_args: str | Mapping[str, Any] | Sequence[Any] | None = None
     objective: str | None = None  # tensor data: regression | classification | tagging
     split_rule: str | None = None
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The models ``evaluate`` names, as a tuple (a comma-separated string is split)."""
+        if isinstance(self.evaluate, str):
+            return tuple(parse_list(self.evaluate, str, "evaluate", "model names", "baseline,pruned,compact"))
+        return tuple(self.evaluate)
 
     def user_model(self) -> UserModel:
         """The fields every step's request shares when the model is the user's own class (none otherwise)."""
@@ -217,7 +225,7 @@ def fingerprints(request: ShrinkRequest, threshold: float) -> JSONObject:
     if baseline is not None and os.path.abspath(baseline) == os.path.abspath(folder / PRUNED):
         baseline = None  # the folder's own pruned model, which is what no baseline means
     data = request.data
-    reads_data = bool(request.evaluate) or request.model is not None
+    reads_data = bool(request.roles) or request.model is not None
     if data is None and reads_data:
         data = resolve_data(None, download=False).path
     return {
@@ -227,7 +235,7 @@ def fingerprints(request: ShrinkRequest, threshold: float) -> JSONObject:
         "vocab": manifest.file_fingerprint(request.vocab, "vocabulary") if request.vocab is not None else None,
         "vocab_order": request.vocab_order,
         "group_threshold": threshold,
-        "evaluate": sorted(request.evaluate),
+        "evaluate": sorted(request.roles),
         "split": request.split,
         "model": request.model,
         "model_args": plain(request.model_args),
@@ -292,10 +300,10 @@ def shrink(request: ShrinkRequest, observer: Observer | None = None) -> ShrinkRe
         result.hidden_sizes_after, result.speedup
     """
     observer = observer or SilentObserver()
-    unknown = sorted(set(request.evaluate) - set(ROLES))
+    unknown = sorted(set(request.roles) - set(ROLES))
     if unknown:
         raise IsscliError(f"`evaluate` names unknown model(s) {', '.join(unknown)}", f"choose from {', '.join(ROLES)}")
-    if request.evaluate:  # the steps that score read the data as the objective says: checked before any step
+    if request.roles:  # the steps that score read the data as the objective says: checked before any step
         check_tensor_data(request)
     with output_lock(request.folder):  # one shrink at a time in a folder
         return _shrink(request, observer)
@@ -319,7 +327,7 @@ def _shrink(request: ShrinkRequest, observer: Observer) -> ShrinkResult:
         save()
     models = {"baseline": Path(request.baseline) if request.baseline else pruned, "pruned": pruned,
               "compact": compacted}
-    for role in request.evaluate:
+    for role in request.roles:
         if role not in result.evaluations:
             observer.note(f"evaluate the {role} model on the {request.split} split")
             result.evaluations[role] = evaluate(EvaluateRequest(

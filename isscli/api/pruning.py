@@ -1,5 +1,5 @@
 """``prune`` and ``compact``: zero whole ISS components, then remove them, verifying that nothing changed
-(:mod:`isscli.api.verification`)."""
+(:mod:`isscli.iss.verification`)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,6 @@ from isscli.api.common import (
 )
 from isscli.api.user_models import ModelChoice, example_input, model_spec, model_tensors_once, user_source
 from isscli.api.validation import checked_arguments
-from isscli.api.verification import CompactionMismatch as CompactionMismatch  # its home before 0.3: still here
-from isscli.api.verification import Verification, verify
 from isscli.io.checkpoint import Checkpoint
 from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import JSONObject
@@ -39,6 +37,8 @@ from isscli.iss.spec import GroupSpec, IssSet
 from isscli.iss.surgery import SetChange, alive_components, group_norms
 from isscli.iss.surgery import compact as compact_tensors
 from isscli.iss.surgery import prune as prune_tensors
+from isscli.iss.verification import CompactionMismatch as CompactionMismatch  # its home before 0.3: still here
+from isscli.iss.verification import Verification, verify
 from isscli.learn.controller.targets import targets_from_sizes
 from isscli.live.model import layer_sizes, recurrent_modules
 from isscli.live.usermodel import ModelSource, load_user_model
@@ -105,10 +105,11 @@ def prune(request: PruneRequest) -> PruneResult:
         A :class:`PruneResult`: the pruned checkpoint, and per set how many components were
         nonzero before and after.
 
-    Example:
-        >>> result = isscli.prune(isscli.PruneRequest(checkpoint="iss.safetensors", group_threshold=1e-4,
-        ...                                           output="pruned.safetensors"))
-        >>> [(s.name, s.alive_after) for s in result.sets]
+    Example::
+
+        result = isscli.prune(isscli.PruneRequest(checkpoint="iss.safetensors", group_threshold=1e-4,
+                                                  output="pruned.safetensors"))
+        [(s.name, s.alive_after) for s in result.sets]
     """
     check_prune_request(request)
     output = checked_output(request.output, request_inputs(request), request.force)
@@ -270,9 +271,10 @@ def compact(request: CompactRequest, observer: Observer | None = None) -> Compac
         A :class:`CompactResult`: the smaller checkpoint, units before/after per set, parameter
         counts and the verification's figures.
 
-    Example:
-        >>> small = isscli.compact(isscli.CompactRequest(checkpoint="pruned.safetensors"))
-        >>> small.hidden_sizes, small.verification.max_output_difference
+    Example::
+
+        small = isscli.compact(isscli.CompactRequest(checkpoint="pruned.safetensors"))
+        small.hidden_sizes, small.verification.max_output_difference
     """
     observer = observer or SilentObserver()
     output = checked_output(request.output, request_inputs(request), request.force)

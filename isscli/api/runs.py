@@ -9,17 +9,16 @@ A run writes OUT (the best or the last epoch), ``OUT.log.jsonl`` and, while it r
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from isscli.api.assembly import assemble
-from isscli.api.common import CheckpointSource, ConfigSource, PathLike, SpecSource, run_lock
+from isscli.api.common import run_lock
 from isscli.api.corpora import uniform_guess_warning
-from isscli.api.validation import Checked, checked_arguments
+from isscli.api.run_requests import FinetuneRequest, RunRequest, TrainRequest
+from isscli.api.validation import checked_arguments
 from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import JSONObject
 from isscli.io.provenance import plain
@@ -37,63 +36,6 @@ class TrainingInterrupted(IsscliError):
     """Ctrl-C during a run: OUT keeps the last kept epoch, and ``resume=True`` continues."""
 
     exit_code = 130
-
-
-@dataclass(kw_only=True)
-class RunRequest(Checked):
-    """What ``train`` and ``finetune`` share. ``settings`` holds training knobs by name (``epochs``, ``lr``,
-    ``group_lasso`` (λ; ``lambda`` is accepted too), ``weight_threshold`` (τ), ``max_batches``, …)."""
-
-    output: PathLike | None = None
-    data: PathLike | None = None  # corpus folder or text file; None: $ISSCLI_DATA, ../shared/data/ptb, …
-    vocab: PathLike | None = None  # the words in id order (a text file, one per line; or JSON)
-    vocab_order: str | None = None  # frequency | first-seen: how to number the words of the training text
-    max_vocab: int | None = None  # cap the vocabulary built from text (the rest becomes <unk>)
-    min_count: int | None = None
-    allow_unknown: bool = False  # train even when the vocabulary reads more than half the train split as <unk>
-    preset: str | None = None  # the recipe (and for train, the model)
-    config: ConfigSource = None  # model config fields overriding the preset's or the checkpoint's
-    dropout: float | None = None
-    settings: Mapping[str, Any] = field(default_factory=dict)
-    settings_file: PathLike | None = None
-    spec: SpecSource = None
-    renames: Mapping[str, str] = field(default_factory=dict)
-    target_hidden: str | Sequence[int] | None = None  # units per ISS set, e.g. "400,350" or [400, 350]
-    target_params: str | int | None = None  # parameters after compaction, e.g. "20M"
-    target_speedup: float | None = None  # measured on this machine
-    prune_epochs: int | None = None
-    recover_epochs: int | None = None
-    device: str = "auto"
-    resume: bool = False
-    stop_after: int | None = None
-    force: bool = False
-
-
-@dataclass(kw_only=True)
-class TrainRequest(RunRequest):
-    """Train a model of ``preset`` from scratch (``group_lasso`` in ``settings`` learns ISS at once)."""
-
-    preset: str
-    output: PathLike
-    method: str = "dense"  # or "set": sparse evolutionary training of the embedding and recurrent matrices
-    density: float | None = None
-    zeta: float | None = None
-
-
-@dataclass(kw_only=True)
-class FinetuneRequest(RunRequest):
-    """Fine-tune ``checkpoint`` (left untouched); OUT defaults to ``CKPT.iss.safetensors``."""
-
-    checkpoint: CheckpointSource
-    arch: str | None = None
-    model: str | None = None  # the user's own class (file.py:Class), fine-tuned on tensor data
-    model_args: str | Mapping[str, Any] | Sequence[Any] | None = None
-    objective: str | None = None  # tensor data: regression | classification | tagging
-    split_rule: str | None = None  # tensor data with plain x, y: train,valid,test fractions in file order
-    magnitude_sparsity: float | None = None
-    prune_start: int | None = None
-    prune_end: int | None = None
-    prune_every: int | None = None
 
 
 @dataclass
@@ -229,20 +171,16 @@ def published_perplexity(run: TrainingRun) -> float | None:
     return PUBLISHED_TEST_PERPLEXITY[recipe_name]
 
 
-def score_text(score: Evaluation) -> str:
-    """The score as people read it: an accuracy in percent, a perplexity or a loss."""
-    if score.metric == "accuracy":
-        return f"{score.accuracy:.2%}"
-    return f"{score.perplexity:.2f}" if score.metric == "perplexity" else f"{score.loss:.4g}"
-
-
 def starting_score(run: TrainingRun, force: bool, observer: Observer) -> Evaluation:
     """The checkpoint's validation score before fine-tuning: a run that starts worse than a uniform guess is
     reading the words with another numbering, and is refused unless ``force``."""
     score = distributed.on_main(lambda: run.task.evaluate(run.model, "valid", run.settings.max_eval_batches))
-    observer.note(f"start: valid {score.metric} {score_text(score)} (the checkpoint as given, before fine-tuning)")
+    metric = score.metric
+    value = metric.value(score)
+    assert value is not None  # an evaluation has every score of its metric
+    observer.note(f"start: valid {metric.name} {metric.text(value)} (the checkpoint as given, before fine-tuning)")
     warning = None
-    if score.metric == "perplexity" and run.config is not None and run.corpus is not None:
+    if metric.name == "perplexity" and run.config is not None and run.corpus is not None:
         warning = uniform_guess_warning(score.perplexity, run.config.vocab_size, run.corpus)
     if warning and not force:
         raise IsscliError(warning, "give the vocabulary it was trained with (`vocab` or `vocab_order`), or pass "

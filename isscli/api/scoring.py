@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import torch
 
@@ -21,6 +21,7 @@ from isscli.io.jsonfile import JSONObject
 from isscli.io.parsing import MAX_BATCH, MAX_SEED, MAX_STEPS, check_bounds
 from isscli.io.provenance import check_provenance
 from isscli.learn.corpus import UnknownTokens, unknown_tokens
+from isscli.learn.evaluation import Metric, MetricName
 from isscli.learn.recipes import RECIPES
 from isscli.learn.tasks import TensorTask
 from isscli.live.usermodel import ModelSource, load_user_model
@@ -63,68 +64,6 @@ class EvaluateRequest(Checked):
     objective: str | None = None  # tensor data: regression | classification | tagging
     split_rule: str | None = None  # tensor data with plain x, y: train,valid,test fractions in file order
     quantize: str | None = None  # int8 | bf16: score the quantized model (torch); a baseline is scored as given
-
-
-#: The scores a model may be judged by (:class:`Metric`).
-MetricName = Literal["accuracy", "perplexity", "loss"]
-
-
-class Scored(Protocol):
-    """A model's score as the results hold it: an evaluation, a sweep point, the sweep's dense baseline."""
-
-    @property
-    def accuracy(self) -> float | None: ...
-
-    @property
-    def perplexity(self) -> float | None: ...
-
-    @property
-    def loss(self) -> float | None: ...
-
-
-@dataclass(frozen=True)
-class Metric:
-    """What a model is judged by: the accuracy of a classifier, the perplexity of a language model, the loss of a
-    regression. Chosen in one place (:meth:`of`) for the gates, shrink, the sweep and their reports."""
-
-    name: MetricName
-
-    @classmethod
-    def of(cls, classifier: bool, objective: str | None) -> Metric:
-        """Accuracy where the model has one (classifiers, the classification and tagging objectives), else the loss
-        of a regression on tensor data, else the perplexity (language models)."""
-        if classifier:
-            return cls("accuracy")
-        return cls("loss" if objective == "regression" else "perplexity")
-
-    @property
-    def higher_is_better(self) -> bool:
-        return self.name == "accuracy"
-
-    @property
-    def short(self) -> str:
-        """Its name in a table's narrow column."""
-        return {"accuracy": "acc", "loss": "loss", "perplexity": "ppl"}[self.name]
-
-    def value(self, score: Scored) -> float | None:
-        if self.name == "accuracy":
-            return score.accuracy
-        return score.loss if self.name == "loss" else score.perplexity
-
-    def tolerated(self, reference: float, loss: float) -> float:
-        """The worst score within ``loss`` of ``reference``: an accuracy ``loss`` lower, a perplexity (a loss)
-        ``loss`` × higher."""
-        return reference - loss if self.higher_is_better else reference * (1 + loss)
-
-    def meets(self, value: float, limit: float) -> bool:
-        """``value`` is at least as good as ``limit``."""
-        return value >= limit if self.higher_is_better else value <= limit
-
-    def text(self, value: float) -> str:
-        """The score as people read it: an accuracy in percent, a perplexity or a loss."""
-        if self.name == "accuracy":
-            return f"{value:.2%}"
-        return f"{value:.4g}" if self.name == "loss" else f"{value:.2f}"
 
 
 @dataclass

@@ -15,9 +15,7 @@ import sys
 from types import FrameType
 from typing import Optional
 
-from isscli.api import Terminated
-
-INTERRUPTED = "interrupted: no output was written"
+from isscli.io.errors import INTERRUPTED, Terminated
 
 
 def _terminate(signum: int, frame: Optional[FrameType]) -> None:

@@ -37,9 +37,9 @@ from isscli.cli import (
     sweep,
 )
 from isscli.cli.common import held_outputs
-from isscli.cli.entry import INTERRUPTED
 from isscli.cli.output import console, err_console, safe
 from isscli.io.atomic import first_line  # rendering: the first line of an internal error's message
+from isscli.io.errors import INTERRUPTED
 
 app = typer.Typer(
     name="isscli",

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from isscli.io.atomic import atomic_write_text
-from isscli.io.provenance import finite_json
+from isscli.io.jsonfile import finite_json
 from isscli.observer import SilentObserver
 
 console = Console(highlight=False)

@@ -34,13 +34,14 @@ def format_alive(alive: dict[str, int], components: dict[str, int], smallest: di
 def epoch_line(report: EpochReport, epochs: int) -> str:
     """``epoch 3/13  lr 1  train ppl 150.2  valid ppl 140.1  ISS rnn.l0 180/200 …  sparsity 12.3%  32 s``."""
     valid = report.valid
-    if valid.metric == "accuracy":
+    metric = valid.metric.name
+    if metric == "accuracy":
         score = f"valid acc {valid.accuracy:.2%} (loss {valid.loss:.3f})"
-    elif valid.metric == "loss":
+    elif metric == "loss":
         score = f"valid loss {valid.loss:.4g}"
     else:
         score = f"valid ppl {valid.perplexity:.2f}"
-    train = (f"train ppl {report.train_perplexity:.2f}" if valid.metric == "perplexity"
+    train = (f"train ppl {report.train_perplexity:.2f}" if metric == "perplexity"
              else f"train loss {report.train_loss:.4g}")
     return (
         f"epoch {report.epoch:>{len(str(epochs))}}/{epochs}  lr {report.lr:.4g}  {train}  {score}  "

@@ -100,7 +100,7 @@ def report(result: api.TrainResult, json_path: Optional[Path]) -> None:
 def describe(evaluation: Evaluation) -> str:
     if evaluation.accuracy is not None:
         return f"accuracy {evaluation.accuracy:.2%} (loss {evaluation.loss:.4f})"
-    if evaluation.metric == "loss":
+    if evaluation.metric.name == "loss":
         return f"loss {evaluation.loss:.4g}"
     return f"perplexity {evaluation.perplexity:.2f}"
 

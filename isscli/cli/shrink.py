@@ -12,7 +12,6 @@ from isscli.cli.common import claim, reads_of, writes
 from isscli.cli.options import option
 from isscli.cli.output import Notes, console, emit, table
 from isscli.io.atomic import Output
-from isscli.io.parsing import parse_list
 
 
 def shrink(
@@ -48,7 +47,7 @@ def shrink(
         checkpoint=checkpoint, folder=folder, baseline=baseline, data=data, vocab=vocab, vocab_order=vocab_order,
         group_threshold=group_threshold, split=split, bench=bench, bench_repeats=bench_repeats, device=device,
         resume=resume, force=force, model=model, model_args=model_args, objective=objective, split_rule=split_rule,
-        evaluate=parse_list(evaluate, str, "evaluate", "model names", "baseline,pruned,compact"))
+        evaluate=evaluate)
     folder_output = Output(folder, "folder", folder=True, files=RESULT_FILES, replace=force or resume)
     claim(writes(json_path, "json_path"), folder_output, reads=reads_of(request), force=force)
     result = api.shrink(request, Notes())

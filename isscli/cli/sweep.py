@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -13,10 +14,9 @@ from isscli.cli.options import option, renamed
 from isscli.cli.output import Notes, console, emit, note, table
 from isscli.io.atomic import Output
 from isscli.io.errors import IsscliError
-from isscli.io.parsing import parse_list
 
 if TYPE_CHECKING:
-    from isscli.sweeping import Measured, Point, SweepResult
+    from isscli.api import Measured, Point, SweepResult
 
 CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 AXES = {"params": "parameters", "speed": "speedup"}
@@ -29,35 +29,39 @@ def base_request(extra: list[str], checkpoint: Optional[Path], preset: Optional[
                  data: Optional[Path]) -> api.FinetuneRequest | api.TrainRequest:
     """The finetune (or train) request every point starts from, parsed from the pass-through options by that
     command's own parser."""
-    from isscli.cli.main import app
-    from isscli.cli.runs import run_request
+    from isscli.cli import runs
 
     for arg in extra:
         name = arg.split("=", 1)[0]
         if name in RESERVED:
             raise IsscliError(f"the sweep sets {name} itself for every point", f"drop {name} from the command")
-    commands = getattr(typer.main.get_command(app), "commands", {})
     cls: type[api.FinetuneRequest] | type[api.TrainRequest]
     if checkpoint is not None:
         name, args, cls = "finetune", [str(checkpoint), *extra], api.FinetuneRequest
     else:
         name, args, cls = "train", ["--preset", str(preset), "-o", "point.safetensors", *extra], api.TrainRequest
     try:
-        parsed = commands[name].make_context(name, list(args)).params
+        parsed = pass_through_command(name, getattr(runs, name)).make_context(name, list(args)).params
     except typer.Exit:
         raise IsscliError(f"the options passed on to {name} asked for help", f"see `isscli {name} --help`") from None
     except typer.TyperException as error:
         raise IsscliError(f"the options passed on to {name}: {error.format_message()}",
                           f"see `isscli {name} --help`") from None
-    return run_request(cls, {**parsed, "data": data, "preset": preset})
+    return runs.run_request(cls, {**parsed, "data": data, "preset": preset})
+
+
+def pass_through_command(name: str, function: Callable[..., None]) -> typer.core.TyperCommand:
+    """The command ``name`` (``isscli finetune``, ``isscli train``) alone, to parse the options a sweep passes on to
+    it exactly as that command would."""
+    single = typer.Typer()
+    single.command(name)(function)
+    command = typer.main.get_command(single)
+    assert isinstance(command, typer.core.TyperCommand)  # one command and no callback: the command itself
+    return command
 
 
 def points_of(lambdas: Optional[str], hidden: list[str], params: list[str], speedups: Optional[str]) -> list[Point]:
-    from isscli.sweeping import make_points
-
-    lambda_values = parse_list(lambdas, float, "lambdas", "numbers ≥ 0", "0.001,0.002", 0) if lambdas else []
-    speedup_values = parse_list(speedups, float, "target_speedup", "numbers", "4,8") if speedups else []
-    points = make_points(lambda_values, hidden, params, speedup_values)
+    points = api.make_points(lambdas or [], hidden, params, speedups or [])
     if not points:
         raise IsscliError("no sweep points", "give --lambda 0.001,0.002 or one or more --target-* options")
     return points
@@ -108,16 +112,12 @@ def sweep(
         raise IsscliError("give the dense checkpoint to fine-tune, or --from-scratch --preset P",
                           "e.g. isscli sweep dense.safetensors --lambda 0.001,0.002 -o sweep")
     group_threshold = renamed("prune_threshold", prune_threshold, "group_threshold", group_threshold)
-    from isscli import sweeping  # the library, and torch, only when the command runs
-    from isscli.sweeping import SweepRequest
-    from isscli.sweeping.plan import SWEEP_FILES
-
-    claim(writes(json_path, "json_path"), Output(output, folder=True, files=SWEEP_FILES, replace=True),
+    claim(writes(json_path, "json_path"), Output(output, folder=True, files=api.SWEEP_FILES, replace=True),
           reads=api.input_files(checkpoint=checkpoint, data=data), force=force)
     points = points_of(lambdas, target_hidden or [], target_params or [], target_speedup)
-    request = SweepRequest(folder=output, base=base_request(extra, checkpoint, preset, data), points=points, jobs=jobs,
-                           group_threshold=group_threshold, bench_repeats=bench_repeats, force=force)
-    result = sweeping.sweep(request, Notes(), plot=plot)
+    request = api.SweepRequest(folder=output, base=base_request(extra, checkpoint, preset, data), points=points,
+                               jobs=jobs, group_threshold=group_threshold, bench_repeats=bench_repeats, force=force)
+    result = api.sweep(request, Notes(), plot=plot)
     report = result.to_json()
     emit(report, json_path, lambda: render(result))
     if result.plot:

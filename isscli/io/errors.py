@@ -46,6 +46,10 @@ class GateFailed(IsscliError):
     exit_code = 1
 
 
+#: What the command line says when Ctrl-C or SIGTERM ends a command (exit 130).
+INTERRUPTED = "interrupted: no output was written"
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, as the command line raises it where the process is: everything cleans up as for Ctrl-C
     (temp files removed, nothing half-written), and the command exits 130 with the same line."""

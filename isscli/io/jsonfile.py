@@ -8,6 +8,7 @@ A leading UTF-8 byte-order mark (as Windows editors write) is dropped: JSON pars
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -59,3 +60,25 @@ def read_json_object(path: Path, what: str, example: str, error: type[IsscliErro
     if not isinstance(raw, dict):
         raise error(f"{what} {path} is not a JSON object", f"write e.g. {example}")
     return raw
+
+
+def finite_json(value: Any, path: str = "") -> tuple[Any, dict[str, str]]:
+    """``value`` with every NaN and ±infinity replaced by null (JSON has neither), and which fields were: their
+    dotted paths (``sets[0].norm_max``) and what they held (``NaN``, ``Infinity``, ``-Infinity``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, {path or "(the value)": json.dumps(value)}
+    replaced: dict[str, str] = {}
+    if isinstance(value, dict):
+        result = {}
+        for key, item in value.items():
+            result[key], found = finite_json(item, f"{path}.{key}" if path else str(key))
+            replaced.update(found)
+        return result, replaced
+    if isinstance(value, (list, tuple)):
+        items = []
+        for index, item in enumerate(value):
+            clean, found = finite_json(item, f"{path}[{index}]")
+            items.append(clean)
+            replaced.update(found)
+        return items, replaced
+    return value, replaced

@@ -172,25 +172,3 @@ class ProvenanceError(IsscliError):
 
 
 PROVENANCE_HINT = "the header was changed outside isscli: re-create the checkpoint with isscli"
-
-
-def finite_json(value: Any, path: str = "") -> tuple[Any, dict[str, str]]:
-    """``value`` with every NaN and ±infinity replaced by null (JSON has neither), and which fields were: their
-    dotted paths (``sets[0].norm_max``) and what they held (``NaN``, ``Infinity``, ``-Infinity``)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None, {path or "(the value)": json.dumps(value)}
-    replaced: dict[str, str] = {}
-    if isinstance(value, dict):
-        result = {}
-        for key, item in value.items():
-            result[key], found = finite_json(item, f"{path}.{key}" if path else str(key))
-            replaced.update(found)
-        return result, replaced
-    if isinstance(value, (list, tuple)):
-        items = []
-        for index, item in enumerate(value):
-            clean, found = finite_json(item, f"{path}[{index}]")
-            items.append(clean)
-            replaced.update(found)
-        return items, replaced
-    return value, replaced

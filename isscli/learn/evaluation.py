@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
@@ -23,6 +23,68 @@ class StepLoss:
     objective: torch.Tensor
     total: float
     count: int
+
+
+#: The scores a model may be judged by (:class:`Metric`).
+MetricName = Literal["accuracy", "perplexity", "loss"]
+
+
+class Scored(Protocol):
+    """A model's score as the results hold it: an evaluation, a sweep point, the sweep's dense baseline."""
+
+    @property
+    def accuracy(self) -> float | None: ...
+
+    @property
+    def perplexity(self) -> float | None: ...
+
+    @property
+    def loss(self) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What a model is judged by: the accuracy of a classifier, the perplexity of a language model, the loss of a
+    regression. Chosen in one place (:meth:`of`) for the gates, shrink, the sweep and their reports."""
+
+    name: MetricName
+
+    @classmethod
+    def of(cls, classifier: bool, objective: str | None) -> Metric:
+        """Accuracy where the model has one (classifiers, the classification and tagging objectives), else the loss
+        of a regression on tensor data, else the perplexity (language models)."""
+        if classifier:
+            return cls("accuracy")
+        return cls("loss" if objective == "regression" else "perplexity")
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.name == "accuracy"
+
+    @property
+    def short(self) -> str:
+        """Its name in a table's narrow column."""
+        return {"accuracy": "acc", "loss": "loss", "perplexity": "ppl"}[self.name]
+
+    def value(self, score: Scored) -> float | None:
+        if self.name == "accuracy":
+            return score.accuracy
+        return score.loss if self.name == "loss" else score.perplexity
+
+    def tolerated(self, reference: float, loss: float) -> float:
+        """The worst score within ``loss`` of ``reference``: an accuracy ``loss`` lower, a perplexity (a loss)
+        ``loss`` × higher."""
+        return reference - loss if self.higher_is_better else reference * (1 + loss)
+
+    def meets(self, value: float, limit: float) -> bool:
+        """``value`` is at least as good as ``limit``."""
+        return value >= limit if self.higher_is_better else value <= limit
+
+    def text(self, value: float) -> str:
+        """The score as people read it: an accuracy in percent, a perplexity or a loss."""
+        if self.name == "accuracy":
+            return f"{value:.2%}"
+        return f"{value:.4g}" if self.name == "loss" else f"{value:.2f}"
 
 
 @dataclass
@@ -54,11 +116,9 @@ class Evaluation:
         return self.loss + (self.trivial_loss or 0.0)
 
     @property
-    def metric(self) -> str:
-        """The name of the score reported: accuracy, loss (regression) or perplexity."""
-        if self.accuracy is not None:
-            return "accuracy"
-        return "loss" if self.objective == "regression" else "perplexity"
+    def metric(self) -> Metric:
+        """What the score is judged by: accuracy, loss (regression) or perplexity (:meth:`Metric.of`)."""
+        return Metric.of(self.accuracy is not None, self.objective)
 
     def rank(self) -> tuple[float, ...]:
         """Smaller is better: perplexity for LMs; accuracy, then loss, for classifiers; the loss for regression."""

@@ -20,8 +20,7 @@ from isscli.data.fingerprint import data_fingerprint
 from isscli.io.atomic import check_output_path
 from isscli.io.checkpoint import Checkpoint
 from isscli.io.errors import IsscliError, OutputError
-from isscli.io.jsonfile import JSONObject
-from isscli.io.provenance import finite_json
+from isscli.io.jsonfile import JSONObject, finite_json
 from isscli.iss.spec import GroupSpec
 from isscli.learn.corpus import CorpusSummary
 from isscli.learn.distributed import current

@@ -20,12 +20,12 @@ import torch
 from torch import Tensor, nn
 
 from isscli import nn as drop_in
-from isscli.api.verification import CompactionMismatch
 from isscli.io.errors import IsscliError
 from isscli.iss.equivalence import compare as equivalence_compare
 from isscli.iss.spec.schema import GroupSpec, check_spec
 from isscli.iss.surgery import SetChange
 from isscli.iss.surgery import compact as compact_tensors
+from isscli.iss.verification import CompactionMismatch
 from isscli.live.model import (
     DROP_INS,
     DropIn,
@@ -170,7 +170,7 @@ def compact_module(model: nn.Module, example_input: Any, spec: GroupSpec | None 
     Every unit whose receivers are all zero goes, with its gate rows and its columns in every receiver;
     the input model is not modified. The copy is returned only if its outputs on ``example_input`` equal the
     input model's to ``tolerance`` × the largest |output| (eval mode); else
-    :class:`~isscli.api.verification.CompactionMismatch` is raised.
+    :class:`~isscli.iss.verification.CompactionMismatch` is raised.
 
     Args:
         model: the pruned model (zero groups, e.g. after :class:`~isscli.learn.your_loop.loop.IssTraining`).

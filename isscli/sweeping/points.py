@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from isscli.api.runs import FinetuneRequest, RunRequest
+from isscli.api.run_requests import FinetuneRequest, RunRequest
+from isscli.io.parsing import parse_list
 
 # -- points -------------------------------------------------------------------------------
 
@@ -57,9 +58,14 @@ class Point:
         return dataclasses.replace(request, settings=settings)
 
 
-def make_points(lambdas: Sequence[float], hidden: Sequence[str], params: Sequence[str],
-                speedups: Sequence[float]) -> list[Point]:
-    """The points of a request, in order, duplicates dropped (the dense point is added by the plan)."""
+def make_points(lambdas: str | Sequence[float], hidden: Sequence[str], params: Sequence[str],
+                speedups: str | Sequence[float]) -> list[Point]:
+    """The points of a request, in order, duplicates dropped (the dense point is added by the plan); ``lambdas``
+    and ``speedups`` may be comma-separated text (``"0.001,0.002"``)."""
+    if isinstance(lambdas, str):
+        lambdas = parse_list(lambdas, float, "lambdas", "numbers ≥ 0", "0.001,0.002", 0)
+    if isinstance(speedups, str):
+        speedups = parse_list(speedups, float, "target_speedup", "numbers", "4,8")
     points = [Point("lambda", f"{v:g}") for v in lambdas]
     points += [Point("hidden", str(v).replace(" ", "")) for v in hidden]
     points += [Point("params", str(v).replace(" ", "")) for v in params]

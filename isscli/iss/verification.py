@@ -6,7 +6,7 @@ sums taken in another order (:data:`TOLERANCE`). :func:`isscli.compact` writes o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +48,7 @@ class Verification:
 
 
 def verify(
-    before: Checkpoint, after: dict[str, torch.Tensor], arch: str | None, overrides: dict[str, Any] | None
+    before: Checkpoint, after: dict[str, torch.Tensor], arch: str | None, overrides: Mapping[str, Any] | None
 ) -> Verification:
     """Run the input model and the compacted tensors on random inputs, in the checkpoint's precision (float64 for
     float64 weights, else float32); refuse outputs that differ, and weights or outputs that are not finite."""
