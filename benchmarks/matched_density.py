@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from isscli.io.checkpoint import load_checkpoint
+from isscli.models.checkpoint import load_checkpoint
 from isscli.learn.masks import maskable_names
 from isscli.models import load_model
 

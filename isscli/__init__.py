@@ -36,7 +36,7 @@ from isscli.moved import install as _install_moved  # noqa: E402
 #: loop of your own and the library's lower layers offer.
 _HOMES = {
     **_API_HOMES,
-    "Checkpoint": "isscli.io.checkpoint",
+    "Checkpoint": "isscli.models.checkpoint",
     **dict.fromkeys(("Observer", "SilentObserver"), "isscli.observer"),
     "TrainingDiverged": "isscli.learn.loop",
     "GroupLasso": "isscli.iss.regularizer",

@@ -41,7 +41,7 @@ MOVED = {
     "isscli.pictures": "isscli.runtime.pictures",
     "isscli.quantize": "isscli.runtime.quantize",
     "isscli.export": "isscli.runtime.export",
-    "isscli.checkpoint": "isscli.io.checkpoint",
+    "isscli.checkpoint": "isscli.models.checkpoint",
     "isscli.atomic": "isscli.io.atomic",
     "isscli.provenance": "isscli.io.provenance",
     "isscli.jsonfile": "isscli.io.jsonfile",

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from isscli.cli.main import main
-from isscli.io.checkpoint import save_checkpoint
+from isscli.models.checkpoint import save_checkpoint
 from isscli.models import build_model, model_tensors
 
 torch.set_num_threads(1)

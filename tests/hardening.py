@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from isscli.io.checkpoint import load_checkpoint
+from isscli.models.checkpoint import load_checkpoint
 from isscli.iss.spec import derive_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import isscli.io.checkpoint
-from isscli.io.checkpoint import load_checkpoint
+import isscli.models.checkpoint
+from isscli.models.checkpoint import load_checkpoint
 from isscli.iss.spec import derive_spec
 from tests.conftest import file_state, is_root
 
@@ -160,7 +160,7 @@ def test_ctrl_c_during_write_leaves_nothing(run_cli, tiny_lm: Path, tmp_path: Pa
         Path(filename).write_bytes(b"half a file")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(isscli.io.checkpoint, "save_file", interrupted_save)
+    monkeypatch.setattr(isscli.models.checkpoint, "save_file", interrupted_save)
     before = file_state(tmp_path)
     result = run_cli("prune", tiny_lm, "--group-threshold", "0.1", "-o", tmp_path / "out.safetensors")
     assert result.code == 130
@@ -190,7 +190,7 @@ def test_compaction_that_would_change_outputs_is_refused(
     """A spec that forgets a receiver, or calls one a producer, would make compaction inexact."""
     import torch
 
-    from isscli.io.checkpoint import save_checkpoint
+    from isscli.models.checkpoint import save_checkpoint
     from isscli.iss.spec import parse_spec
     from isscli.iss.surgery import zero_components
 

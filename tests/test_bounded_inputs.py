@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import isscli
-from isscli.io.checkpoint import load_checkpoint
+from isscli.models.checkpoint import load_checkpoint
 from isscli.iss.spec import check_spec, parse_spec
 from tests.conftest import write_toy_corpus
 from tests.hardening import QUICK, subprocess_isscli, write_spec

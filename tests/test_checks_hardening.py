@@ -14,7 +14,7 @@ import pytest
 
 import isscli
 from isscli.data.fingerprint import data_fingerprint
-from isscli.io.checkpoint import load_checkpoint, save_checkpoint
+from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import finite_json
 from isscli.io.provenance import check_provenance

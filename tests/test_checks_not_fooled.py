@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import isscli
-from isscli.io.checkpoint import load_checkpoint, save_checkpoint
+from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 from tests.conftest import tiny_config, write_model
 from tests.test_bad_input import assert_clean_failure
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from isscli.io.checkpoint import load_checkpoint
+from isscli.models.checkpoint import load_checkpoint
 from isscli.live.compact import load_compacted
 from isscli.live.usermodel import import_model_class
 from tests.test_bench import doc_json

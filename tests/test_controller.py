@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from isscli.io.checkpoint import load_checkpoint
+from isscli.models.checkpoint import load_checkpoint
 from isscli.io.errors import IsscliError
 from isscli.io.parsing import parse_count
 from isscli.iss.accounting import parameter_count

@@ -6,7 +6,7 @@ import json
 import random
 from pathlib import Path
 
-from isscli.io.checkpoint import load_checkpoint
+from isscli.models.checkpoint import load_checkpoint
 
 WORDS = "the cat dog bird sat ran on by to mat tree house".split()
 

@@ -18,7 +18,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 import isscli  # noqa: E402 - only where onnx and onnxruntime are installed
-from isscli.io.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
+from isscli.models.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
 from isscli.io.errors import IsscliError, OutputError  # noqa: E402
 from isscli.iss.spec import derive_spec  # noqa: E402
 from isscli.iss.surgery import zero_components  # noqa: E402
@@ -62,7 +62,7 @@ def lm_checkpoint(cell: str = "lstm", tied: bool = False) -> Checkpoint:
     config = {"family": "lm", "vocab_size": 40, "embedding_size": 7 if tied else 6, "hidden_sizes": [[9], [7]],
               "cell": cell, "tie_weights": tied}
     checkpoint = compacted(config, [[0, 4], [1, 6]])
-    assert checkpoint.config["hidden_sizes"] == [[7], [5]]
+    assert checkpoint.config.hidden_sizes == [[7], [5]]
     return checkpoint
 
 
@@ -124,7 +124,7 @@ def test_bidirectional_classifier_pools_padded_batches_as_in_pytorch(pooling: st
     config = {"family": "classifier", "vocab_size": 30, "embedding_size": 8, "hidden_sizes": [[6, 5], [5, 4]],
               "num_classes": 3, "pooling": pooling, "cell": cell}
     checkpoint = compacted(config, [[0], [1, 2], [3], []])
-    assert checkpoint.config["hidden_sizes"] == [[5, 3], [4, 4]]
+    assert checkpoint.config.hidden_sizes == [[5, 3], [4, 4]]
     model = load_model(checkpoint)
     proto = to_onnx(model)
     onnx.checker.check_model(proto, full_check=True)

@@ -250,7 +250,7 @@ def test_each_layer_imports_only_the_layers_below_it(rule: str) -> None:
 
 def test_every_module_has_a_layer_and_the_layers_are_the_packages() -> None:
     assert all(layer(name) < len(LAYERS) for name in modules() if name != "isscli")
-    assert layer("isscli.io.checkpoint") < layer("isscli.iss.surgery") < layer("isscli.learn.loop") < \
+    assert layer("isscli.models.checkpoint") < layer("isscli.iss.surgery") < layer("isscli.learn.loop") < \
         layer("isscli.api.runs") < layer("isscli.cli.main")
 
 

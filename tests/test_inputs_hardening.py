@@ -19,7 +19,7 @@ from isscli.api.corpora import load_task, vocabulary_choice
 from isscli.data.corpus import UNK, load_corpus
 from isscli.data.sentences import load_sentences
 from isscli.data.vocabulary import MAX_VOCABULARY, VocabularyChoice, read_vocabulary_file
-from isscli.io.checkpoint import save_checkpoint
+from isscli.models.checkpoint import save_checkpoint
 from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import read_json
 from isscli.learn.recipes import RECIPES
@@ -300,7 +300,7 @@ def test_a_checkpoints_stored_vocabulary_is_checked_like_a_vocabulary_file(tmp_p
     import torch
     from safetensors.torch import save_file
 
-    from isscli.io.checkpoint import VOCABULARY_KEY, load_checkpoint
+    from isscli.models.checkpoint import VOCABULARY_KEY, load_checkpoint
 
     for words, said in ((["a", "b c"], "its word of id 1, 'b c', is not one word"),
                         (["a", ""], "its word of id 1, '', is not one word"),

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from isscli.data.corpus import load_corpus
-from isscli.io.checkpoint import load_checkpoint, save_checkpoint
+from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 from isscli.iss.spec import derive_spec
 from isscli.learn.corpus import CorpusSummary
 from isscli.learn.loop import RunPaths, Trainer, TrainingHook, TrainingRun, prepare_outputs

@@ -132,7 +132,7 @@ def test_a_mutated_shrink_record_is_refused_or_gives_the_fresh_result(run_cli, s
 @given(data=st.data())
 def test_a_mutated_provenance_is_refused_or_read_as_written(run_cli, dense: Path, corpus: Path, tmp_path: Path,  # noqa: ANN001
                                                            data: st.DataObject) -> None:
-    from isscli.io.checkpoint import PROVENANCE_KEY
+    from isscli.models.checkpoint import PROVENANCE_KEY
 
     with safe_open(str(dense), framework="pt") as reader:
         tensors = {name: reader.get_tensor(name) for name in reader.keys()}

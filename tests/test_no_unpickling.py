@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from isscli.io.checkpoint import load_checkpoint
+from isscli.models.checkpoint import load_checkpoint
 from tests.test_bad_input import assert_clean_failure
 
 

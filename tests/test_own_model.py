@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from isscli.io.checkpoint import load_checkpoint
+from isscli.models.checkpoint import load_checkpoint
 
 SENTENCES = ["the cat sat on the mat", "a dog ran to the tree", "my friend looked at a bird",
              "the bird sat by the river", "a cat slept on my mat"]
@@ -178,7 +178,7 @@ def test_their_model_finetunes_with_its_vocabulary_which_isscli_then_carries(run
 
 def test_a_start_worse_than_a_uniform_guess_is_refused_unless_forced(run_cli, corpus, tmp_path) -> None:  # noqa: ANN001
     from isscli.data.corpus import load_corpus
-    from isscli.io.checkpoint import save_checkpoint
+    from isscli.models.checkpoint import save_checkpoint
     from tests.conftest import tiny_config, write_model
 
     words = len(load_corpus(corpus).vocabulary)

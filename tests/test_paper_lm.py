@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from isscli.io.checkpoint import load_checkpoint, save_checkpoint
+from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 from isscli.iss.spec import derive_spec
 from isscli.iss.surgery import zero_components
 
@@ -46,7 +46,7 @@ def test_zeroing_1127_and_1185_components_compacts_to_373_and_315(run_cli, tmp_p
     assert report["parameters_after"] == 21_826_900
     assert report["max_output_difference"] <= 1e-5
     compacted = load_checkpoint(tmp_path / "small.safetensors")
-    assert compacted.config["hidden_sizes"] == [[373], [315]]
+    assert compacted.config.hidden_sizes == [[373], [315]]
     assert tuple(compacted.tensors["rnn.weight_ih_l1"].shape) == (4 * 315, 373)
     assert tuple(compacted.tensors["decoder.weight"].shape) == (10_000, 315)
     assert compacted.provenance["parent_sha256"] == load_checkpoint(pruned).sha256

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from isscli.io.checkpoint import load_checkpoint
+from isscli.models.checkpoint import load_checkpoint
 
 
 class WordLanguageModel(nn.Module):

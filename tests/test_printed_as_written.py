@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from isscli.io.checkpoint import load_checkpoint, save_checkpoint
+from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 from tests.conftest import tiny_config, write_model
 from tests.hardening import write_spec
 from tests.test_bad_input import assert_clean_failure

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from isscli.io.checkpoint import load_checkpoint, save_checkpoint
+from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 from isscli.iss.spec import load_spec
 from isscli.iss.spec.authors import attach_companion_biases
 from isscli.iss.surgery import zero_components
@@ -38,7 +38,7 @@ def test_rhn_width_830_to_517_compacts_to_the_papers_size(run_cli, tmp_path: Pat
     assert report["sets"][0]["components_after"] == 517
     assert report["max_output_difference"] <= 1e-5
     config = load_checkpoint(tmp_path / "c.safetensors").config
-    assert config["hidden_sizes"] == [[517]] and config["embedding_size"] == 517
+    assert config is not None and config.hidden_sizes == [[517]] and config.embedding_size == 517
 
 
 def load_spec_for(tensors: dict, tmp_path: Path):

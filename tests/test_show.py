@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from isscli.io.checkpoint import load_checkpoint, save_checkpoint
+from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 from isscli.iss.spec import derive_spec
 from isscli.iss.surgery import zero_components
 from isscli.runtime.pictures import NONZERO_RGB, nonzero_map

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import torch
 
-from isscli.io.checkpoint import load_checkpoint, save_checkpoint
+from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 from isscli.io.errors import SpecError
 from isscli.iss.spec import SCHEMA_PATH, check_spec, derive_spec, load_spec, parse_spec
 from isscli.iss.surgery import compact, zero_components

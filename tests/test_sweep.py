@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from isscli.api import FinetuneRequest
-from isscli.io.checkpoint import load_checkpoint
+from isscli.models.checkpoint import load_checkpoint
 from isscli.runtime.pictures import BASELINE_RGB, PARETO_RGB, POINT_RGB, TradeoffPoint, tradeoff_plot
 from isscli.sweeping import Point, make_points, pareto_front
 
@@ -72,7 +72,7 @@ def test_sweep_runs_each_point_once_and_draws_the_tradeoff(run_cli, dense, corpu
         assert set(row) >= {"kind", "value", "hidden_sizes", "parameters", "perplexity", "speedup", "pareto"}
         compacted = load_checkpoint(folder / "points" / label / "compact.safetensors")
         assert row["parameters"] == compacted.num_parameters()
-        assert row["hidden_sizes"] == compacted.config["hidden_sizes"]
+        assert row["hidden_sizes"] == compacted.config.hidden_sizes
         assert row["perplexity"] > 1 and row["speedup"] > 0
     assert rows["hidden-6x5"]["hidden_sizes"] == [[6], [5]]
     assert rows["hidden-6x5"]["targets"] == {"rnn.l0": 6, "rnn.l1": 5}

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from isscli.data.corpus import load_corpus
-from isscli.io.checkpoint import load_checkpoint
+from isscli.models.checkpoint import load_checkpoint
 from isscli.io.errors import IsscliError
 from isscli.iss.spec import derive_spec
 from isscli.iss.surgery import group_norms

@@ -18,7 +18,6 @@ from isscli.api.common import input_paths, resolve_spec
 from isscli.api.run_requests import RunRequest
 from isscli.api.starts import start_of
 from isscli.api.user_models import model_spec
-from isscli.io.checkpoint import Checkpoint
 from isscli.io.errors import IsscliError
 from isscli.io.parsing import parse_count, parse_list
 from isscli.io.provenance import plain
@@ -40,6 +39,7 @@ from isscli.learn.controller.targets import (
 from isscli.learn.loop import RunPaths, TrainingRun, prepare_outputs
 from isscli.learn.recipes import TrainSettings, read_settings_file, target_run
 from isscli.learn.your_loop.budget import compacted_parameters, sizes_for_budget
+from isscli.models.checkpoint import Checkpoint
 from isscli.models.config import ModelConfig
 from isscli.models.registry import model_tensors
 from isscli.observer import Observer

@@ -17,12 +17,13 @@ from isscli.api.common import (
     write_checkpoint,
 )
 from isscli.api.validation import checked_arguments
-from isscli.io.checkpoint import STORED_DTYPES, Checkpoint, file_sha256
 from isscli.io.errors import CheckpointError, IsscliError
+from isscli.io.hashing import file_sha256
 from isscli.io.jsonfile import parse_json
 from isscli.io.parsing import MAX_SEED, check_bounds
 from isscli.io.provenance import operation_record
 from isscli.models import build_model, model_tensors
+from isscli.models.checkpoint import STORED_DTYPES, Checkpoint
 
 
 @checked_arguments
@@ -32,7 +33,7 @@ def load(path: PathLike) -> Checkpoint:
     Example::
 
         checkpoint = isscli.load("dense.safetensors")
-        checkpoint.config["hidden_sizes"], checkpoint.num_parameters()
+        checkpoint.config.hidden_sizes, checkpoint.num_parameters()
     """
     return as_checkpoint(path)
 
@@ -67,7 +68,7 @@ def init(config: ConfigSource, seed: int = 0, changes: Mapping[str, Any] | Seque
     model = build_model(raw)
     parameters = {"config": config if isinstance(config, (str, Mapping)) else str(config), "changes": changes,
                   "seed": seed}
-    return Checkpoint(model_tensors(model), model.config.to_dict(), operation_record("init", parameters))
+    return Checkpoint(model_tensors(model), model.config, operation_record("init", parameters))
 
 
 def config_changes(items: Sequence[str]) -> dict[str, Any]:

@@ -11,11 +11,12 @@ from typing import Any, ClassVar, Union
 
 from isscli.api.validation import Checked
 from isscli.io.atomic import check_output_path, output_lock
-from isscli.io.checkpoint import Checkpoint, file_sha256, load_checkpoint, save_checkpoint
 from isscli.io.errors import IsscliError
+from isscli.io.hashing import file_sha256
 from isscli.io.jsonfile import read_json_object
 from isscli.iss.spec import GroupSpec, check_spec, derive_spec, load_spec
 from isscli.iss.spec.authors import attach_companion_biases, load_rename_file, parse_renames
+from isscli.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from isscli.models.presets import PRESETS, preset_config
 
 PathLike = Union[str, os.PathLike[str]]

@@ -17,13 +17,13 @@ from isscli.api.common import PathLike
 from isscli.data import load_corpus, load_sentences, resolve_data
 from isscli.data.corpus import check_splits
 from isscli.data.vocabulary import VocabularyChoice, first_difference, read_vocabulary_file
-from isscli.io.checkpoint import Checkpoint
 from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import JSONObject
 from isscli.io.provenance import lineage
 from isscli.learn.corpus import CorpusSummary, UnknownTokens, unknown_tokens
 from isscli.learn.recipes import TrainSettings
 from isscli.learn.tasks import ClassifierTask, LanguageModelTask, Task
+from isscli.models.checkpoint import Checkpoint
 from isscli.models.config import ModelConfig
 from isscli.observer import Observer
 

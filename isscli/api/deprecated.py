@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from isscli.api.common import CheckpointSource, ConfigSource, PathLike, SpecSource
     from isscli.api.demonstration import DemoRequest, DemoResult
     from isscli.api.exporting import ExportRequest
-    from isscli.io.checkpoint import Checkpoint
     from isscli.iss.spec import GroupSpec
+    from isscli.models.checkpoint import Checkpoint
     from isscli.observer import Observer
     from isscli.runtime.export.onnx import ExportResult
     from isscli.sweeping import SweepRequest, SweepResult

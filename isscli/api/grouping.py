@@ -26,7 +26,6 @@ from isscli.api.common import (
 from isscli.api.user_models import ModelChoice, example_input, model_spec, user_source
 from isscli.api.validation import Checked, checked_arguments
 from isscli.io.atomic import atomic_write_text
-from isscli.io.checkpoint import Checkpoint
 from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import JSONObject
 from isscli.iss.spec import GroupSpec, TensorSlice, load_spec
@@ -34,6 +33,7 @@ from isscli.iss.surgery import alive_components, removable_components
 from isscli.live.model import parameter_tensors
 from isscli.live.trace import derive_module_spec
 from isscli.live.usermodel import load_user_model
+from isscli.models.checkpoint import Checkpoint
 
 
 @dataclass(kw_only=True)
@@ -147,7 +147,7 @@ def grouped(request: GroupsRequest) -> tuple[Checkpoint, GroupSpec, str | None]:
     if isinstance(target, Mapping):
         if not all(isinstance(t, torch.Tensor) for t in target.values()):
             raise IsscliError("a state_dict must map names to tensors", "pass model.state_dict()")
-        loaded = Checkpoint({name: t.detach() for name, t in target.items()}, {})
+        loaded = Checkpoint({name: t.detach() for name, t in target.items()})
     else:
         loaded = as_checkpoint(target)
     source = user_source(request)

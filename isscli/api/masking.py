@@ -18,11 +18,11 @@ from isscli.api.common import (
     write_checkpoint,
 )
 from isscli.api.validation import checked_arguments
-from isscli.io.checkpoint import Checkpoint
 from isscli.io.jsonfile import JSONObject
 from isscli.io.provenance import operation_record
 from isscli.learn.masks import check_sparsity, mask_counts, one_shot
 from isscli.models import load_model, model_tensors
+from isscli.models.checkpoint import Checkpoint
 
 
 @dataclass(kw_only=True)
@@ -84,7 +84,7 @@ def sparsify(request: SparsifyRequest) -> SparsifyResult:
     info = {"method": "magnitude", "schedule": "one-shot", "sparsity": request.sparsity}
     counts = mask_counts(masks)
     provenance = operation_record("sparsify", {"sparsity": request.sparsity}, loaded, masks=info)
-    checkpoint = Checkpoint(model_tensors(model), model.config.to_dict(), provenance, masks=masks,
+    checkpoint = Checkpoint(model_tensors(model), model.config, provenance, masks=masks,
                             mask_info={**info, **counts.to_json()}, vocabulary=loaded.vocabulary)
     if output is not None:
         write_checkpoint(checkpoint, output, input_paths(loaded), request.force)

@@ -40,11 +40,11 @@ from isscli.data.fingerprint import data_fingerprint
 from isscli.data.resolve import resolve_data
 from isscli.io import manifest
 from isscli.io.atomic import atomic_write_text, output_lock
-from isscli.io.checkpoint import load_checkpoint
 from isscli.io.errors import CheckpointError, IsscliError, OutputError
 from isscli.io.jsonfile import JSONObject
 from isscli.io.parsing import parse_list
 from isscli.io.provenance import plain
+from isscli.models.checkpoint import load_checkpoint
 from isscli.observer import Observer, SilentObserver
 
 RESULT_FILE = "shrink.json"
@@ -365,7 +365,7 @@ def _prune_and_compact(request: ShrinkRequest, result: ShrinkResult, threshold: 
         manifest.remove(folder, [PRUNED])  # the step did not finish: leave none of it behind
         raise
     result.pruned, result.compacted, result.group_threshold = folder / PRUNED, folder / COMPACTED, threshold
-    result.hidden_sizes_before = (pruned.checkpoint.config or {}).get("hidden_sizes") or \
+    result.hidden_sizes_before = (pruned.checkpoint.config.hidden_sizes if pruned.checkpoint.config else None) or \
         compacted.module_sizes_before
     result.hidden_sizes_after = compacted.hidden_sizes
     result.parameters_before, result.parameters_after = compacted.parameters_before, compacted.parameters_after

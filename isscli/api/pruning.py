@@ -28,7 +28,6 @@ from isscli.api.common import (
 )
 from isscli.api.user_models import ModelChoice, example_input, model_spec, model_tensors_once, user_source
 from isscli.api.validation import checked_arguments
-from isscli.io.checkpoint import Checkpoint
 from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import JSONObject
 from isscli.io.parsing import parse_list
@@ -42,6 +41,7 @@ from isscli.iss.verification import Verification, verify
 from isscli.learn.controller.targets import targets_from_sizes
 from isscli.live.model import layer_sizes, recurrent_modules
 from isscli.live.usermodel import ModelSource, load_user_model
+from isscli.models.checkpoint import Checkpoint
 from isscli.models.registry import architecture_assumption, config_after_surgery, unknown_forward
 from isscli.observer import Observer, SilentObserver
 
@@ -243,7 +243,7 @@ class CompactResult:
     @property
     def hidden_sizes(self) -> list[list[int]] | None:
         """Units per layer and direction after compaction (of every recurrent module, for the user's own model)."""
-        return (self.checkpoint.config or {}).get("hidden_sizes") or self.module_sizes
+        return self.checkpoint.config.hidden_sizes if self.checkpoint.config else self.module_sizes
 
     def to_json(self) -> JSONObject:
         check = self.verification

@@ -15,7 +15,6 @@ from isscli.api.corpora import check_vocabulary, load_task, uniform_guess_warnin
 from isscli.api.user_models import user_source
 from isscli.api.validation import Checked, checked_arguments
 from isscli.data.tensors import is_tensor_file, load_tensor_data
-from isscli.io.checkpoint import Checkpoint
 from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import JSONObject
 from isscli.io.parsing import MAX_BATCH, MAX_SEED, MAX_STEPS, check_bounds
@@ -26,6 +25,7 @@ from isscli.learn.recipes import RECIPES
 from isscli.learn.tasks import TensorTask
 from isscli.live.usermodel import ModelSource, load_user_model
 from isscli.models import load_model
+from isscli.models.checkpoint import Checkpoint
 from isscli.models.registry import architecture_assumption
 from isscli.observer import Observer, SilentObserver
 from isscli.runtime.quantize import check_precision, quantize_torch

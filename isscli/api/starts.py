@@ -18,7 +18,6 @@ from isscli.api.corpora import TRAINING_SPLITS, check_vocabulary, load_task, voc
 from isscli.api.run_requests import FinetuneRequest, RunRequest, TrainRequest
 from isscli.api.user_models import EXAMPLE_ROWS, ExampleInput, user_source
 from isscli.data.tensors import is_tensor_file, load_tensor_data
-from isscli.io.checkpoint import Checkpoint
 from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import JSONObject
 from isscli.learn.corpus import CorpusSummary
@@ -29,6 +28,7 @@ from isscli.learn.recipes import TENSOR_RECIPE, TrainSettings, recipe, recipe_fo
 from isscli.learn.run import Operation
 from isscli.learn.tensor_task import TensorTask
 from isscli.live.usermodel import ModelSource, load_user_model
+from isscli.models.checkpoint import Checkpoint
 from isscli.models.config import ModelConfig
 from isscli.models.presets import preset_config
 from isscli.models.registry import architecture_assumption, build_model, load_model, resolve_config

@@ -20,11 +20,11 @@ from torch import nn
 from isscli.api.common import PathLike, SpecSource, resolve_spec
 from isscli.api.validation import Checked
 from isscli.data.tensors import is_tensor_file, load_tensor_data, load_tensor_inputs
-from isscli.io.checkpoint import Checkpoint
 from isscli.io.errors import IsscliError
 from isscli.iss.spec import GroupSpec
 from isscli.live.model import parameter_tensors
 from isscli.live.usermodel import ModelSource, example_from_shape, model_source
+from isscli.models.checkpoint import Checkpoint
 from isscli.observer import Observer
 
 #: Rows of the data file the model runs on where a command needs one example batch (derivation, verification).

@@ -37,8 +37,8 @@ def field_types(cls: type) -> dict[str, Any]:
     """The resolved annotation of every field of a request class (its module's names, and the API's aliases)."""
     import sys
 
-    from isscli.io.checkpoint import Checkpoint
     from isscli.iss.spec import GroupSpec
+    from isscli.models.checkpoint import Checkpoint
 
     names: dict[str, Any] = {}
     for klass in reversed(cls.__mro__):

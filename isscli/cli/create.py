@@ -25,9 +25,9 @@ def init(
     claim(writes(output), reads=api.input_files(config=config), force=force)
     checkpoint = api.init(config, seed, changes or {})
     api.save(checkpoint, output, force)
-    model = checkpoint.config or {}
-    console.print(safe(f"{model['family']} {model['cell']} {model['hidden_sizes']}: {checkpoint.num_parameters():,} "
-                       "parameters"))
+    model = checkpoint.config
+    assert model is not None  # init builds one of isscli's families
+    console.print(safe(f"{model.family} {model.cell} {model.hidden_sizes}: {checkpoint.num_parameters():,} parameters"))
     note(f"checkpoint written to {output}")
 
 

@@ -11,8 +11,8 @@ import hashlib
 from pathlib import Path
 
 from isscli.io.atomic import PathLike
-from isscli.io.checkpoint import file_sha256
 from isscli.io.errors import IsscliError
+from isscli.io.hashing import file_sha256
 
 
 def data_fingerprint(path: PathLike) -> str | None:

@@ -26,8 +26,8 @@ from typing import Any
 import torch
 
 from isscli.data.arrays import NAMES, SPLIT_KEY, TENSOR_SUFFIXES, arrange, read_arrays
-from isscli.io.checkpoint import file_sha256
 from isscli.io.errors import IsscliError
+from isscli.io.hashing import file_sha256
 from isscli.io.jsonfile import JSONObject
 
 OBJECTIVES: tuple[str, ...] = ("regression", "classification", "tagging")

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from isscli.io.atomic import PathLike, atomic_write_text
-from isscli.io.checkpoint import file_sha256
 from isscli.io.errors import IsscliError, OutputError
+from isscli.io.hashing import file_sha256
 from isscli.io.jsonfile import JSONObject, read_json
 
 MANIFEST = ".isscli-manifest.json"

@@ -1,7 +1,7 @@
 """What made a checkpoint: the operation, its parameters, the tool and the parent.
 
 Every checkpoint isscli writes carries a provenance record in its header
-(``isscli.provenance``, see :mod:`isscli.io.checkpoint`)::
+(``isscli.provenance``, see :mod:`isscli.models.checkpoint`)::
 
     {"schema": "isscli.provenance/1", "tool": "isscli", "version": "0.2.0", "created": "2026-12-02T10:00:00+00:00",
      "operation": "finetune", "parameters": {...}, "result": {...},
@@ -26,15 +26,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from isscli import __version__
 from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import JSONObject
 from isscli.io.parsing import MAX_FLOAT32
 
-if TYPE_CHECKING:
-    from isscli.io.checkpoint import Checkpoint
+
+class Parent(Protocol):
+    """What a record says of the file an operation read (a :class:`~isscli.models.checkpoint.Checkpoint`)."""
+
+    @property
+    def sha256(self) -> str | None: ...
+
+    @property
+    def path(self) -> Path | None: ...
+
+    @property
+    def provenance(self) -> JSONObject | None: ...
 
 _INVOCATION: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("isscli_invocation", default=None)
 
@@ -73,7 +83,7 @@ def plain(value: Any) -> Any:
 
 
 def operation_record(
-    operation: str, parameters: Any, parent: Checkpoint | None = None, **result: Any
+    operation: str, parameters: Any, parent: Parent | None = None, **result: Any
 ) -> JSONObject:
     """The provenance of a checkpoint made by ``operation`` (module docstring)."""
     record: JSONObject = {

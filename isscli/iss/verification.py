@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from isscli.io.checkpoint import Checkpoint
 from isscli.io.errors import IsscliError
 from isscli.iss.equivalence import output_difference
+from isscli.models.checkpoint import Checkpoint
 from isscli.models.registry import config_after_surgery, load_model, resolve_config
 
 #: Allowed output difference per unit of the largest |output| (rounding of sums in another order), by the

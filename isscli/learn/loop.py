@@ -27,7 +27,6 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from isscli.io.checkpoint import load_checkpoint, save_checkpoint
 from isscli.io.errors import IsscliError
 from isscli.io.provenance import operation_record
 from isscli.iss.regularizer import GroupLasso
@@ -58,6 +57,7 @@ from isscli.learn.state import (
     save_run_state,
 )
 from isscli.models import model_tensors
+from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 from isscli.observer import Observer, SilentObserver
 
 #: Settings that may change when a run is resumed: a longer schedule is a continuation; how often state is saved.
@@ -354,7 +354,7 @@ class Trainer:
         mask_info = None
         for hook in self.run.hooks:
             masks, mask_info = hook.checkpoint_masks() or (masks, mask_info)
-        save_checkpoint(self.run.paths.output, model_tensors(self.model), self.run.header_config(),
+        save_checkpoint(self.run.paths.output, model_tensors(self.model), self.run.config,
                         provenance, inputs=inputs, overwrite=True, masks=masks, mask_info=mask_info,
                         vocabulary=self.run.vocabulary)
 

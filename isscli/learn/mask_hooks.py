@@ -2,7 +2,7 @@
 
 Masked gradients are zeroed before clipping, masked weights re-zeroed after every step (so they
 stay exactly 0 through SGD, clipping and τ-thresholding), masks travel in the resume state and
-are written into every checkpoint (``mask.<tensor>``, see :mod:`isscli.io.checkpoint`). SET evolves
+are written into every checkpoint (``mask.<tensor>``, see :mod:`isscli.models.checkpoint`). SET evolves
 its masks after every epoch; gradual magnitude pruning tightens them on Zhu & Gupta's schedule.
 The algorithms are in :mod:`isscli.learn.masks`.
 """

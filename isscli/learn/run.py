@@ -18,7 +18,6 @@ from torch import nn
 
 from isscli.data.fingerprint import data_fingerprint
 from isscli.io.atomic import check_output_path
-from isscli.io.checkpoint import Checkpoint
 from isscli.io.errors import IsscliError, OutputError
 from isscli.io.jsonfile import JSONObject, finite_json
 from isscli.iss.spec import GroupSpec
@@ -26,6 +25,7 @@ from isscli.learn.corpus import CorpusSummary
 from isscli.learn.distributed import current
 from isscli.learn.evaluation import Evaluation, Task
 from isscli.learn.recipes import TrainSettings
+from isscli.models.checkpoint import Checkpoint
 
 if TYPE_CHECKING:
     from isscli.learn.loop import Trainer
@@ -206,11 +206,9 @@ class TrainingRun:
 
     def model_record(self) -> JSONObject:
         """What the model is, for the log and the resume identity: its config, or the user's class and arguments."""
-        return self.source.describe() if self.source is not None else self.header_config() or {}
-
-    def header_config(self) -> JSONObject | None:
-        """The config written into every checkpoint; the user's own models have none (their class is theirs)."""
-        return None if self.config is None else self.config.to_dict()
+        if self.source is not None:
+            return self.source.describe()
+        return self.config.to_dict() if self.config is not None else {}
 
     def reload(self, checkpoint: Checkpoint) -> nn.Module:
         """A written checkpoint as a model again (reading it back proves the file sound)."""

@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from isscli.io.checkpoint import Checkpoint
 from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import JSONObject
+from isscli.models.checkpoint import Checkpoint
 
 REFERENCE_HINT = "write `model` as path/to/file.py:ClassName or package.module:ClassName"
 SHAPE = re.compile(r"^(?P<dims>\d+(?:x\d+)*)(?::int<(?P<high>\d+))?$")

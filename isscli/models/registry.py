@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from isscli.io.checkpoint import Checkpoint
 from isscli.io.errors import CheckpointError, IsscliError
-from isscli.io.jsonfile import JSONObject
+from isscli.models.checkpoint import Checkpoint
 from isscli.models.classifier import SequenceClassifier
 from isscli.models.config import ModelConfig
 from isscli.models.language_model import LanguageModel
@@ -90,7 +90,7 @@ def resolve_config(
     """The checkpoint's config (header, else inferred, then ``overrides``) and its tensors renamed to match."""
     tensors = checkpoint.tensors
     if checkpoint.config is not None:
-        raw = dict(checkpoint.config)
+        raw = checkpoint.config.to_dict()
     else:
         if arch is None and "family" not in (overrides or {}):
             raise unknown_forward(checkpoint)
@@ -178,18 +178,16 @@ def check_tied(tensors: dict[str, torch.Tensor]) -> None:
         )
 
 
-def config_after_surgery(config: JSONObject | None, tensors: dict[str, torch.Tensor]) -> JSONObject | None:
+def config_after_surgery(config: ModelConfig | None, tensors: dict[str, torch.Tensor]) -> ModelConfig | None:
     """Re-read the sizes that compaction changed (hidden sizes, tied embedding width)."""
     if config is None:
         return None
     width = find_rhn_width(tensors)
     if width is not None:
-        return dict(config, hidden_sizes=[[width]], embedding_size=width)
+        return dataclasses.replace(config, hidden_sizes=[[width]], embedding_size=width)
     try:
         layout = find_layout(tensors)
     except IsscliError:
         return config
-    updated = dict(config, hidden_sizes=layout.hidden_sizes)
-    if layout.embedding is not None:
-        updated["embedding_size"] = int(tensors[layout.embedding].shape[1])
-    return updated
+    embedding = config.embedding_size if layout.embedding is None else int(tensors[layout.embedding].shape[1])
+    return dataclasses.replace(config, hidden_sizes=layout.hidden_sizes, embedding_size=embedding)

@@ -23,13 +23,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from isscli.io.checkpoint import Checkpoint
 from isscli.io.jsonfile import JSONObject
 from isscli.iss.accounting import multiply_adds_per_step, parameter_count
 from isscli.iss.equivalence import max_output_difference
 from isscli.live import cost
 from isscli.live.model import layer_sizes, recurrent_modules
 from isscli.models import build_model, load_model, preset_config
+from isscli.models.checkpoint import Checkpoint
 from isscli.runtime import unstructured
 from isscli.runtime.export.onnx import to_onnx, verify_onnx
 from isscli.runtime.export.runtime import onnx_session, onnx_workload

@@ -23,10 +23,11 @@ from isscli.data.fingerprint import data_fingerprint
 from isscli.data.resolve import resolve_data
 from isscli.io import manifest
 from isscli.io.atomic import atomic_write_text
-from isscli.io.checkpoint import Checkpoint, file_sha256
 from isscli.io.errors import IsscliError, OutputError
+from isscli.io.hashing import file_sha256
 from isscli.io.jsonfile import JSONObject
 from isscli.io.provenance import plain
+from isscli.models.checkpoint import Checkpoint
 from isscli.observer import Observer
 from isscli.sweeping.points import KINDS, Point
 

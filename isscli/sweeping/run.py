@@ -25,11 +25,11 @@ from isscli.api.user_models import check_tensor_data
 from isscli.api.validation import checked_arguments
 from isscli.io import manifest
 from isscli.io.atomic import atomic_write_text, output_lock
-from isscli.io.checkpoint import load_checkpoint
 from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import JSONObject
 from isscli.io.provenance import invoked_by, plain
 from isscli.learn.loop import TrainingDiverged
+from isscli.models.checkpoint import load_checkpoint
 from isscli.observer import Observer, SilentObserver
 from isscli.sweeping.folders import RERUN_HINT, read_point, to_run, write_point
 from isscli.sweeping.plan import (
@@ -195,7 +195,7 @@ def baseline_record(plan: Plan, shared: JSONObject) -> Baseline | None:
     score = evaluate(EvaluateRequest(checkpoint=plan.checkpoint, data=plan.base.data, device=plan.base.device,
                                      **user_model(plan)))
     dense = load_checkpoint(plan.checkpoint)
-    baseline = Baseline((dense.config or {}).get("hidden_sizes"), dense.num_parameters(), score.perplexity,
+    baseline = Baseline(dense.config.hidden_sizes if dense.config else None, dense.num_parameters(), score.perplexity,
                         score.accuracy, score.loss, 1.0)
     with manifest.writing(plan.folder, path.name):
         atomic_write_text(path, json.dumps(plain({**baseline.to_json(), "inputs": inputs}), indent=2) + "\n")

@@ -23,11 +23,11 @@ from torch import Tensor, nn
 
 import isscli
 from isscli.io.atomic import atomic_write, check_output_path
-from isscli.io.checkpoint import CONFIG_KEY, VOCABULARY_KEY, Checkpoint
 from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import JSONObject
 from isscli.io.provenance import plain
 from isscli.models import load_model
+from isscli.models.checkpoint import CONFIG_KEY, VOCABULARY_KEY, Checkpoint
 from isscli.models.classifier import SequenceClassifier
 from isscli.models.config import ModelConfig
 from isscli.models.language_model import LanguageModel

@@ -14,9 +14,9 @@ need a runnable model then ask for ``--arch``/``--config``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from isscli.io.atomic import atomic_write, check_output_path
-from isscli.io.errors import CheckpointError
+from isscli.io.errors import CheckpointError, IsscliError
+from isscli.io.hashing import file_sha256
 from isscli.io.jsonfile import JSONObject, parse_json
 from isscli.io.words import MAX_VOCABULARY, is_one_word
+from isscli.models.config import ModelConfig
 
 CONFIG_KEY = "isscli.config"
 PROVENANCE_KEY = "isscli.provenance"
@@ -43,10 +45,11 @@ STORED_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16, to
 
 @dataclass
 class Checkpoint:
-    """Tensors by name, plus the optional config and provenance from the header."""
+    """Tensors by name, plus the optional config and provenance from the header. A ``config`` given as a mapping (as
+    0.2 took it) is read into a :class:`~isscli.models.config.ModelConfig`, checked field by field."""
 
     tensors: dict[str, torch.Tensor]
-    config: dict[str, Any] | None = None
+    config: ModelConfig | None = None
     provenance: dict[str, Any] | None = None
     path: Path | None = None
     sha256: str | None = None
@@ -54,16 +57,12 @@ class Checkpoint:
     mask_info: JSONObject | None = None  # how the masks were made (method, density, …)
     vocabulary: list[str] | None = None  # word of each embedding row, in id order (None: not recorded)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.config, Mapping):
+            self.config = ModelConfig.from_dict(self.config)
+
     def num_parameters(self) -> int:
         return sum(t.numel() for t in self.tensors.values())
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 #: How the legacy (pre-zip) ``torch.save`` format starts: protocol 2, then its magic number as a pickled long.
@@ -132,12 +131,23 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     if odd is not None:
         raise CheckpointError(f"{path}: tensor {odd!r} has dtype {str(tensors[odd].dtype).removeprefix('torch.')}, "
                               "which isscli does not read", "convert it to float32 (or float16, bfloat16, float64)")
-    config = _parse_json_metadata(path, metadata, CONFIG_KEY)
+    config = _model_config(path, _parse_json_metadata(path, metadata, CONFIG_KEY))
     provenance = _parse_json_metadata(path, metadata, PROVENANCE_KEY)
     mask_info = _parse_json_metadata(path, metadata, MASKS_KEY)
     masks = _split_masks(path, tensors) if mask_info is not None else {}
     vocabulary = _parse_vocabulary(path, metadata)
     return Checkpoint(tensors, config, provenance, path, file_sha256(path), masks, mask_info, vocabulary)
+
+
+def _model_config(path: Path, raw: JSONObject | None) -> ModelConfig | None:
+    """The header's config, checked as every config is: a wrong one is refused where the file is read."""
+    if raw is None:
+        return None
+    try:
+        return ModelConfig.from_dict(raw)
+    except IsscliError as error:
+        raise CheckpointError(f"{path}: header entry {CONFIG_KEY!r}: {error.message}",
+                              "re-create the checkpoint, or fix its config") from None
 
 
 def _parse_vocabulary(path: Path, metadata: dict[str, str]) -> list[str] | None:
@@ -176,7 +186,7 @@ def _split_masks(path: Path, tensors: dict[str, torch.Tensor]) -> dict[str, torc
 def save_checkpoint(
     path: Path | str,
     tensors: dict[str, torch.Tensor],
-    config: JSONObject | None = None,
+    config: ModelConfig | Mapping[str, Any] | None = None,
     provenance: JSONObject | None = None,
     inputs: tuple[Path, ...] = (),
     overwrite: bool = False,
@@ -190,7 +200,8 @@ def save_checkpoint(
     check_output_path(path, inputs, overwrite)
     metadata = {"format": "pt"}
     if config is not None:
-        metadata[CONFIG_KEY] = json.dumps(config, sort_keys=True)
+        raw = config.to_dict() if isinstance(config, ModelConfig) else dict(config)  # a mapping as it is given
+        metadata[CONFIG_KEY] = json.dumps(raw, sort_keys=True)
     if provenance is not None:
         metadata[PROVENANCE_KEY] = json.dumps(provenance, sort_keys=True)
     contiguous = {name: tensor.detach().contiguous().cpu() for name, tensor in tensors.items()}
