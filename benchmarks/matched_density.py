@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import sys
 
-from isscli.models.checkpoint import load_checkpoint
 from isscli.learn.masks import maskable_names
 from isscli.models import load_model
+from isscli.models.checkpoint import load_checkpoint
 
 
 def main(dense_path: str, compact_path: str) -> None:

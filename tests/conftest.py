@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from isscli.cli.main import main
-from isscli.models.checkpoint import save_checkpoint
 from isscli.models import build_model, model_tensors
+from isscli.models.checkpoint import save_checkpoint
 
 torch.set_num_threads(1)
 

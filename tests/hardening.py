@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from isscli.models.checkpoint import load_checkpoint
 from isscli.iss.spec import derive_spec
+from isscli.models.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--epochs", "1", "--batch-size", "4", "--bptt", "8", "--eval-batch-size", "4", "--max-batches", "5"]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import isscli.models.checkpoint
-from isscli.models.checkpoint import load_checkpoint
 from isscli.iss.spec import derive_spec
+from isscli.models.checkpoint import load_checkpoint
 from tests.conftest import file_state, is_root
 
 
@@ -190,9 +190,9 @@ def test_compaction_that_would_change_outputs_is_refused(
     """A spec that forgets a receiver, or calls one a producer, would make compaction inexact."""
     import torch
 
-    from isscli.models.checkpoint import save_checkpoint
     from isscli.iss.spec import parse_spec
     from isscli.iss.surgery import zero_components
+    from isscli.models.checkpoint import save_checkpoint
 
     loaded = load_checkpoint(tiny_lm)
     raw = native_spec(tiny_lm)

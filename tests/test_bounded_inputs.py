@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import isscli
-from isscli.models.checkpoint import load_checkpoint
 from isscli.iss.spec import check_spec, parse_spec
+from isscli.models.checkpoint import load_checkpoint
 from tests.conftest import write_toy_corpus
 from tests.hardening import QUICK, subprocess_isscli, write_spec
 from tests.test_bad_input import assert_clean_failure

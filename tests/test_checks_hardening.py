@@ -14,12 +14,12 @@ import pytest
 
 import isscli
 from isscli.data.fingerprint import data_fingerprint
-from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import finite_json
 from isscli.io.provenance import check_provenance
 from isscli.learn.recipes import recipe
 from isscli.learn.run import JsonLog
+from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 from tests.conftest import tiny_config, write_model
 
 BATCHES = ["--batch-size", "4", "--bptt", "8", "--max-batches", "10", "--eval-batch-size", "4"]

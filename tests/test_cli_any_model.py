@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from isscli.models.checkpoint import load_checkpoint
 from isscli.live.compact import load_compacted
 from isscli.live.usermodel import import_model_class
+from isscli.models.checkpoint import load_checkpoint
 from tests.test_bench import doc_json
 
 MODELS = textwrap.dedent('''

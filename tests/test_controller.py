@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from isscli.models.checkpoint import load_checkpoint
 from isscli.io.errors import IsscliError
 from isscli.io.parsing import parse_count
 from isscli.iss.accounting import parameter_count
@@ -21,6 +20,7 @@ from isscli.learn.controller.targets import sized_config, sizes_at, sizes_for_pa
 from isscli.learn.controller.units import SetLayout, UnitGuard
 from isscli.learn.state import load_run_state
 from isscli.models import build_model, model_tensors
+from isscli.models.checkpoint import load_checkpoint
 from isscli.models.config import ModelConfig
 from isscli.models.presets import preset_config
 

@@ -18,11 +18,11 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 import isscli  # noqa: E402 - only where onnx and onnxruntime are installed
-from isscli.models.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
 from isscli.io.errors import IsscliError, OutputError  # noqa: E402
 from isscli.iss.spec import derive_spec  # noqa: E402
 from isscli.iss.surgery import zero_components  # noqa: E402
 from isscli.models import build_model, load_model, model_tensors  # noqa: E402
+from isscli.models.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
 from isscli.runtime.benchmark import inference  # noqa: E402
 from isscli.runtime.export import (  # noqa: E402
     ExportMismatch,

@@ -19,10 +19,10 @@ from isscli.api.corpora import load_task, vocabulary_choice
 from isscli.data.corpus import UNK, load_corpus
 from isscli.data.sentences import load_sentences
 from isscli.data.vocabulary import MAX_VOCABULARY, VocabularyChoice, read_vocabulary_file
-from isscli.models.checkpoint import save_checkpoint
 from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import read_json
 from isscli.learn.recipes import RECIPES
+from isscli.models.checkpoint import save_checkpoint
 from isscli.models.config import NUMBERS, ModelConfig
 from isscli.observer import SilentObserver
 from tests.conftest import tiny_config, write_model

@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from isscli.data.corpus import load_corpus
-from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 from isscli.iss.spec import derive_spec
 from isscli.learn.corpus import CorpusSummary
 from isscli.learn.loop import RunPaths, Trainer, TrainingHook, TrainingRun, prepare_outputs
@@ -33,6 +32,7 @@ from isscli.learn.masks import (
 from isscli.learn.recipes import TrainSettings, recipe
 from isscli.learn.tasks import LanguageModelTask
 from isscli.models import build_model, load_model, model_tensors
+from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 from tests.conftest import tiny_config
 from tests.test_bench import doc_json
 from tests.test_training import model_json, sentences

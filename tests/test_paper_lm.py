@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 from isscli.iss.spec import derive_spec
 from isscli.iss.surgery import zero_components
+from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_groups_of_a_fresh_paper_lm_are_24000_and_28000(run_cli, tmp_path: Path) -> None:

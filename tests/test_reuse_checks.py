@@ -14,8 +14,8 @@ import pytest
 import isscli
 from isscli.data.fingerprint import data_fingerprint
 from isscli.io import manifest
-from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 from isscli.io.errors import IsscliError
+from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 from isscli.observer import SilentObserver
 from isscli.sweeping.plan import discard
 

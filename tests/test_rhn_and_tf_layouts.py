@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 from isscli.iss.spec import load_spec
 from isscli.iss.spec.authors import attach_companion_biases
 from isscli.iss.surgery import zero_components
+from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_rhn_paper_baseline_group_length_is_46520(run_cli, tmp_path: Path) -> None:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 from isscli.iss.spec import derive_spec
 from isscli.iss.surgery import zero_components
+from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 from isscli.runtime.pictures import NONZERO_RGB, nonzero_map
 from tests.conftest import tiny_config, write_model
 

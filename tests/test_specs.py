@@ -9,11 +9,11 @@ import jsonschema
 import pytest
 import torch
 
-from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 from isscli.io.errors import SpecError
 from isscli.iss.spec import SCHEMA_PATH, check_spec, derive_spec, load_spec, parse_spec
 from isscli.iss.surgery import compact, zero_components
 from isscli.models import build_model, model_tensors, preset_config
+from isscli.models.checkpoint import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads(SCHEMA_PATH.read_text())

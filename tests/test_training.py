@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from isscli.data.corpus import load_corpus
-from isscli.models.checkpoint import load_checkpoint
 from isscli.io.errors import IsscliError
 from isscli.iss.spec import derive_spec
 from isscli.iss.surgery import group_norms
@@ -21,6 +20,7 @@ from isscli.learn.recipes import RECIPES, TrainSettings, recipe
 from isscli.learn.state import RunState, capture_rng, load_run_state, save_run_state
 from isscli.learn.tasks import Evaluation, LanguageModelTask
 from isscli.models import build_model, model_tensors
+from isscli.models.checkpoint import load_checkpoint
 
 SUBJECTS = ["the cat", "a dog", "the bird", "my friend"]
 VERBS = ["sat on", "looked at", "ran to", "slept by"]

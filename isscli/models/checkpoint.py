@@ -50,7 +50,7 @@ class Checkpoint:
 
     tensors: dict[str, torch.Tensor]
     config: ModelConfig | None = None
-    provenance: dict[str, Any] | None = None
+    provenance: JSONObject | None = None  # the header's record, checked where read (:mod:`isscli.io.provenance`)
     path: Path | None = None
     sha256: str | None = None
     masks: dict[str, torch.Tensor] = field(default_factory=dict)  # boolean, by tensor name; True = kept
