@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from isscli.learn.loop import EpochReport
+    from isscli.learn.run import EpochReport
 
 
 class Observer(Protocol):

@@ -36,8 +36,8 @@ from isscli.learn.controller.targets import (
     targets_from_sizes,
     units_of,
 )
-from isscli.learn.loop import RunPaths, TrainingRun, prepare_outputs
 from isscli.learn.recipes import TrainSettings, read_settings_file, target_run
+from isscli.learn.run import RunPaths, TrainingRun, prepare_outputs
 from isscli.learn.your_loop.budget import compacted_parameters, sizes_for_budget
 from isscli.models.checkpoint import Checkpoint
 from isscli.models.config import ModelConfig

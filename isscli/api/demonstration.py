@@ -27,7 +27,8 @@ from typing import TypedDict
 
 from isscli.api.common import PathLike
 from isscli.api.pipeline import COMPACTED, ShrinkRequest, ShrinkResult, shrink
-from isscli.api.runs import FinetuneRequest, TrainRequest, finetune, train
+from isscli.api.run_requests import FinetuneRequest, TrainRequest
+from isscli.api.runs import finetune, train
 from isscli.api.scoring import EvaluateRequest, EvaluateResult, evaluate
 from isscli.api.validation import Checked, checked_arguments
 from isscli.data.resolve import DataSource, resolve_data

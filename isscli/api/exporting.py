@@ -48,7 +48,7 @@ def export_user_model(request: ExportRequest, source: ModelSource) -> ExportResu
     metadata = {"isscli.model": json.dumps(source.describe()), "isscli.checked_on": example.description}
     result = export_module(model, example.arguments, Path(str(request.output)), request.force, request.opset,
                            metadata)
-    result.model, result.checked_on = source.describe(), example.description
+    result.model, result.checked_on = source, example.description
     return result
 
 

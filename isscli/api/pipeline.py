@@ -21,7 +21,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypedDict
 
-from isscli.api.benching import BenchRequest, BenchResult, bench
+from isscli.api.benching import BenchRequest, bench
 from isscli.api.common import PathLike
 from isscli.api.pruning import CompactRequest, PruneRequest, compact, prune
 from isscli.api.scoring import (
@@ -46,6 +46,7 @@ from isscli.io.parsing import parse_list
 from isscli.io.provenance import plain
 from isscli.models.checkpoint import load_checkpoint
 from isscli.observer import Observer, SilentObserver
+from isscli.runtime.report import BenchResult
 
 RESULT_FILE = "shrink.json"
 RESULT_SCHEMA = "isscli.shrink/1"

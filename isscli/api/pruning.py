@@ -238,7 +238,7 @@ class CompactResult:
     module_sizes: list[list[int]] | None = None  # the user's own model (``model``): its layers' sizes after …
     module_sizes_before: list[list[int]] | None = None  # … and before
     input_file: Path | None = None  # the checkpoint file read (None: in memory)
-    model: JSONObject | None = None  # the user's own class and its arguments, as the request gave them
+    model: ModelSource | None = None  # the user's own class and its arguments
 
     @property
     def hidden_sizes(self) -> list[list[int]] | None:
@@ -254,7 +254,7 @@ class CompactResult:
                 "max_output_difference": check.max_output_difference if check else None,
                 "verified_on": check.inputs if check else None,
                 "relative_difference": check.relative if check else None, "assumption": self.assumption,
-                "model": self.model}
+                "model": self.model.describe() if self.model else None}
 
 
 @checked_arguments
@@ -337,7 +337,7 @@ def compact_user_model(request: CompactRequest, source: ModelSource, loaded: Che
     return CompactResult(checkpoint, output, sets, compaction.parameters_before, compaction.parameters_after,
                          verification, module_sizes=all_layer_sizes(compaction.model),
                          module_sizes_before=all_layer_sizes(model), input_file=loaded.path,
-                         model={"model": request.model, "model_args": request.model_args})
+                         model=source)
 
 
 def all_layer_sizes(model: nn.Module) -> list[list[int]]:

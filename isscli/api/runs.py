@@ -26,8 +26,9 @@ from isscli.learn import distributed
 from isscli.learn.controller import ControllerSummary, IssController
 from isscli.learn.corpus import CorpusSummary
 from isscli.learn.evaluation import Evaluation
-from isscli.learn.loop import EpochReport, Trainer, TrainingRun
+from isscli.learn.loop import Trainer
 from isscli.learn.recipes import PUBLISHED_TEST_PERPLEXITY, RECIPES, TrainSettings
+from isscli.learn.run import EpochReport, TrainingRun
 from isscli.observer import Observer, SilentObserver
 from isscli.runtime.timing import resolve_device
 

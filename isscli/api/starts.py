@@ -22,10 +22,9 @@ from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import JSONObject
 from isscli.learn.corpus import CorpusSummary
 from isscli.learn.evaluation import Task
-from isscli.learn.loop import TrainingHook
 from isscli.learn.mask_hooks import check_schedule, check_set_options, finetune_hook, set_hook
 from isscli.learn.recipes import TENSOR_RECIPE, TrainSettings, recipe, recipe_for
-from isscli.learn.run import Operation
+from isscli.learn.run import Operation, TrainingHook
 from isscli.learn.tensor_task import TensorTask
 from isscli.live.usermodel import ModelSource, load_user_model
 from isscli.models.checkpoint import Checkpoint

@@ -196,7 +196,8 @@ def option(field: str, help: Optional[str] = None, flags: tuple[str, ...] = ()) 
     declared = OPTIONS[field]
     spelled = flags or declared.flags or ("--" + field.replace("_", "-"),)
     hidden = any(old == field for old, _ in RENAMED)
-    return typer.Option(*spelled, help=help or declared.help, hidden=hidden, min=declared.min)
+    made: OptionInfo = typer.Option(*spelled, help=help or declared.help, hidden=hidden, min=declared.min)
+    return made
 
 
 def renamed(old: str, old_value: Optional[Value], field: str, value: Optional[Value]) -> Optional[Value]:

@@ -19,7 +19,7 @@ from rich.progress import (
 from isscli.cli.output import console, err_console, safe
 
 if TYPE_CHECKING:
-    from isscli.learn.loop import EpochReport
+    from isscli.learn.run import EpochReport
 
 
 def format_alive(alive: dict[str, int], components: dict[str, int], smallest: dict[str, float] | None = None) -> str:

@@ -44,7 +44,7 @@ def prune(
         renames=api.read_renames(rename, rename_file), model=model, model_args=model_args, data=data,
         input_shape=input_shape, output=output, force=force))
     claim(writes(request.output), writes(json_path, "json_path"), reads=reads_of(request, rename_file),
-                  force=force)
+          force=force)
     result = api.prune(request)
 
     def render() -> None:

@@ -105,7 +105,7 @@ def describe(evaluation: Evaluation) -> str:
     return f"perplexity {evaluation.perplexity:.2f}"
 
 
-def run_command(operation: str, request_class: str) -> Callable[[Callable], Callable]:
+def run_command(operation: str, request_class: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Make a command of ``function``'s own parameters plus the :data:`SHARED` options that runs ``api.<operation>``
     on an ``api.<request_class>`` (named, so that ``--help`` does not import the library, and torch with it).
 
@@ -113,7 +113,7 @@ def run_command(operation: str, request_class: str) -> Callable[[Callable], Call
     its body is never run.
     """
 
-    def decorate(function: Callable) -> Callable:
+    def decorate(function: Callable[..., None]) -> Callable[..., None]:
         own = list(inspect.signature(function, eval_str=True).parameters.values())
         shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                     annotation=Annotated[kind, option(name)])

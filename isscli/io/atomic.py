@@ -31,7 +31,7 @@ if sys.platform == "win32":  # pragma: no cover - not on POSIX: no locks, the ot
 else:
     import fcntl
 
-PathLike = Union[str, os.PathLike]
+PathLike = Union[str, "os.PathLike[str]"]
 
 
 @dataclass(frozen=True)

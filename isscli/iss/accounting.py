@@ -23,8 +23,7 @@ from collections.abc import Iterator
 
 import torch
 
-from isscli.models.config import ModelConfig
-from isscli.models.recurrent import GATES_PER_CELL
+from isscli.models.config import GATES_PER_CELL, ModelConfig
 from isscli.models.registry import is_tied
 
 HIGHWAY_BLOCKS = 2  # an RHN micro-layer stacks the H and T blocks, like an LSTM's gates

@@ -52,7 +52,7 @@ def reduce_lines(weight: torch.Tensor, dim: int, kind: str, chunk: int | None = 
     shape = weight.shape
     blocks = weight.reshape(math.prod(shape[:dim]), shape[dim], -1)
     if blocks.shape[0] == 1:
-        norms = torch.linalg.vector_norm(blocks[0], 2.0 if square else 1.0, dim=1)
+        norms: torch.Tensor = torch.linalg.vector_norm(blocks[0], 2.0 if square else 1.0, dim=1)
         return norms.square() if square else norms
     if chunk is None:
         return (blocks.square() if square else blocks.abs()).sum(dim=(0, 2))

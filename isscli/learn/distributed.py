@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+from torch.distributed.distributed_c10d import PrefixStore
+from torch.distributed.rendezvous import rendezvous
 
 from isscli.io.errors import IsscliError
 
@@ -98,8 +100,8 @@ def start(device: torch.device) -> tuple[Ranks, torch.device, bool]:
     try:
         # torchrun keeps one store across restarts: a fresh prefix per attempt hides the last attempt's keys
         # (a killed rank's address among them), so that the restarted group meets itself, not its ghost
-        store, rank, world = next(dist.rendezvous("env://"))
-        attempt = dist.PrefixStore(f"isscli/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+        store, rank, world = next(rendezvous("env://"))
+        attempt = PrefixStore(f"isscli/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", store=attempt, rank=rank,
                                 world_size=world)
     except (RuntimeError, ValueError) as error:
@@ -130,7 +132,8 @@ def on_main(work: Callable[[], Result]) -> Result:
         return work()
     box: list[Any] = [work() if ranks.main else None]
     dist.broadcast_object_list(box, src=0)
-    return box[0]
+    result: Result = box[0]
+    return result
 
 
 def gather_columns(tensor: torch.Tensor, dim: int) -> torch.Tensor:

@@ -41,7 +41,8 @@ from isscli.learn.masks import (
 from isscli.learn.run import TrainingHook
 
 if TYPE_CHECKING:
-    from isscli.learn.loop import EpochReport, Trainer
+    from isscli.learn.loop import Trainer
+    from isscli.learn.run import EpochReport
 
 
 # -- training hooks --------------------------------------------------------------------------

@@ -216,7 +216,7 @@ class TrainingRun:
             from isscli.live.usermodel import load_user_model
 
             return load_user_model(self.source, checkpoint)
-        from isscli.models import load_model
+        from isscli.models.registry import load_model
 
         return load_model(checkpoint)
 

@@ -105,7 +105,8 @@ def checked_info(info: Any, path: Path, fields: dict[str, str] = STATE_FIELDS) -
     for name, nested in NESTED_FIELDS.items():
         if name in fields and info.get(name) is not None:
             validated(info[name], nested, where, FOREIGN, at=name)
-    return info
+    checked: JSONObject = info
+    return checked
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from isscli.live.model import Recurrent, call_model, layer_sizes, recurrent_modules
-from isscli.models.recurrent import GATES_PER_CELL
+from isscli.models.config import GATES_PER_CELL
 
 #: ``nn.LSTM.mode`` (and the drop-ins' ``mode``) → the cell name of :data:`GATES_PER_CELL`.
 CELLS = {"lstm": "lstm", "gru": "gru", "rnn_tanh": "rnn_tanh", "rnn_relu": "rnn_relu"}

@@ -43,7 +43,7 @@ from isscli.live.model import (
     untie,
 )
 from isscli.live.probe import UnitProbe, embedding_chain, input_dims, probe_receivers
-from isscli.models.recurrent import GATES_PER_CELL
+from isscli.models.config import GATES_PER_CELL
 
 #: Relative change of the outputs that still counts as "unchanged" in the final check (float32 rounding).
 CHECK_TOLERANCE = 1e-6

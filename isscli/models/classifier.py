@@ -40,7 +40,8 @@ class SequenceClassifier(nn.Module):
             pooled = (output * valid).sum(dim=0) / lengths.clamp(min=1).unsqueeze(1).to(output.dtype)
         else:
             pooled = self._last_states(output, lengths)
-        return self.classifier(self.drop(pooled))
+        logits: torch.Tensor = self.classifier(self.drop(pooled))
+        return logits
 
     def _last_states(self, output: Tensor, lengths: Tensor) -> Tensor:
         """Forward directions' output at the last valid step; reverse ones' at step 0."""

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from isscli.data.vocabulary import MAX_VOCABULARY
 from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import JSONObject
+from isscli.io.words import MAX_VOCABULARY
 
 #: Gate blocks per cell: the rows of a layer's weights are ``gates × hidden``.
 GATES_PER_CELL = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}

@@ -19,7 +19,7 @@ it sees the sequence padded with zeros and both in the caller's batch order; the
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -28,8 +28,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 from torch.types import Device
 
+from isscli.models.config import GATES_PER_CELL as GATES
 from isscli.models.recurrent import CELL_KERNELS as KERNELS
-from isscli.models.recurrent import GATES_PER_CELL as GATES
 from isscli.models.recurrent import direction_suffix
 from isscli.nn.geometry import HiddenSizes, PackedLayout, State, UnitProbe, parse_sizes, permute
 
@@ -204,7 +204,8 @@ class _RecurrentBase(nn.Module):
                   for part, name in zip(hx, ("h_0", "c_0"))]
         kernel, index = KERNELS[self.mode], 0
         finals: list[list[Tensor]] = [[] for _ in states]
-        flip = (lambda t: t.flip(0)) if layout is None else (lambda t: t.index_select(0, layout.reverse))
+        flip: Callable[[Tensor], Tensor] = ((lambda t: t.flip(0)) if layout is None
+                                            else (lambda t: t.index_select(0, layout.reverse)))
         for layer, sizes in enumerate(self.hidden_sizes):
             if layer > 0 and self.dropout > 0 and self.training:
                 x = F.dropout(x, self.dropout, True)

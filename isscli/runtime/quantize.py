@@ -129,7 +129,8 @@ def quantize_torch(model: nn.Module, precision: str) -> nn.Module:
                                 nn.Linear: default_dynamic_qconfig, nn.Embedding: float_qparams_weight_only_qconfig}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated; this call is deliberate
-        return quantize_dynamic(copied, qconfigs, dtype=torch.qint8, inplace=True)
+        quantized: nn.Module = quantize_dynamic(copied, qconfigs, dtype=torch.qint8, inplace=True)
+    return quantized
 
 
 def quantize_onnx(proto: onnx.ModelProto, per_channel: bool = True) -> onnx.ModelProto:
@@ -161,7 +162,7 @@ def weight_bytes(config: ModelConfig, precision: str | None) -> int:
     and offset per embedding row (a tied decoder is quantized apart from the embedding); bf16 everything at 2
     bytes; fp32 (None) at 4."""
     from isscli.iss.accounting import layer_directions, output_width, parameter_count
-    from isscli.models.recurrent import GATES_PER_CELL
+    from isscli.models.config import GATES_PER_CELL
 
     if precision is None:
         return parameter_count(config) * 4

@@ -96,7 +96,8 @@ def cuda_clock(device: torch.device) -> Clock:
         workload()
         end.record()
         end.synchronize()
-        return start.elapsed_time(end)
+        elapsed: float = start.elapsed_time(end)
+        return elapsed
 
     return clock
 

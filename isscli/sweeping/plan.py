@@ -17,7 +17,7 @@ from typing import Literal
 from isscli.api.assembly import planned_epochs
 from isscli.api.common import CheckpointSource
 from isscli.api.pipeline import RESULT_FILES
-from isscli.api.runs import FinetuneRequest, RunRequest, TrainRequest
+from isscli.api.run_requests import FinetuneRequest, RunRequest, TrainRequest
 from isscli.api.validation import Checked
 from isscli.data.fingerprint import data_fingerprint
 from isscli.data.resolve import resolve_data

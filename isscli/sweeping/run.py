@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import torch
 
 from isscli.api.pipeline import RESULT_FILE, ShrinkRequest, ShrinkResult, shrink
-from isscli.api.runs import FinetuneRequest, TrainingInterrupted, TrainRequest, finetune, train
-from isscli.api.scoring import EvaluateRequest, Metric, evaluate
+from isscli.api.run_requests import FinetuneRequest, TrainRequest
+from isscli.api.runs import TrainingInterrupted, finetune, train
+from isscli.api.scoring import EvaluateRequest, evaluate
 from isscli.api.user_models import check_tensor_data
 from isscli.api.validation import checked_arguments
 from isscli.io import manifest
@@ -28,7 +29,8 @@ from isscli.io.atomic import atomic_write_text, output_lock
 from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import JSONObject
 from isscli.io.provenance import invoked_by, plain
-from isscli.learn.loop import TrainingDiverged
+from isscli.learn.evaluation import Metric
+from isscli.learn.run import TrainingDiverged
 from isscli.models.checkpoint import load_checkpoint
 from isscli.observer import Observer, SilentObserver
 from isscli.sweeping.folders import RERUN_HINT, read_point, to_run, write_point
@@ -46,7 +48,7 @@ from isscli.sweeping.points import Point, pareto_front
 from isscli.sweeping.records import Baseline, Measured, PointRecord, Status
 
 if TYPE_CHECKING:
-    from isscli.learn.loop import EpochReport
+    from isscli.learn.run import EpochReport
 
 # -- running a point ----------------------------------------------------------------------
 

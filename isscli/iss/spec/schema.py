@@ -149,7 +149,7 @@ def _integer(value: Any, where: str, minimum: int) -> int:
     _require(isinstance(value, int) and not isinstance(value, bool), where, f"{str(value)[:40]!r} is not an integer")
     _require(value >= minimum, where, f"{str(value)[:40]} is below {minimum}")
     _require(value <= MAX_INDEX, where, f"{str(value)[:40]} is above the largest supported, {MAX_INDEX:,}")
-    return value
+    return int(value)
 
 
 def check_multiplier(value: Any, where: str) -> float:

@@ -25,10 +25,11 @@ from isscli.learn.controller.state import (
     json_round_trip,
 )
 from isscli.learn.controller.units import SetLayout, UnitGuard
-from isscli.learn.loop import JsonLog, TrainingHook
+from isscli.learn.run import JsonLog, TrainingHook
 
 if TYPE_CHECKING:
-    from isscli.learn.loop import EpochReport, Trainer
+    from isscli.learn.loop import Trainer
+    from isscli.learn.run import EpochReport
 
 #: Most batches between two checks (the default is a tenth of an epoch, at most this).
 MAX_CHECK_EVERY = 20

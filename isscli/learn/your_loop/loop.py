@@ -98,7 +98,8 @@ from isscli.learn.your_loop.summary import IssSummary
 from isscli.live.compact import ModuleCompaction, compact_module
 
 if TYPE_CHECKING:
-    from isscli.learn.loop import EpochReport, Trainer
+    from isscli.learn.loop import Trainer
+    from isscli.learn.run import EpochReport
 
 __all__ = ["STATE_FORMAT", "IssSummary", "IssTraining", "compacted_parameters", "optimizer_kind", "sizes_for_budget"]
 

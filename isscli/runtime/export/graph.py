@@ -17,8 +17,9 @@ import torch
 from torch import Tensor
 
 from isscli.models.classifier import SequenceClassifier
+from isscli.models.config import GATES_PER_CELL
 from isscli.models.language_model import LanguageModel
-from isscli.models.recurrent import GATES_PER_CELL, RecurrentStack, direction_suffix
+from isscli.models.recurrent import RecurrentStack, direction_suffix
 from isscli.runtime.export.runtime import require, state_names
 
 if TYPE_CHECKING:

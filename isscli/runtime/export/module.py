@@ -269,7 +269,8 @@ def run_session(session: onnxruntime.InferenceSession, run: Run, hint: str) -> l
     options = runtime.RunOptions()
     options.log_severity_level = 4  # the exception says it; ONNX Runtime's own error log would repeat it in colour
     try:
-        return session.run(None, feeds, options)
+        outputs: list[np.ndarray] = session.run(None, feeds, options)
+        return outputs
     except Exception as error:  # onnxruntime's exception types are not public
         raise ExportMismatch(f"ONNX Runtime cannot run the exported graph on {run.where}: "
                              f"{first_line(str(error), type(error).__name__)}; nothing was written", hint) from None

@@ -26,6 +26,7 @@ from isscli.io.atomic import atomic_write, check_output_path
 from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import JSONObject
 from isscli.io.provenance import plain
+from isscli.live.usermodel import ModelSource
 from isscli.models import load_model
 from isscli.models.checkpoint import CONFIG_KEY, VOCABULARY_KEY, Checkpoint
 from isscli.models.classifier import SequenceClassifier
@@ -68,7 +69,7 @@ class ExportResult:
     tolerance: float
     hidden_sizes: list[list[int]]
     assumption: str | None = None  # a checkpoint without a config exported as one of isscli's families: said
-    model: JSONObject | None = None  # the user's own class that was exported (``model``, ``model_args``)
+    model: ModelSource | None = None  # the user's own class that was exported
     checked_on: str | None = None  # what the graph and the module ran on
     precision: str = "fp32"  # int8: the graph's weights quantized (ONNX Runtime dynamic quantization)
     file_bytes: int | None = None  # the file written
@@ -76,7 +77,7 @@ class ExportResult:
     fp32_max_output_difference: float | None = None  # int8: how far the fp32 graph was from PyTorch
 
     def to_json(self) -> JSONObject:
-        return plain(self)
+        return {**plain(self), "model": self.model.describe() if self.model else None}
 
 
 def exportable(model: nn.Module) -> Exportable:
@@ -119,7 +120,7 @@ def to_onnx(model: nn.Module, opset: int = 17) -> onnx.ModelProto:
         [i.name for i in proto.graph.input]
         # → ['tokens', 'h_l0', 'c_l0', 'h_l1', 'c_l1']
     """
-    onnx = require("onnx")
+    library = require("onnx")
     exported = exportable(model)
     check_opset(opset)
     config, graph = exported.config, GraphBuilder(opset)
@@ -128,11 +129,12 @@ def to_onnx(model: nn.Module, opset: int = 17) -> onnx.ModelProto:
         inputs, outputs = classifier_graph(graph, exported, embedded)
     else:
         inputs, outputs = language_model_graph(graph, exported, embedded)
-    body = onnx.helper.make_graph(graph.nodes, f"isscli_{config.family}", inputs, outputs,
-                                  list(graph.initializers.values()))
-    proto = onnx.helper.make_model_gen_version(body, opset_imports=[onnx.helper.make_opsetid("", opset)],
-                                               producer_name="isscli", producer_version=isscli.__version__)
-    onnx.helper.set_model_props(proto, {CONFIG_KEY: json.dumps(config.to_dict(), sort_keys=True),
+    body = library.helper.make_graph(graph.nodes, f"isscli_{config.family}", inputs, outputs,
+                                     list(graph.initializers.values()))
+    proto: onnx.ModelProto = library.helper.make_model_gen_version(
+        body, opset_imports=[library.helper.make_opsetid("", opset)], producer_name="isscli",
+        producer_version=isscli.__version__)
+    library.helper.set_model_props(proto, {CONFIG_KEY: json.dumps(config.to_dict(), sort_keys=True),
                                         VERSION_KEY: isscli.__version__})
     return proto
 
