@@ -27,8 +27,10 @@ __version__ = "0.3.0"
 
 import sys as _sys  # noqa: E402
 
-from isscli.api import HOMES as _API_HOMES  # noqa: E402 - the version first: the API records it in provenance
-from isscli.api import RENAMED as _RENAMED  # noqa: E402
+from isscli.api import (
+    HOMES as _API_HOMES,  # noqa: E402 - the version first: the API records it in provenance
+    RENAMED as _RENAMED,  # noqa: E402
+)
 from isscli.lazy import lazy_exports  # noqa: E402
 from isscli.moved import install as _install_moved  # noqa: E402
 
@@ -38,7 +40,6 @@ _HOMES = {
     **_API_HOMES,
     "Checkpoint": "isscli.models.checkpoint",
     **dict.fromkeys(("Observer", "SilentObserver"), "isscli.observer"),
-    "TrainingDiverged": "isscli.learn.loop",
     "GroupLasso": "isscli.iss.regularizer",
     **dict.fromkeys(("ModuleCompaction", "compact_module", "load_compacted"), "isscli.live.compact"),
     "derive_module_spec": "isscli.live.trace",

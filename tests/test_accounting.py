@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from isscli.iss.accounting import multiply_adds_per_step, parameter_bytes, parameter_count, recurrent_multiply_adds
 from isscli.models import ModelConfig, build_model, preset_config

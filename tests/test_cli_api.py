@@ -144,3 +144,20 @@ def test_data_ptb_writes_the_verified_files(tmp_path: Path, monkeypatch: pytest.
     assert [(f.split, f.path.name, f.size) for f in result.files] == [
         (split, f"ptb.{split}.txt", len(text)) for split, text in texts.items()]
     assert result.url == archive.as_uri() and (tmp_path / "ptb" / "ptb.test.txt").read_bytes() == texts["test"]
+
+
+def test_every_error_the_library_raises_is_exported() -> None:
+    """A caller catches each of isscli's errors by the name ``isscli`` exports (and ``isscli.api`` too)."""
+    import ast
+    from pathlib import Path
+
+    import isscli
+    from isscli import api
+
+    root = Path(isscli.__file__).parent
+    bases = {"IsscliError", "CheckpointError", "SpecError", "OutputError", "GateFailed", "KeyboardInterrupt"}
+    defined = {node.name for path in root.rglob("*.py") if "cli" not in path.relative_to(root).parts[:1]
+               for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+               if isinstance(node, ast.ClassDef) and any(getattr(b, "id", None) in bases for b in node.bases)}
+    assert {"RankLost", "ProvenanceError", "TrainingDiverged", "CompactionMismatch", "ExportMismatch"} <= defined
+    assert defined <= set(isscli.__all__) and defined <= set(api.__all__)

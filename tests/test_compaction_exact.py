@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from isscli.iss.equivalence import max_output_difference
 from isscli.iss.spec import check_spec, derive_spec

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -28,13 +27,13 @@ from isscli.runtime.export import (  # noqa: E402
     ExportMismatch,
     export_onnx,
     initial_feeds,
+    onnx as onnx_export,  # noqa: E402
     onnx_session,
     onnx_workload,
     state_names,
     to_onnx,
     verify_onnx,
 )
-from isscli.runtime.export import onnx as onnx_export  # noqa: E402
 from isscli.runtime.export.plain_lm import PlainLM  # noqa: E402
 from tests import strategies  # noqa: E402
 from tests.conftest import file_state  # noqa: E402

@@ -10,8 +10,7 @@ from typing import Any
 import jsonschema
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from isscli.data.corpus import load_corpus
 from isscli.iss.spec import derive_spec

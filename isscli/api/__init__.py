@@ -44,7 +44,9 @@ HOMES = {
     **dict.fromkeys(("default_output", "input_files", "read_renames", "request_inputs"), "isscli.api.common"),
     **dict.fromkeys(("CheckpointError", "GateFailed", "IsscliError", "OutputError", "SpecError", "Terminated"),
                     "isscli.io.errors"),
-    "invoked_by": "isscli.io.provenance",
+    **dict.fromkeys(("ProvenanceError", "invoked_by"), "isscli.io.provenance"),
+    "RankLost": "isscli.learn.distributed",
+    "TrainingDiverged": "isscli.learn.run",
     "GroupSpec": "isscli.iss.spec",
     **dict.fromkeys(("RECIPES", "TrainSettings"), "isscli.learn.recipes"),
     "RunPaths": "isscli.learn.run",
@@ -57,189 +59,108 @@ __all__ = sorted(HOMES)
 __getattr__, __dir__ = lazy_exports(__name__, {**HOMES, **RENAMED}, hidden=RENAMED)
 
 if TYPE_CHECKING:  # what the names above are, for type checkers (tests/test_cli_api.py keeps both lists equal)
-    from isscli.api.benching import BenchRequest as BenchRequest  # noqa: F401
-    from isscli.api.benching import bench as bench
-    from isscli.api.checkpoints import import_pt as import_pt  # noqa: F401
-    from isscli.api.checkpoints import init as init
-    from isscli.api.checkpoints import load as load
-    from isscli.api.checkpoints import save as save
-    from isscli.api.common import default_output as default_output  # noqa: F401
-    from isscli.api.common import input_files as input_files
-    from isscli.api.common import read_renames as read_renames
-    from isscli.api.common import request_inputs as request_inputs
-    from isscli.api.datasets import CorpusFile as CorpusFile  # noqa: F401
-    from isscli.api.datasets import DataPtbRequest as DataPtbRequest
-    from isscli.api.datasets import DataPtbResult as DataPtbResult
-    from isscli.api.datasets import data_ptb as data_ptb
-    from isscli.api.demonstration import DemoRequest as DemoRequest  # noqa: F401
-    from isscli.api.demonstration import DemoResult as DemoResult
-    from isscli.api.demonstration import demo as demo
-    from isscli.api.exporting import ExportRequest as ExportRequest  # noqa: F401
-    from isscli.api.exporting import export as export
-    from isscli.api.grouping import (  # noqa: F401
+    from isscli.api.benching import BenchRequest as BenchRequest, bench as bench
+    from isscli.api.checkpoints import import_pt as import_pt, init as init, load as load, save as save
+    from isscli.api.common import (
+        default_output as default_output,
+        input_files as input_files,
+        read_renames as read_renames,
+        request_inputs as request_inputs,
+    )
+    from isscli.api.datasets import (
+        CorpusFile as CorpusFile,
+        DataPtbRequest as DataPtbRequest,
+        DataPtbResult as DataPtbResult,
+        data_ptb as data_ptb,
+    )
+    from isscli.api.demonstration import DemoRequest as DemoRequest, DemoResult as DemoResult, demo as demo
+    from isscli.api.exporting import ExportRequest as ExportRequest, export as export
+    from isscli.api.grouping import (
         GroupsConvertRequest as GroupsConvertRequest,
-    )
-    from isscli.api.grouping import (
         GroupSet as GroupSet,
-    )
-    from isscli.api.grouping import (
         GroupsRequest as GroupsRequest,
-    )
-    from isscli.api.grouping import (
         GroupsResult as GroupsResult,
-    )
-    from isscli.api.grouping import (
         groups as groups,
-    )
-    from isscli.api.grouping import (
         groups_check as groups_check,
-    )
-    from isscli.api.grouping import (
         groups_convert as groups_convert,
     )
-    from isscli.api.masking import MaskedMatrix as MaskedMatrix  # noqa: F401
-    from isscli.api.masking import SparsifyRequest as SparsifyRequest
-    from isscli.api.masking import SparsifyResult as SparsifyResult
-    from isscli.api.masking import sparsify as sparsify
-    from isscli.api.pipeline import ShrinkRequest as ShrinkRequest  # noqa: F401
-    from isscli.api.pipeline import ShrinkResult as ShrinkResult
-    from isscli.api.pipeline import shrink as shrink
-    from isscli.api.pruning import (  # noqa: F401
+    from isscli.api.masking import (
+        MaskedMatrix as MaskedMatrix,
+        SparsifyRequest as SparsifyRequest,
+        SparsifyResult as SparsifyResult,
+        sparsify as sparsify,
+    )
+    from isscli.api.pipeline import ShrinkRequest as ShrinkRequest, ShrinkResult as ShrinkResult, shrink as shrink
+    from isscli.api.pruning import (
         CompactRequest as CompactRequest,
-    )
-    from isscli.api.pruning import (
         CompactResult as CompactResult,
-    )
-    from isscli.api.pruning import (
         PruneRequest as PruneRequest,
-    )
-    from isscli.api.pruning import (
         PruneResult as PruneResult,
-    )
-    from isscli.api.pruning import (
         SetCompaction as SetCompaction,
-    )
-    from isscli.api.pruning import (
         SetPruning as SetPruning,
-    )
-    from isscli.api.pruning import (
         compact as compact,
-    )
-    from isscli.api.pruning import (
         prune as prune,
     )
-    from isscli.api.run_requests import FinetuneRequest as FinetuneRequest  # noqa: F401
-    from isscli.api.run_requests import TrainRequest as TrainRequest
-    from isscli.api.runs import TrainingInterrupted as TrainingInterrupted  # noqa: F401
-    from isscli.api.runs import TrainResult as TrainResult
-    from isscli.api.runs import finetune as finetune
-    from isscli.api.runs import train as train
-    from isscli.api.scoring import (  # noqa: F401
+    from isscli.api.run_requests import FinetuneRequest as FinetuneRequest, TrainRequest as TrainRequest
+    from isscli.api.runs import (
+        TrainingInterrupted as TrainingInterrupted,
+        TrainResult as TrainResult,
+        finetune as finetune,
+        train as train,
+    )
+    from isscli.api.scoring import (
         EvaluateRequest as EvaluateRequest,
-    )
-    from isscli.api.scoring import (
         EvaluateResult as EvaluateResult,
-    )
-    from isscli.api.scoring import (
         QualityGate as QualityGate,
-    )
-    from isscli.api.scoring import (
         ScoreNotFinite as ScoreNotFinite,
-    )
-    from isscli.api.scoring import (
         VocabularyRecord as VocabularyRecord,
-    )
-    from isscli.api.scoring import (
         evaluate as evaluate,
     )
-    from isscli.api.showing import SetSummary as SetSummary  # noqa: F401
-    from isscli.api.showing import ShowRequest as ShowRequest
-    from isscli.api.showing import ShowResult as ShowResult
-    from isscli.api.showing import show as show
-    from isscli.io.errors import (  # noqa: F401
+    from isscli.api.showing import (
+        SetSummary as SetSummary,
+        ShowRequest as ShowRequest,
+        ShowResult as ShowResult,
+        show as show,
+    )
+    from isscli.io.errors import (
         CheckpointError as CheckpointError,
-    )
-    from isscli.io.errors import (
         GateFailed as GateFailed,
-    )
-    from isscli.io.errors import (
         IsscliError as IsscliError,
-    )
-    from isscli.io.errors import (
         OutputError as OutputError,
-    )
-    from isscli.io.errors import (
         SpecError as SpecError,
-    )
-    from isscli.io.errors import (
         Terminated as Terminated,
     )
-    from isscli.io.provenance import invoked_by as invoked_by  # noqa: F401
-    from isscli.iss.spec import GroupSpec as GroupSpec  # noqa: F401
-    from isscli.iss.verification import CompactionMismatch as CompactionMismatch  # noqa: F401
-    from isscli.iss.verification import Verification as Verification
-    from isscli.learn.controller import ControllerSummary as ControllerSummary  # noqa: F401
-    from isscli.learn.corpus import CorpusSummary as CorpusSummary  # noqa: F401
-    from isscli.learn.corpus import UnknownTokens as UnknownTokens
-    from isscli.learn.evaluation import Evaluation as Evaluation  # noqa: F401
-    from isscli.learn.evaluation import Metric as Metric
-    from isscli.learn.recipes import RECIPES as RECIPES  # noqa: F401
-    from isscli.learn.recipes import TrainSettings as TrainSettings
-    from isscli.learn.run import RunPaths as RunPaths  # noqa: F401
-    from isscli.models.presets import PRESETS as PRESETS  # noqa: F401
-    from isscli.runtime.export.onnx import ExportMismatch as ExportMismatch  # noqa: F401
-    from isscli.runtime.export.onnx import ExportResult as ExportResult
-    from isscli.runtime.report import (  # noqa: F401
+    from isscli.io.provenance import ProvenanceError as ProvenanceError, invoked_by as invoked_by
+    from isscli.iss.spec import GroupSpec as GroupSpec
+    from isscli.iss.verification import CompactionMismatch as CompactionMismatch, Verification as Verification
+    from isscli.learn.controller import ControllerSummary as ControllerSummary
+    from isscli.learn.corpus import CorpusSummary as CorpusSummary, UnknownTokens as UnknownTokens
+    from isscli.learn.distributed import RankLost as RankLost
+    from isscli.learn.evaluation import Evaluation as Evaluation, Metric as Metric
+    from isscli.learn.recipes import RECIPES as RECIPES, TrainSettings as TrainSettings
+    from isscli.learn.run import RunPaths as RunPaths, TrainingDiverged as TrainingDiverged
+    from isscli.models.presets import PRESETS as PRESETS
+    from isscli.runtime.export.onnx import ExportMismatch as ExportMismatch, ExportResult as ExportResult
+    from isscli.runtime.report import (
         BenchResult as BenchResult,
-    )
-    from isscli.runtime.report import (
         BenchSettings as BenchSettings,
-    )
-    from isscli.runtime.report import (
         Comparison as Comparison,
-    )
-    from isscli.runtime.report import (
         Details as Details,
-    )
-    from isscli.runtime.report import (
         Noise as Noise,
-    )
-    from isscli.runtime.report import (
         SpeedupGate as SpeedupGate,
-    )
-    from isscli.runtime.report import (
         TimedModel as TimedModel,
     )
-    from isscli.runtime.timing import Machine as Machine  # noqa: F401
-    from isscli.runtime.timing import Timings as Timings
-    from isscli.sweeping import (  # noqa: F401
+    from isscli.runtime.timing import Machine as Machine, Timings as Timings
+    from isscli.sweeping import (
         Baseline as Baseline,
-    )
-    from isscli.sweeping import (
         Measured as Measured,
-    )
-    from isscli.sweeping import (
         Point as Point,
-    )
-    from isscli.sweeping import (
         PointOutcome as PointOutcome,
-    )
-    from isscli.sweeping import (
         PointRecord as PointRecord,
-    )
-    from isscli.sweeping import (
         SweepRequest as SweepRequest,
-    )
-    from isscli.sweeping import (
         SweepResult as SweepResult,
-    )
-    from isscli.sweeping import (
         SweepSettings as SweepSettings,
-    )
-    from isscli.sweeping import (
         make_points as make_points,
-    )
-    from isscli.sweeping import (
         sweep as sweep,
     )
-    from isscli.sweeping.plan import SWEEP_FILES as SWEEP_FILES  # noqa: F401
+    from isscli.sweeping.plan import SWEEP_FILES as SWEEP_FILES

@@ -33,11 +33,18 @@ from isscli.io.jsonfile import JSONObject
 from isscli.io.parsing import parse_list
 from isscli.io.provenance import check_provenance, operation_record, plain
 from isscli.iss.spec import GroupSpec, IssSet
-from isscli.iss.surgery import SetChange, alive_components, group_norms
-from isscli.iss.surgery import compact as compact_tensors
-from isscli.iss.surgery import prune as prune_tensors
-from isscli.iss.verification import CompactionMismatch as CompactionMismatch  # its home before 0.3: still here
-from isscli.iss.verification import Verification, verify
+from isscli.iss.surgery import (
+    SetChange,
+    alive_components,
+    compact as compact_tensors,
+    group_norms,
+    prune as prune_tensors,
+)
+from isscli.iss.verification import (
+    CompactionMismatch as CompactionMismatch,  # its home before 0.3: still here
+    Verification,
+    verify,
+)
 from isscli.learn.controller.targets import targets_from_sizes
 from isscli.live.model import layer_sizes, recurrent_modules
 from isscli.live.usermodel import ModelSource, load_user_model
@@ -315,8 +322,7 @@ def compact_user_model(request: CompactRequest, source: ModelSource, loaded: Che
                        output: Path | None) -> CompactResult:
     """Compaction through the user's own class: its forward derives the groups (unless a spec is given) and checks
     the smaller model (:func:`~isscli.live.compact.compact_module`, always verified)."""
-    from isscli.live.compact import TOLERANCE as MODULE_TOLERANCE
-    from isscli.live.compact import compact_module
+    from isscli.live.compact import TOLERANCE as MODULE_TOLERANCE, compact_module
 
     model = load_user_model(source, loaded)
     example = example_input(request.data, request.input_shape)

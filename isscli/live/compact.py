@@ -23,8 +23,7 @@ from isscli import nn as drop_in
 from isscli.io.errors import IsscliError
 from isscli.iss.equivalence import compare as equivalence_compare
 from isscli.iss.spec.schema import GroupSpec, check_spec
-from isscli.iss.surgery import SetChange
-from isscli.iss.surgery import compact as compact_tensors
+from isscli.iss.surgery import SetChange, compact as compact_tensors
 from isscli.iss.verification import CompactionMismatch
 from isscli.live.model import (
     DROP_INS,

@@ -29,8 +29,7 @@ from torch.nn.utils.rnn import PackedSequence
 from torch.types import Device
 
 from isscli.models.config import GATES_PER_CELL as GATES
-from isscli.models.recurrent import CELL_KERNELS as KERNELS
-from isscli.models.recurrent import direction_suffix
+from isscli.models.recurrent import CELL_KERNELS as KERNELS, direction_suffix
 from isscli.nn.geometry import HiddenSizes, PackedLayout, State, UnitProbe, parse_sizes, permute
 
 PROJ_SIZE_REFUSED = ("proj_size is not supported by isscli.nn.LSTM: LSTMs with projections have no per-unit ISS "
