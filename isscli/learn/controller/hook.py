@@ -21,6 +21,7 @@ from isscli.learn.controller.state import (
     ControllerSettings,
     ControllerState,
     ControllerSummary,
+    Freeze,
     Trace,
     json_round_trip,
 )
@@ -191,7 +192,7 @@ class IssController(TrainingHook):
     def freeze(self, index: int, epoch: int, batch: int, why: str, cut: int = 0) -> None:
         """λ = 0 for this set, its dead units held at zero from now on, its survivors protected."""
         state, name, last = self.state, self.layout.names[index], self.state.lambdas[index]
-        state.frozen[name] = {"epoch": epoch, "batch": batch, "lambda": last, "why": why}
+        state.frozen[name] = Freeze(epoch, batch, last, why)
         units = self.guard.hold_dead(index)
         state.lambdas[index] = 0.0
         self.record("freeze", set=name, epoch=epoch, batch=batch, units=units, why=why, cut=cut, **{"lambda": last})

@@ -99,6 +99,27 @@ class Trace:
         return cls(list(record.get(key, [])), dict(record.get("lambda", {})), dict(record.get("units", {})))
 
 
+@dataclass(frozen=True)
+class Freeze:
+    """When a set reached its target and stopped being pruned: the epoch and batch, the λ it had, and why."""
+
+    epoch: int
+    batch: int
+    lambda_: float  # ``lambda`` in the JSON
+    why: str
+
+    def to_json(self) -> JSONObject:
+        return {"epoch": self.epoch, "batch": self.batch, "lambda": self.lambda_, "why": self.why}
+
+    @classmethod
+    def from_json(cls, raw: JSONObject) -> Freeze:
+        return cls(raw["epoch"], raw["batch"], raw["lambda"], raw["why"])
+
+
+def freezes_json(frozen: dict[str, Freeze]) -> dict[str, JSONObject]:
+    return {name: freeze.to_json() for name, freeze in frozen.items()}
+
+
 @dataclass
 class ControllerState:
     """The controller's resumable state; lists hold one entry per ISS set, in spec order."""
@@ -108,7 +129,7 @@ class ControllerState:
     starts: list[float] = field(default_factory=list)  # the first λ of each set (the floor is a share of it)
     caps: list[float] = field(default_factory=list)  # the most λ each set may get (lowered by back-offs)
     initial: list[int] = field(default_factory=list)  # units per set when the run started
-    frozen: dict[str, JSONObject] = field(default_factory=dict)  # set → when and why it froze, as recorded
+    frozen: dict[str, Freeze] = field(default_factory=dict)  # set → when and why it froze
     dead: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))  # [Σ K] held at zero
     grad_sum: torch.Tensor | None = None  # Σ over measured batches of each component's data-gradient length
     grad_batches: int = 0
@@ -137,6 +158,7 @@ class ControllerState:
         info = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("dead", "grad_sum")}
         info["caps"] = [cap if math.isfinite(cap) else None for cap in self.caps]
         info["history"], info["trajectory"] = self.history.to_json("epoch"), self.trajectory_record()
+        info["frozen"] = freezes_json(self.frozen)
         return tensors, json_round_trip(info)
 
     @classmethod
@@ -145,6 +167,7 @@ class ControllerState:
         values["caps"] = [math.inf if cap is None else cap for cap in values["caps"]]
         values["history"] = Trace.from_json(values["history"], "epoch")
         values["trajectory"] = Trace.from_json(values["trajectory"], "batch")
+        values["frozen"] = {name: Freeze.from_json(raw) for name, raw in values["frozen"].items()}
         grad_sum = tensors.get("grad_sum")
         return cls(**values, dead=tensors["dead"].to(device),
                    grad_sum=None if grad_sum is None else grad_sum.to(device))
@@ -163,7 +186,7 @@ class ControllerSummary:
     phase: str  # prune | recover
     units: dict[str, int]
     lowest_units: dict[str, int]
-    frozen: dict[str, JSONObject]  # set → epoch, batch, λ and why it froze
+    frozen: dict[str, Freeze]  # set → epoch, batch, λ and why it froze
     final_cut: dict[str, int]  # units zeroed by the cut at the end of the pruning phase
     lambda_per_epoch: dict[str, list[float]]
     units_per_epoch: dict[str, list[int]]
@@ -171,4 +194,4 @@ class ControllerSummary:
     backoffs: list[JSONObject]  # the log records of the back-offs
 
     def to_json(self) -> JSONObject:
-        return asdict(self)
+        return {**asdict(self), "frozen": freezes_json(self.frozen)}

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 from isscli.io.jsonfile import JSONObject
 from isscli.learn.controller import ControllerSummary
-from isscli.learn.controller.state import json_round_trip
+from isscli.learn.controller.state import Freeze, freezes_json, json_round_trip
 
 
 @dataclass
@@ -37,7 +37,7 @@ class IssSummary:
     optimizer_reset_at_epoch: int | None = None  # the optimizer's state cleared as recovery started
     origin: JSONObject = field(default_factory=dict)  # the parameter the targets came from (a record)
     lowest_units: dict[str, int] = field(default_factory=dict)  # the fewest units each set ever had
-    frozen: dict[str, JSONObject] = field(default_factory=dict)  # set → when and why it reached its target
+    frozen: dict[str, Freeze] = field(default_factory=dict)  # set → when and why it reached its target
     final_cut: dict[str, int] = field(default_factory=dict)  # units zeroed at the end of the pruning phase
     backoffs: list[JSONObject] = field(default_factory=list)  # the controller's log records of its back-offs
     lambda_per_epoch: dict[str, list[float]] = field(default_factory=dict)
@@ -52,5 +52,5 @@ class IssSummary:
 
     def to_json(self) -> JSONObject:
         """Every field as plain JSON values."""
-        result: JSONObject = json_round_trip(asdict(self))
+        result: JSONObject = json_round_trip({**asdict(self), "frozen": freezes_json(self.frozen)})
         return result
