@@ -10,9 +10,11 @@ The library API is flat and importable from here (reference with examples: docs/
     isscli.evaluate(isscli.EvaluateRequest(checkpoint="small.safetensors")).perplexity
     isscli.bench(isscli.BenchRequest(checkpoint="small.safetensors", against="dense.safetensors")).speedup
 
-Each function takes a request dataclass (named like the CLI's flags) and returns a result
-dataclass; none prints (pass an :class:`Observer` to follow progress). The parts underneath
-are plain modules: :mod:`isscli.iss.surgery` (group norms, pruning, compaction on tensor dicts),
+Each function takes a request dataclass (named like the CLI's flags) and returns a typed result
+dataclass; none prints (pass an :class:`Observer` to follow progress). Each command of the CLI is
+the function of its name (``isscli eval`` is :func:`evaluate`). The parts underneath are plain
+modules, in layers (``io`` → ``data`` → ``models`` → ``nn`` → ``iss`` → ``live`` → ``runtime`` →
+``learn`` → ``api``): :mod:`isscli.iss.surgery` (group norms, pruning, compaction on tensor dicts),
 :mod:`isscli.iss.spec` (group specs), :mod:`isscli.iss.regularizer` (group Lasso),
 :mod:`isscli.learn.loop` (the training loop), :mod:`isscli.learn.controller` (size targets),
 :mod:`isscli.runtime.timing` (the timing harness) and :mod:`isscli.models`. The
