@@ -19,7 +19,7 @@ import isscli.learn.your_loop.loop
 from isscli.io.errors import IsscliError
 from isscli.iss.spec import GroupSpec, derive_spec
 from isscli.iss.surgery import compact, group_sum_of_squares
-from isscli.learn.controller.targets import fraction_grid, receiver_units, sizes_at
+from isscli.learn.controller.targets import TargetOrigin, fraction_grid, receiver_units, sizes_at
 from isscli.learn.run import TrainingDiverged
 from isscli.learn.your_loop.loop import IssTraining, compacted_parameters, sizes_for_budget
 
@@ -165,7 +165,7 @@ def test_target_params_fits_the_budget_and_one_more_unit_would_not(tmp_path: Pat
     train(model, opt, iss, iss.epochs, samples=8 * BATCH)
     after = compact({n: p.detach() for n, p in model.named_parameters()}, spec)
     assert iss.units == targets and after.parameters_after == count
-    assert iss.summary().origin == {"parameter": "target_params", "value": limit, "limit": limit, "parameters": count}
+    assert iss.summary().origin == TargetOrigin("target_params", limit, limit=limit, parameters=count)
     kinds = [json.loads(line)["kind"] for line in log.read_text(encoding="utf-8").splitlines()]
     assert kinds[0] == "start" and kinds.count("epoch") == 3 and "recover" in kinds  # the controller's own records
 

@@ -35,6 +35,7 @@ HOMES = {
     **dict.fromkeys(("TrainingInterrupted", "TrainResult", "finetune", "train"), "isscli.api.runs"),
     **dict.fromkeys(("ControllerSummary",), "isscli.learn.controller"),
     "Freeze": "isscli.learn.controller.state",
+    "TargetOrigin": "isscli.learn.controller.targets",
     **dict.fromkeys(("CorpusSummary", "UnknownTokens"), "isscli.learn.corpus"),
     **dict.fromkeys(("Evaluation", "Metric"), "isscli.learn.evaluation"),
     **dict.fromkeys(("EvaluateRequest", "EvaluateResult", "QualityGate", "ScoreNotFinite", "VocabularyRecord",
@@ -136,6 +137,7 @@ if TYPE_CHECKING:  # what the names above are, for type checkers (tests/test_cli
     from isscli.iss.verification import CompactionMismatch as CompactionMismatch, Verification as Verification
     from isscli.learn.controller import ControllerSummary as ControllerSummary
     from isscli.learn.controller.state import Freeze as Freeze
+    from isscli.learn.controller.targets import TargetOrigin as TargetOrigin
     from isscli.learn.corpus import CorpusSummary as CorpusSummary, UnknownTokens as UnknownTokens
     from isscli.learn.distributed import RankLost as RankLost
     from isscli.learn.evaluation import Evaluation as Evaluation, Metric as Metric

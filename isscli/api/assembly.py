@@ -80,7 +80,8 @@ def controller_hook(
     shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
     saved = ControllerSettings.saved_in(paths.resume) if name == "target_speedup" else None
     if saved is not None:  # a resumed speed target is not measured again
-        targets, origin = dict(saved.targets), TargetOrigin(**saved.origin)
+        assert saved.origin is not None  # a run with a target records where it came from
+        targets, origin = dict(saved.targets), saved.origin
     else:
         targets, origin = sized_targets(request, name, spec, units, config, shapes, device, observer)
     check_targets(spec, targets, units, name)
@@ -88,7 +89,7 @@ def controller_hook(
                   f"{target_detail(config, spec, targets, origin, shapes)}; pruning {phases[0]} epoch(s), "
                   f"then {phases[1]} with λ = 0")
     controller = ControllerSettings(targets, phases[0], phases[1], cap=settings.group_lasso or None,
-                                    origin=origin.to_json())
+                                    origin=origin)
     return IssController(controller, announce=lambda message, warning: observer.note(message, warning))
 
 

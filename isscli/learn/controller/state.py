@@ -18,6 +18,7 @@ import torch
 
 from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import JSONObject
+from isscli.learn.controller.targets import TargetOrigin, origin_json
 from isscli.learn.state import RunInfo, load_run_state
 
 #: λ of a set grows (or shrinks) by this factor per check while it is behind (ahead of) schedule.
@@ -37,7 +38,7 @@ class ControllerSettings:
     check_every: int | None = None
     growth: float = GROWTH
     backoff_factor: float = BACKOFF_FACTOR
-    origin: JSONObject = field(default_factory=dict)  # the parameter the targets came from: recorded for reports
+    origin: TargetOrigin | None = None  # the parameter the targets came from: recorded for reports
 
     def validate(self) -> ControllerSettings:
         if self.prune_epochs < 1:
@@ -55,12 +56,13 @@ class ControllerSettings:
         return self
 
     def to_dict(self) -> JSONObject:
-        return asdict(self)
+        return {**asdict(self), "origin": origin_json(self.origin)}
 
     @classmethod
     def from_json(cls, record: JSONObject) -> ControllerSettings:
         """What :meth:`to_dict` wrote (into a resume file), as settings again."""
-        return cls(**{**record, "targets": dict(record["targets"]), "origin": dict(record["origin"])})
+        origin = TargetOrigin.from_json(record["origin"]) if record["origin"] else None
+        return cls(**{**record, "targets": dict(record["targets"]), "origin": origin})
 
     @classmethod
     def saved_in(cls, resume: Path) -> ControllerSettings | None:
@@ -179,7 +181,7 @@ class ControllerSummary:
     λ and units per set per epoch, when each set froze, the final cut and the back-offs."""
 
     targets: dict[str, int]
-    origin: JSONObject  # the parameter the targets came from (``target_hidden``, …) and what was measured or counted
+    origin: TargetOrigin | None  # the parameter the targets came from (``target_hidden``, …), what was measured
     prune_epochs: int
     recover_epochs: int
     cap: float | None  # the most λ any set could get (``group_lasso``)
@@ -194,4 +196,4 @@ class ControllerSummary:
     backoffs: list[JSONObject]  # the log records of the back-offs
 
     def to_json(self) -> JSONObject:
-        return {**asdict(self), "frozen": freezes_json(self.frozen)}
+        return {**asdict(self), "origin": origin_json(self.origin), "frozen": freezes_json(self.frozen)}

@@ -61,6 +61,16 @@ class TargetOrigin:
         """As the controller's settings record it (its ``origin``): the fields that apply."""
         return {name: value for name, value in asdict(self).items() if value is not None}
 
+    @classmethod
+    def from_json(cls, raw: JSONObject) -> TargetOrigin:
+        """What :meth:`to_json` wrote (into a resume file)."""
+        return cls(**raw)
+
+
+def origin_json(origin: TargetOrigin | None) -> JSONObject:
+    """An origin as the reports hold it: ``{}`` where no target was given."""
+    return origin.to_json() if origin is not None else {}
+
 
 def receiver_units(spec: GroupSpec, tensors: dict[str, torch.Tensor]) -> dict[str, int]:
     """Units per set that ``compact`` would keep: components whose receivers are not all zero."""

@@ -16,9 +16,8 @@ import torch
 from torch import nn
 
 from isscli.io.errors import IsscliError
-from isscli.io.jsonfile import JSONObject
 from isscli.iss.spec import GroupSpec, check_spec
-from isscli.learn.controller.targets import check_targets, receiver_units, targets_from_sizes
+from isscli.learn.controller.targets import TargetOrigin, check_targets, receiver_units, targets_from_sizes
 from isscli.learn.your_loop.budget import sizes_for_budget
 from isscli.live.model import parameter_tensors
 from isscli.live.trace import derive_module_spec
@@ -112,7 +111,7 @@ def optimizer_kind(optimizer: torch.optim.Optimizer) -> str:
 
 
 def resolve_targets(spec: GroupSpec, parameters: dict[str, torch.Tensor], target_hidden: TargetHidden | None,
-                    target_params: int | None) -> tuple[dict[str, int], JSONObject]:
+                    target_params: int | None) -> tuple[dict[str, int], TargetOrigin]:
     """Units per set to reach, checked against the units the model has now, and the argument they came from (the
     controller records it for reports)."""
     with torch.no_grad():
@@ -121,13 +120,13 @@ def resolve_targets(spec: GroupSpec, parameters: dict[str, torch.Tensor], target
         shapes = {name: tuple(p.shape) for name, p in parameters.items()}
         limit = whole(target_params, "target_params")
         targets, count = sizes_for_budget(spec, shapes, units, limit)
-        origin = {"parameter": "target_params", "value": limit, "limit": limit, "parameters": count}
+        origin = TargetOrigin("target_params", limit, limit=limit, parameters=count)
         check_targets(spec, targets, units, "target_params")
         return targets, origin
     assert target_hidden is not None  # check_arguments: a target is given
     targets = targets_of(spec, target_hidden, units)
     check_targets(spec, targets, units, "target_hidden")
-    return targets, {"parameter": "target_hidden", "value": [targets[iss.name] for iss in spec.sets]}
+    return targets, TargetOrigin("target_hidden", [targets[iss.name] for iss in spec.sets])
 
 
 def targets_of(spec: GroupSpec, target_hidden: TargetHidden, units: dict[str, int]) -> dict[str, int]:

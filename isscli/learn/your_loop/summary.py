@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from isscli.io.jsonfile import JSONObject
 from isscli.learn.controller import ControllerSummary
 from isscli.learn.controller.state import Freeze, freezes_json, json_round_trip
+from isscli.learn.controller.targets import TargetOrigin, origin_json
 
 
 @dataclass
@@ -35,7 +36,7 @@ class IssSummary:
     compacted_parameters: int  # after compaction at the current units
     losses_skipped: int  # batch and validation losses ≤ 0, left out of the back-off test
     optimizer_reset_at_epoch: int | None = None  # the optimizer's state cleared as recovery started
-    origin: JSONObject = field(default_factory=dict)  # the parameter the targets came from (a record)
+    origin: TargetOrigin | None = None  # the parameter the targets came from
     lowest_units: dict[str, int] = field(default_factory=dict)  # the fewest units each set ever had
     frozen: dict[str, Freeze] = field(default_factory=dict)  # set → when and why it reached its target
     final_cut: dict[str, int] = field(default_factory=dict)  # units zeroed at the end of the pruning phase
@@ -52,5 +53,6 @@ class IssSummary:
 
     def to_json(self) -> JSONObject:
         """Every field as plain JSON values."""
-        result: JSONObject = json_round_trip({**asdict(self), "frozen": freezes_json(self.frozen)})
+        result: JSONObject = json_round_trip({**asdict(self), "origin": origin_json(self.origin),
+                                                  "frozen": freezes_json(self.frozen)})
         return result
