@@ -69,7 +69,7 @@ class PointRecord:
     measured: Measured | None = None  # status ok
     multiply_add_reduction: float | None = None  # status ok: the benchmark's, against the dense model
     valid: JSONObject | None = None  # status ok: the training's best validation scores, as train.json has them
-    targets: JSONObject | None = None  # the size targets the λ controller aimed at (target points)
+    targets: dict[str, int] | None = None  # units per set the λ controller aimed at (target points)
     finished: float | None = None  # when point.json was written (Unix time); None: not finished
     pareto: list[str] | None = None  # in a report: the axes on whose Pareto front the point lies
 
