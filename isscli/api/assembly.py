@@ -41,7 +41,7 @@ from isscli.learn.run import RunPaths, TrainingRun, prepare_outputs
 from isscli.learn.your_loop.budget import compacted_parameters, sizes_for_budget
 from isscli.models.checkpoint import Checkpoint
 from isscli.models.config import ModelConfig
-from isscli.models.registry import model_tensors
+from isscli.models.registry import config_of, model_tensors
 from isscli.observer import Observer
 
 # -- settings ---------------------------------------------------------------------------------
@@ -76,7 +76,7 @@ def controller_hook(
     name = given_target(request)
     assert name is not None
     units = units_of(model, spec)
-    config: ModelConfig | None = getattr(model, "config", None)
+    config = config_of(model)
     shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
     saved = ControllerSettings.saved_in(paths.resume) if name == "target_speedup" else None
     if saved is not None:  # a resumed speed target is not measured again

@@ -25,10 +25,9 @@ from isscli.io.parsing import (
     parse_list,
 )
 from isscli.live.usermodel import load_user_model, model_source
-from isscli.models.registry import architecture_assumption
+from isscli.models.registry import architecture_assumption, family_config
 from isscli.observer import Observer, SilentObserver
 from isscli.runtime import benchmark
-from isscli.runtime.families import config_of
 from isscli.runtime.quantize import check_precision
 from isscli.runtime.report import BenchResult, SpeedupGate
 from isscli.runtime.timing import resolve_device
@@ -181,7 +180,7 @@ def bench(request: BenchRequest, observer: Observer | None = None) -> BenchResul
                 observer.note(f"assumed: {found.details.assumption}", True)
         if request.quantize is not None:
             for found in contenders:
-                check_precision(request.quantize, "torch", config_of(found.model))
+                check_precision(request.quantize, "torch", family_config(found.model))
             contenders = benchmark.quantized_contenders(contenders, request.quantize, request.threads)
         if request.unstructured:
             contenders = benchmark.unstructured_contenders(contenders[0], contenders[1] if has_baseline else None,

@@ -26,6 +26,7 @@ from isscli.learn.distributed import current
 from isscli.learn.evaluation import Evaluation, Task
 from isscli.learn.recipes import TrainSettings
 from isscli.models.checkpoint import Checkpoint
+from isscli.models.registry import config_of
 
 if TYPE_CHECKING:
     from isscli.learn.loop import Trainer
@@ -201,8 +202,7 @@ class TrainingRun:
     @property
     def config(self) -> ModelConfig | None:
         """The config of isscli's model; None for the user's own class (whose arguments are its own)."""
-        config: ModelConfig | None = None if self.source is not None else getattr(self.model, "config", None)
-        return config
+        return None if self.source is not None else config_of(self.model)
 
     def model_record(self) -> JSONObject:
         """What the model is, for the log and the resume identity: its config, or the user's class and arguments."""

@@ -37,10 +37,25 @@ def is_tied(config: ModelConfig) -> bool:
     return config.family == "rhn" or (config.family == "lm" and config.tie_weights)
 
 
+def config_of(model: nn.Module) -> ModelConfig | None:
+    """The config one of isscli's model families keeps as ``model.config``; None for any other module (the user's
+    own, whose ``config``, if any, is theirs)."""
+    config = getattr(model, "config", None)
+    return config if isinstance(config, ModelConfig) else None
+
+
+def family_config(model: nn.Module) -> ModelConfig:
+    """:func:`config_of` where only isscli's own families can arrive: another module is a bug, named."""
+    config = config_of(model)
+    if config is None:
+        raise TypeError(f"{type(model).__name__} is not one of isscli's model families: it has no ModelConfig")
+    return config
+
+
 def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's state as checkpoint tensors; a tied decoder is stored once, as the embedding."""
     state = model.state_dict()
-    config: ModelConfig | None = getattr(model, "config", None)
+    config = config_of(model)
     if config is not None and is_tied(config):
         state.pop("decoder.weight", None)
     return {name: tensor.detach().clone() for name, tensor in state.items()}

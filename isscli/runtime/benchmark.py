@@ -30,10 +30,10 @@ from isscli.live import cost
 from isscli.live.model import layer_sizes, recurrent_modules
 from isscli.models import build_model, load_model, preset_config
 from isscli.models.checkpoint import Checkpoint
+from isscli.models.registry import family_config
 from isscli.runtime import unstructured
 from isscli.runtime.export.onnx import to_onnx, verify_onnx
 from isscli.runtime.export.runtime import onnx_session, onnx_workload
-from isscli.runtime.families import config_of
 from isscli.runtime.quantize import weight_bytes
 from isscli.runtime.report import SCHEMA, BenchResult, BenchSettings, Comparison, Details, Noise, TimedModel
 from isscli.runtime.timing import Timings, Workload, capture_cuda_graph, clock_for, machine, time_interleaved
@@ -120,7 +120,7 @@ def unstructured_twin(baseline: Contender, structured: Contender, seed: int = 0)
     unstructured.check_csr_supported(baseline.model)
     masked = unstructured.scatter_like(baseline.model, structured.model, seed)
     twin = unstructured.csr_model(masked)
-    difference = max_output_difference(masked, twin, config_of(masked))
+    difference = max_output_difference(masked, twin, family_config(masked))
     source = {"scattered_into": baseline.label, "nonzeros_of": structured.label, "seed": seed}
     return Contender("unstructured", f"{baseline.label} as CSR", twin, source, csr=True,
                      details=Details(max_output_difference=difference))
@@ -130,7 +130,7 @@ def as_csr(contender: Contender) -> Contender:
     """The model itself through CSR kernels, its zeros where they are, checked against its dense self."""
     unstructured.check_csr_supported(contender.model)
     sparse = unstructured.csr_model(contender.model)
-    difference = max_output_difference(contender.model, sparse, config_of(contender.model))
+    difference = max_output_difference(contender.model, sparse, family_config(contender.model))
     return Contender(contender.role, f"{contender.label} as CSR", sparse, contender.source, csr=True,
                      details=Details(max_output_difference=difference), masked=contender.masked)
 
@@ -207,7 +207,7 @@ def user_inference(contender: Contender, batch: int, device: torch.device) -> Wo
 
 def inference(model: nn.Module, part: str, batch: int, steps: int, device: torch.device, seed: int) -> Workload:
     """A closure running one whole inference; its inputs are made once, here, so they are not timed."""
-    config = config_of(model)
+    config = family_config(model)
     generator = torch.Generator().manual_seed(seed)
     classifier = config.family == "classifier"
     tokens = torch.randint(int(classifier), config.vocab_size, (steps, batch), generator=generator).to(device)
@@ -232,7 +232,7 @@ def time_contenders(contenders: list[Contender], settings: Settings) -> dict[str
             if contender.inputs is not None:
                 run = user_inference(contender, size, settings.device)
             elif contender.session is not None:
-                run = onnx_workload(contender.session, config_of(contender.model), part, size, settings.steps,
+                run = onnx_workload(contender.session, family_config(contender.model), part, size, settings.steps,
                                     settings.seed)
             else:
                 run = inference(contender.model, part, size, settings.steps, settings.device, settings.seed)
@@ -267,7 +267,7 @@ def describe(contender: Contender) -> TimedModel:
     """Size and cost of a model: dense ones from their config, CSR ones from their nonzeros."""
     if contender.inputs is not None:
         return describe_user_model(contender)
-    model, config = contender.model, config_of(contender.model)
+    model, config = contender.model, family_config(contender.model)
     nonzeros = sum(unstructured.nonzero_counts(contender.counted or model).values())
     return TimedModel(
         role=contender.role,

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from isscli.io.errors import IsscliError
 from isscli.models.config import ModelConfig
 from isscli.models.recurrent import LayerState, RecurrentStack, reverse_padded
-from isscli.runtime.families import config_of
+from isscli.models.registry import family_config
 
 if TYPE_CHECKING:
     import onnx
@@ -110,7 +110,7 @@ class LayerwiseStack(nn.Module):
 
 def quantize_torch(model: nn.Module, precision: str) -> nn.Module:
     """A quantized copy of an isscli model for inference in torch (the input model is left as it is)."""
-    config = config_of(model)
+    config = family_config(model)
     check_precision(precision, "torch", config)
     copied = copy.deepcopy(model).eval()
     copied.drop = nn.Identity()  # an inference copy: dropout is off in eval mode anyway, and its call is time

@@ -27,15 +27,14 @@ from torch import Tensor, nn
 
 from isscli.io.errors import IsscliError
 from isscli.models.recurrent import LayerState, RecurrentStack, direction_suffix, reverse_padded
-from isscli.models.registry import OUTPUT_LAYER, is_tied
-from isscli.runtime.families import config_of
+from isscli.models.registry import OUTPUT_LAYER, family_config, is_tied
 
 INT32_LIMIT = 2**31 - 1
 
 
 def recurrent_part_name(model: nn.Module) -> str:
     """Attribute holding the model's recurrent layers: ``rnn`` (LSTM/GRU/RNN stacks) or ``rhn``."""
-    return "rhn" if config_of(model).family == "rhn" else "rnn"
+    return "rhn" if family_config(model).family == "rhn" else "rnn"
 
 
 def weight_matrices(model: nn.Module) -> dict[str, Tensor]:
@@ -47,7 +46,7 @@ def weight_matrices(model: nn.Module) -> dict[str, Tensor]:
         for key, tensor in [*recurrent.named_parameters(), *recurrent.named_buffers()]
         if tensor.dim() == 2
     }
-    head = OUTPUT_LAYER[config_of(model).family]
+    head = OUTPUT_LAYER[family_config(model).family]
     matrices[f"{head}.weight"] = getattr(model, head).weight
     return matrices
 
@@ -64,7 +63,7 @@ def check_csr_supported(model: nn.Module) -> RecurrentStack:
     """Refuse early (before any costly copy) models whose recurrent part has no CSR twin here; the part that has."""
     stack = getattr(model, "rnn", None)
     if not isinstance(stack, RecurrentStack):
-        raise IsscliError(f"CSR inference supports LSTM/GRU/RNN stacks, not the {config_of(model).family!r} family",
+        raise IsscliError(f"CSR inference supports LSTM/GRU/RNN stacks, not the {family_config(model).family!r} family",
                           "drop --unstructured for this model")
     return stack
 
@@ -231,7 +230,7 @@ def csr_model(model: nn.Module) -> nn.Module:
     outputs, and its cost follows the number of nonzeros rather than the shape.
     """
     stack = check_csr_supported(model)
-    head = OUTPUT_LAYER[config_of(model).family]
+    head = OUTPUT_LAYER[family_config(model).family]
     result = copy.copy(model)
     result._modules = dict(model._modules)
     result.rnn = CsrRecurrentStack(stack)
@@ -255,7 +254,7 @@ def stored_bytes(model: nn.Module) -> int:
 
 def nonzero_parameters(model: nn.Module) -> int:
     """Nonzero entries of all the model's tensors, CSR ones by their stored values; a tied decoder counts once."""
-    config = config_of(model)
+    config = family_config(model)
     head, tied = f"{OUTPUT_LAYER[config.family]}.weight", is_tied(config)
     total = 0
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
@@ -267,6 +266,6 @@ def nonzero_parameters(model: nn.Module) -> int:
 
 def nonzero_multiply_adds_per_step(model: nn.Module) -> int:
     """Multiply-adds per step and sequence that a sparse kernel does: one per nonzero weight used every step."""
-    family = config_of(model).family
+    family = family_config(model).family
     head, per_step = f"{OUTPUT_LAYER[family]}.weight", family != "classifier"
     return sum(count for name, count in nonzero_counts(model).items() if per_step or name != head)

@@ -27,12 +27,11 @@ from isscli.io.errors import IsscliError
 from isscli.io.jsonfile import JSONObject
 from isscli.io.provenance import plain
 from isscli.live.usermodel import ModelSource
-from isscli.models import load_model
 from isscli.models.checkpoint import CONFIG_KEY, VOCABULARY_KEY, Checkpoint
 from isscli.models.classifier import SequenceClassifier
-from isscli.models.config import ModelConfig
 from isscli.models.language_model import LanguageModel
 from isscli.models.recurrent import LayerState, RecurrentStack
+from isscli.models.registry import config_of, load_model
 from isscli.runtime.export.graph import GraphBuilder, classifier_graph, language_model_graph
 from isscli.runtime.export.runtime import initial_feeds, onnx_session, require, state_names
 from isscli.runtime.quantize import INT8_TOLERANCE, check_precision, quantize_onnx
@@ -83,8 +82,8 @@ class ExportResult:
 def exportable(model: nn.Module) -> Exportable:
     """The model, if it is one of isscli's LMs or classifiers with its own recurrent stack (not a twin whose
     layers were swapped for quantized or sparse ones)."""
-    config = getattr(model, "config", None)
-    if isinstance(config, ModelConfig) and config.family == "rhn":
+    config = config_of(model)
+    if config is not None and config.family == "rhn":
         raise IsscliError("RHN models cannot be exported to ONNX, which has no recurrent highway operator",
                           "export an LSTM, GRU or RNN model (family `lm` or `classifier`), or run the RHN in PyTorch")
     if not isinstance(model, (LanguageModel, SequenceClassifier)) or not isinstance(model.rnn, RecurrentStack):
