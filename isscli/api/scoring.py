@@ -226,7 +226,7 @@ def evaluate_tensors(request: EvaluateRequest, loaded: Checkpoint, baseline: Che
     if request.split not in data.splits:
         raise IsscliError(f"{request.data} has no {request.split} split ({data.split_rule})",
                           f"use `split`={' or '.join(data.splits)}, or store {request.split}.x and {request.split}.y")
-    observer.note(f"data: {data.split_rule}; {data.describe()['call']}, objective {data.objective}")
+    observer.note(f"data: {data.reading}")
     model = load_user_model(source, loaded).to(device)
     task = TensorTask(data, request.batch_size, request.batch_size, request.seed, device)
     score = task.evaluate(model, request.split)

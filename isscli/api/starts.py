@@ -208,7 +208,7 @@ class UserModelStart(FinetuneStart):
         if missing:
             raise IsscliError(f"{request.data} has no {missing[0]} split ({data.split_rule})",
                               "store train, valid and test, or give plain x and y with a `split_rule`")
-        observer.note(f"data: {data.split_rule}; {data.describe()['call']}, objective {data.objective}")
+        observer.note(f"data: {data.reading}")
         task = TensorTask(data, settings.batch_size, settings.eval_batch_size, settings.seed, device)
         example = ExampleInput(data.example_input(EXAMPLE_ROWS, device), "the first training rows")
         return RunData(task, CorpusSummary.of_tensors(data), example=example)

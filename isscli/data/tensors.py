@@ -96,6 +96,11 @@ class TensorData:
         """How the model is called on this data: with ``lengths`` where the data has them."""
         return "model(x, lengths)" if self.splits["train"].lengths is not None else "model(x)"
 
+    @property
+    def reading(self) -> str:
+        """How a command reads the data, as it says before any work: the split, the call and the objective."""
+        return f"{self.split_rule}; {self.call}, objective {self.objective}"
+
     def describe(self) -> JSONObject:
         """A JSON-able summary: the file, its hash, the objective, how it was split and what each split holds."""
         return {
